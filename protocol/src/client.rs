@@ -1,0 +1,177 @@
+//! What a client sends: [`ClientMessage`], one JSON object per text frame,
+//! internally tagged by `"type"`.
+
+use crate::ids::{MemberId, MessageId, Position, ReportId, RequestId, RoomId};
+use crate::moderation::ModerationAction;
+use serde::{Deserialize, Serialize};
+
+/// Every request a client can make. Each may carry an `id`, echoed by the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Must be the first frame. No `token`: a new anonymous member. A
+    /// `session_token` from an earlier `welcome`: the same member again. A
+    /// facilitator or admin JWT: that role.
+    Hello {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handle: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<String>,
+    },
+    /// Application-level keep-alive for clients that cannot send WebSocket pings.
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    ListRooms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        /// The `rules_version` the member has read and accepted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accept_rules: Option<u32>,
+        /// Resume: every message after this point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
+    },
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
+    Send {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+        /// A content-warning tag such as `self-harm`; clients fold the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cw: Option<String>,
+        /// Facilitators only: a back-channel message seen only by the room's staff.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        staff: bool,
+    },
+    Typing {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
+    Report {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        #[serde(default)]
+        reason: String,
+    },
+    RaiseHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
+    LowerHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
+    /// A private message; allowed only when one side is a facilitator of the room.
+    Whisper {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        to: MemberId,
+        text: String,
+    },
+    /// A moderation action in a room; facilitators of that room and admins only.
+    Moderate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        #[serde(flatten)]
+        action: ModerationAction,
+    },
+    /// Facilitators: close an open report, dismissed or acted upon.
+    ResolveReport {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        report_id: ReportId,
+        resolution: ReportResolution,
+    },
+    /// Remove every message this account wrote and end the account.
+    ForgetMe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+}
+
+/// How a facilitator closed a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportResolution {
+    Dismissed,
+    Acted,
+}
+
+impl ClientMessage {
+    /// The request id, echoed by every reply.
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            ClientMessage::Hello { id, .. }
+            | ClientMessage::Ping { id }
+            | ClientMessage::ListRooms { id }
+            | ClientMessage::Join { id, .. }
+            | ClientMessage::Leave { id, .. }
+            | ClientMessage::Send { id, .. }
+            | ClientMessage::Typing { id, .. }
+            | ClientMessage::Report { id, .. }
+            | ClientMessage::RaiseHand { id, .. }
+            | ClientMessage::LowerHand { id, .. }
+            | ClientMessage::Whisper { id, .. }
+            | ClientMessage::Moderate { id, .. }
+            | ClientMessage::ResolveReport { id, .. }
+            | ClientMessage::ForgetMe { id } => id.as_ref(),
+        }
+    }
+
+    /// The `type` tag, for errors and metrics (never logs of content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello { .. } => "hello",
+            ClientMessage::Ping { .. } => "ping",
+            ClientMessage::ListRooms { .. } => "list_rooms",
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Leave { .. } => "leave",
+            ClientMessage::Send { .. } => "send",
+            ClientMessage::Typing { .. } => "typing",
+            ClientMessage::Report { .. } => "report",
+            ClientMessage::RaiseHand { .. } => "raise_hand",
+            ClientMessage::LowerHand { .. } => "lower_hand",
+            ClientMessage::Whisper { .. } => "whisper",
+            ClientMessage::Moderate { .. } => "moderate",
+            ClientMessage::ResolveReport { .. } => "resolve_report",
+            ClientMessage::ForgetMe { .. } => "forget_me",
+        }
+    }
+}
+
+/// The least a frame must look like for the server to answer it: used only
+/// when a frame does not parse as a [`ClientMessage`], to echo its `id` in
+/// the `error`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Envelope {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub id: Option<RequestId>,
+}
