@@ -1,0 +1,36 @@
+//! Embeds the web client (`client-web/static`) into the binary: writes a
+//! table of every file's path and bytes for `web.rs`.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client-web/static");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    files.sort();
+    let mut out = String::from("/// Every embedded file of the web client: (path, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n");
+    for file in &files {
+        let rel = file.strip_prefix(&root).expect("under root").to_string_lossy().replace('\\', "/");
+        out.push_str(&format!(
+            "    ({:?}, include_bytes!({:?})),\n",
+            rel,
+            file.canonicalize().expect("file exists").display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
+    std::fs::write(dest, out).expect("OUT_DIR is writable");
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, files);
+        } else if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            files.push(path);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The seam between a node and the rest of the cluster. A [`Broker`] gives a
+//! room's messages their order and durability and carries room events to
+//! every node; the hub delivers what it hands back. [`local::LocalBroker`]
+//! is the embedded default (one node, no external service); a Redis broker
+//! implements the same trait for horizontal scaling. Nothing here knows sessions.
+
+pub mod local;
+
+use crate::hub::{Audience, Draft, Frame, Room};
+use kindred_protocol::ChatMessage;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The backing store cannot be reached; nothing was stored, the client may retry.
+    #[error("the message store is unavailable")]
+    Unavailable,
+}
+
+pub trait Broker: Send + Sync + 'static {
+    /// Store `draft` in its room's history and give it the next `seq`. Resolves
+    /// once the message is durable (this is what `sent` promises); by then it
+    /// is on its way to every member on every node, in `seq` order.
+    fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>>;
+
+    /// Deliver an ephemeral event (typing, presence, updates) to the room on every node.
+    fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>);
+
+    /// Whether the broker can accept messages now (`/readyz`).
+    fn is_ready(&self) -> bool;
+}

@@ -1,0 +1,200 @@
+//! Configuration: one struct that is both the command line and the
+//! environment (`clap`), plus the optional TOML file for limits and the room
+//! directory. Every limit is a field here with its default; nothing else in
+//! the server hard-codes one.
+
+use crate::rooms::{RoomDef, RoomsFile};
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `kindred serve` flags; each also reads an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port (printed on start).
+    #[arg(long, env = "KINDRED_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// TOML file with `[limits]` and `[[rooms]]`; without it the built-in directory is used.
+    #[arg(long, env = "KINDRED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where state that outlives a restart is kept (the signing secret among it).
+    #[arg(long, env = "KINDRED_DATA_DIR", default_value = "kindred-data")]
+    pub data_dir: PathBuf,
+    /// Serve the web client from this directory instead of the copy built into the binary.
+    #[arg(long, env = "KINDRED_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Signing secret for session and facilitator tokens (at least 32 bytes). Without it a
+    /// random secret is created in the data dir on first start. Every node of a cluster needs the same one.
+    #[arg(long, env = "KINDRED_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// This node's name, shown in `welcome.server.node`.
+    #[arg(long, env = "KINDRED_NODE", default_value = "node-1")]
+    pub node: String,
+    /// Messages a member may send per 10 s; overrides the config file (raise it for load runs).
+    #[arg(long, env = "KINDRED_MESSAGES_PER_10S")]
+    pub messages_per_10s: Option<u32>,
+    /// Open connections allowed from one IP address; overrides the config file.
+    #[arg(long, env = "KINDRED_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "KINDRED_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Limits and timeouts. All have defaults; set any of them under `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest message text, in characters. Default 2000.
+    pub max_text_chars: u32,
+    /// Largest text frame read, in bytes; larger closes with 1009. Default 16384.
+    pub max_frame_bytes: u32,
+    /// Messages one member may send per 10 seconds. Default 10.
+    pub messages_per_10s: u32,
+    /// `rate_limited` errors in a row after which a flooding connection is closed with 4429. Default 20.
+    pub flood_close_after: u32,
+    /// Open WebSocket connections from one IP address (held in memory only). Default 64.
+    pub max_connections_per_ip: u32,
+    /// Shortest and longest handle, in characters. Defaults 2 and 32.
+    pub min_handle_chars: u32,
+    pub max_handle_chars: u32,
+    /// Longest content-warning tag, in characters. Default 40.
+    pub max_cw_chars: u32,
+    /// Server ping interval, in seconds; a connection silent for twice this is closed. Default 25.
+    pub heartbeat_s: u32,
+    /// Seconds a new connection has to send `hello`. Default 10.
+    pub hello_timeout_s: u32,
+    /// Frames queued for one connection before it counts as too slow (closed with 4408). Default 512.
+    pub mailbox_frames: usize,
+    /// Seconds a write to one socket may take before the connection is dropped. Default 10.
+    pub write_timeout_s: u32,
+    /// Seconds graceful shutdown waits for connections to close. Default 10.
+    pub drain_timeout_s: u32,
+    /// History kept per room: at most this many messages… Default 500.
+    pub history_max_messages: usize,
+    /// …and none older than this, in minutes (rooms may set their own; 0 keeps none). Default 360.
+    pub history_minutes: u32,
+    /// Messages sent with `joined` when not resuming. Default 50.
+    pub history_on_join: usize,
+    /// Rooms one connection may be in at once. Default 10.
+    pub max_rooms_per_connection: usize,
+    /// WebSocket read buffer per connection, in bytes. Default 4096.
+    pub read_buffer_bytes: usize,
+    /// Bytes buffered for a socket before a flush is forced. Default 16384.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text_chars: 2000,
+            max_frame_bytes: 16 * 1024,
+            messages_per_10s: 10,
+            flood_close_after: 20,
+            max_connections_per_ip: 64,
+            min_handle_chars: 2,
+            max_handle_chars: 32,
+            max_cw_chars: 40,
+            heartbeat_s: 25,
+            hello_timeout_s: 10,
+            mailbox_frames: 512,
+            write_timeout_s: 10,
+            drain_timeout_s: 10,
+            history_max_messages: 500,
+            history_minutes: 360,
+            history_on_join: 50,
+            max_rooms_per_connection: 10,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_s.max(1).into())
+    }
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_secs(self.hello_timeout_s.max(1).into())
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_s.max(1).into())
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_s.into())
+    }
+}
+
+/// The TOML config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    limits: Option<Limits>,
+    #[serde(flatten)]
+    rooms: RoomsFile,
+}
+
+/// Everything the server needs to run, resolved from flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub web_dir: Option<PathBuf>,
+    pub jwt_secret: Option<String>,
+    pub node: String,
+    pub limits: Limits,
+    pub rooms: Vec<RoomDef>,
+    /// Issuer and audience expected in facilitator/admin tokens.
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+}
+
+impl Config {
+    /// The embedded default: built-in rooms, default limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            web_dir: None,
+            jwt_secret: None,
+            node: "node-1".into(),
+            limits: Limits::default(),
+            rooms: RoomsFile::builtin().into_defs().expect("the built-in room directory is valid"),
+            jwt_issuer: crate::auth::DEFAULT_ISSUER.into(),
+            jwt_audience: crate::auth::DEFAULT_AUDIENCE.into(),
+        }
+    }
+
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
+        let mut config = Config::new(&args.data_dir);
+        if let Some(path) = &args.config {
+            let file = load_file(path)?;
+            if let Some(limits) = file.limits {
+                config.limits = limits;
+            }
+            if !file.rooms.rooms.is_empty() {
+                config.rooms = file
+                    .rooms
+                    .into_defs()
+                    .with_context(|| format!("rooms in {}", path.display()))?;
+            }
+        }
+        if let Some(n) = args.messages_per_10s {
+            config.limits.messages_per_10s = n;
+        }
+        if let Some(n) = args.max_connections_per_ip {
+            config.limits.max_connections_per_ip = n;
+        }
+        config.web_dir = args.web_dir.clone();
+        config.jwt_secret = args.jwt_secret.clone();
+        config.node = args.node.clone();
+        Ok(config)
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}

@@ -1,0 +1,100 @@
+//! Kindred: a chat server for online peer-support groups.
+//!
+//! Crate map, in the direction a message flows:
+//! - [`http`]: routes (`/ws`, `/healthz`, `/readyz`, the web client) and refusals before upgrade.
+//! - [`session`]: one connection: `hello`, decode, validate, authorize, rate-limit, write batches.
+//! - [`hub`]: live rooms on this node: membership, the ordered log, encode-once fan-out.
+//! - [`broker`]: orders, stores and carries messages between nodes (`local`: in-process).
+//! - [`rooms`]: the room directory and schedules; [`auth`]: tokens and member ids;
+//!   [`handles`]: display names; [`ratelimit`]; [`store`]: files that outlive a restart;
+//!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod handles;
+pub mod http;
+pub mod hub;
+pub mod ratelimit;
+pub mod rooms;
+pub mod session;
+pub mod store;
+pub mod web;
+
+use auth::Auth;
+use broker::Broker;
+use config::Config;
+use dashmap::DashMap;
+use hub::Hub;
+use kindred_protocol::{AccountId, RoomId};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// State shared by every connection of this node.
+pub struct App {
+    pub config: Config,
+    pub hub: Hub,
+    pub broker: Arc<dyn Broker>,
+    pub auth: Auth,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket session, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Open connections per client address (memory only, for the connection limit).
+    pub per_ip: DashMap<IpAddr, u32>,
+    /// The rules version each account accepted per room, so a reconnect need not ask again.
+    accepted_rules: DashMap<(AccountId, RoomId), u32>,
+}
+
+impl App {
+    pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let secret = Auth::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience);
+        let limits = Arc::new(config.limits.clone());
+        let hub = Hub::new(config.rooms.clone(), limits);
+        Ok(Arc::new(App {
+            config,
+            hub,
+            broker: Arc::new(broker::local::LocalBroker),
+            auth,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            per_ip: DashMap::new(),
+            accepted_rules: DashMap::new(),
+        }))
+    }
+
+    /// The newest rules version this account accepted in this room, `offered` included.
+    fn remember_rules(&self, account: &AccountId, room: &RoomId, offered: Option<u32>) -> Option<u32> {
+        let key = (account.clone(), room.clone());
+        match offered {
+            Some(v) => {
+                let mut entry = self.accepted_rules.entry(key).or_insert(v);
+                *entry = (*entry).max(v);
+                Some(*entry)
+            }
+            None => self.accepted_rules.get(&key).map(|v| *v),
+        }
+    }
+}
+
+/// Serve on an already-bound listener until `shutdown` is cancelled, then
+/// tell every connection to reconnect elsewhere (1012) and wait for them, up
+/// to the configured drain timeout.
+pub async fn run(listener: TcpListener, app: Arc<App>) -> anyhow::Result<()> {
+    let router = http::router(app.clone());
+    let shutdown = app.shutdown.clone();
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    // axum does not wait for upgraded connections: the tracker does.
+    app.tracker.close();
+    let drained = tokio::time::timeout(app.config.limits.drain_timeout(), app.tracker.wait()).await;
+    if drained.is_err() {
+        tracing::warn!(left = app.tracker.len(), "shutdown: connections still open after the drain timeout");
+    }
+    Ok(())
+}

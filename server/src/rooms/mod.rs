@@ -1,0 +1,193 @@
+//! The room directory: room definitions as configured (name, description,
+//! rules and their version, capacity, schedule, retention). Live state — who
+//! is in a room, its history — belongs to the hub, not here.
+
+pub mod schedule;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kindred_protocol::{RoomId, RoomKind, RoomMode, RoomSummary, ScheduleInfo};
+use schedule::{Schedule, ScheduleSpec, Status};
+use serde::Deserialize;
+
+const BUILTIN: &str = include_str!("default_rooms.toml");
+
+/// The `[[rooms]]` part of a config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsFile {
+    /// Ground rules for rooms that do not set their own.
+    #[serde(default)]
+    pub default_rules: Option<String>,
+    #[serde(default)]
+    pub rooms: Vec<RoomSpec>,
+}
+
+/// One room as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomSpec {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub topic: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    #[serde(default)]
+    pub rules: Option<String>,
+    #[serde(default = "default_rules_version")]
+    pub rules_version: u32,
+    /// Minutes of history kept for this room (0 keeps none); default from `[limits]`.
+    #[serde(default)]
+    pub history_minutes: Option<u32>,
+    #[serde(default)]
+    pub requires_facilitator: bool,
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+fn default_capacity() -> u32 {
+    15
+}
+fn default_rules_version() -> u32 {
+    1
+}
+
+/// A validated room definition.
+#[derive(Debug, Clone)]
+pub struct RoomDef {
+    pub id: RoomId,
+    pub name: String,
+    pub topic: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub language: String,
+    pub capacity: u32,
+    pub rules: String,
+    pub rules_version: u32,
+    pub history_minutes: Option<u32>,
+    pub requires_facilitator: bool,
+    pub schedule: Option<Schedule>,
+}
+
+impl RoomsFile {
+    pub fn builtin() -> RoomsFile {
+        toml::from_str(BUILTIN).expect("the built-in room directory parses")
+    }
+
+    pub fn into_defs(self) -> anyhow::Result<Vec<RoomDef>> {
+        let mut seen = std::collections::HashSet::new();
+        let default_rules = self.default_rules.unwrap_or_default();
+        self.rooms
+            .into_iter()
+            .map(|spec| {
+                anyhow::ensure!(valid_room_id(&spec.id), "room id {:?}: use 1–48 of a-z, 0-9 and -", spec.id);
+                anyhow::ensure!(seen.insert(spec.id.clone()), "room id {:?} appears twice", spec.id);
+                anyhow::ensure!(spec.capacity > 0, "room {:?}: capacity must be at least 1", spec.id);
+                let schedule = spec
+                    .schedule
+                    .map(Schedule::new)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
+                Ok(RoomDef {
+                    id: RoomId(spec.id),
+                    name: spec.name,
+                    topic: spec.topic,
+                    description: spec.description,
+                    tags: spec.tags,
+                    language: spec.language,
+                    capacity: spec.capacity,
+                    rules: spec.rules.unwrap_or_else(|| default_rules.trim().to_owned()),
+                    rules_version: spec.rules_version,
+                    history_minutes: spec.history_minutes,
+                    requires_facilitator: spec.requires_facilitator,
+                    schedule,
+                })
+            })
+            .collect()
+    }
+}
+
+fn valid_room_id(id: &str) -> bool {
+    (1..=48).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl RoomDef {
+    /// Whether members can be in the room now (always, or during a session).
+    pub fn status(&self, now: DateTime<Utc>) -> Option<Status> {
+        self.schedule.as_ref().map(|s| s.status(now))
+    }
+
+    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
+        !matches!(self.status(now), Some(Status::Closed { .. }))
+    }
+
+    pub fn summary(&self, now: DateTime<Utc>, member_count: u32, mode: RoomMode) -> RoomSummary {
+        let status = self.status(now);
+        RoomSummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            language: self.language.clone(),
+            kind: if self.schedule.is_some() { RoomKind::Scheduled } else { RoomKind::AlwaysOpen },
+            schedule: self.schedule.as_ref().map(|s| ScheduleInfo {
+                timezone: s.spec.timezone.clone(),
+                days: s.spec.days.clone(),
+                weeks_of_month: s.spec.weeks_of_month.clone(),
+                start: s.spec.start.clone(),
+                end: s.spec.end.clone(),
+                description: s.describe(),
+                next_open_at: match status {
+                    Some(Status::Closed { next_open_at }) => next_open_at.map(rfc3339),
+                    _ => None,
+                },
+                closes_at: match status {
+                    Some(Status::Open { closes_at }) => Some(rfc3339(closes_at)),
+                    _ => None,
+                },
+            }),
+            open: !matches!(status, Some(Status::Closed { .. })),
+            capacity: self.capacity,
+            member_count,
+            mode,
+            rules_version: self.rules_version,
+            requires_facilitator: self.requires_facilitator,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_directory_has_a_dozen_rooms_with_rules() {
+        let rooms = RoomsFile::builtin().into_defs().unwrap();
+        assert!(rooms.len() >= 12, "{} rooms", rooms.len());
+        assert!(rooms.iter().all(|r| !r.rules.is_empty() && !r.description.is_empty()));
+        assert!(rooms.iter().any(|r| r.schedule.is_some()));
+    }
+
+    #[test]
+    fn bad_room_ids_and_duplicates_are_refused() {
+        let file: RoomsFile = toml::from_str("[[rooms]]\nid = \"Bad Id\"\nname = \"x\"").unwrap();
+        assert!(file.into_defs().is_err());
+        let file: RoomsFile =
+            toml::from_str("[[rooms]]\nid = \"a\"\nname = \"x\"\n[[rooms]]\nid = \"a\"\nname = \"y\"").unwrap();
+        assert!(file.into_defs().is_err());
+    }
+}

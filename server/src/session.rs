@@ -1,0 +1,493 @@
+//! One WebSocket connection from `hello` to close: a single task with one
+//! `select!` over the socket, the connection's mailbox, heartbeats, the
+//! hub's close requests and server shutdown. Reads are decoded, validated,
+//! authorized and rate-limited here; broadcast frames arrive through the
+//! mailbox already encoded and are written in batches with one flush.
+
+use crate::App;
+use crate::auth::Identity;
+use crate::hub::{ConnId, Control, Draft, Frame, JoinRequest, Outbox, encode};
+use crate::ratelimit::TokenBucket;
+use crate::rooms::rfc3339;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chrono::Utc;
+use futures_util::SinkExt;
+use kindred_protocol::client::Envelope;
+use kindred_protocol::{
+    ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member,
+    MessageId, Notice, NoticeKind, RequestId, RoomId, Sender, ServerInfo, ServerMessage,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+
+/// The most mailbox frames written before one flush.
+const MAX_BATCH: usize = 256;
+
+/// Why the read loop stopped.
+enum End {
+    /// Close the WebSocket with this code and reason.
+    Close(CloseCode, &'static str),
+    /// The peer went away or the socket failed: nothing more to say.
+    Gone,
+}
+
+type Step = Result<(), End>;
+
+pub struct Session {
+    app: Arc<App>,
+    conn: ConnId,
+    socket: WebSocket,
+    rx: mpsc::Receiver<Frame>,
+    outbox: Outbox,
+    identity: Option<Identity>,
+    handle: String,
+    /// Rooms this connection is in, with how it appears there.
+    rooms: HashMap<RoomId, Member>,
+    bucket: TokenBucket,
+    strikes: u32,
+    last_seen: Instant,
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn run(app: Arc<App>, socket: WebSocket) {
+    let (tx, rx) = mpsc::channel(app.config.limits.mailbox_frames.max(1));
+    let limits = &app.config.limits;
+    let session = Session {
+        conn: ConnId::next(),
+        socket,
+        rx,
+        outbox: Outbox { tx, control: Arc::new(Control::default()) },
+        identity: None,
+        handle: String::new(),
+        rooms: HashMap::new(),
+        bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
+        strikes: 0,
+        last_seen: Instant::now(),
+        app,
+    };
+    session.serve().await;
+}
+
+impl Session {
+    async fn serve(mut self) {
+        tracing::debug!(conn = self.conn.0, "connection opened");
+        let limits = self.app.config.limits.clone();
+        let hello_deadline = tokio::time::sleep(limits.hello_timeout());
+        tokio::pin!(hello_deadline);
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + limits.heartbeat(),
+            limits.heartbeat(),
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let control = self.outbox.control.clone();
+        let shutdown = self.app.shutdown.clone();
+
+        let end = loop {
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let notice = ServerMessage::Notice(Notice {
+                        room: None,
+                        kind: NoticeKind::Shutdown,
+                        text: "The server is restarting. You will be reconnected in a moment.".into(),
+                        resources: None,
+                    });
+                    // Best effort: the close frame below says the same to clients that miss it.
+                    let _ = self.write(encode(&notice)).await;
+                    Err(End::Close(CloseCode::Restarting, "server restarting"))
+                }
+                code = control.closed() => Err(End::Close(code, close_reason(code))),
+                Some(frame) = self.rx.recv() => self.write_batch(frame).await,
+                incoming = self.socket.recv() => self.on_frame(incoming).await,
+                _ = heartbeat.tick() => self.heartbeat(&limits).await,
+                _ = &mut hello_deadline, if self.identity.is_none() => {
+                    Err(End::Close(CloseCode::Policy, "no hello"))
+                }
+            };
+            if let Err(end) = step {
+                break end;
+            }
+        };
+
+        for room in self.rooms.keys() {
+            self.app.hub.leave(room, self.conn);
+        }
+        if let End::Close(code, reason) = end {
+            self.close(code, reason).await;
+        }
+        tracing::debug!(conn = self.conn.0, "connection closed");
+    }
+
+    /// Send a close frame, then let the peer answer it, so unread input does
+    /// not turn our close into a reset that could swallow the close frame.
+    async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(reason) };
+        let timeout = self.app.config.limits.write_timeout();
+        if tokio::time::timeout(timeout, self.socket.send(Message::Close(Some(frame)))).await.is_err() {
+            return;
+        }
+        let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+        // The peer may never answer; the socket is dropped either way.
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+
+    async fn write(&mut self, frame: Frame) -> Step {
+        let timeout = self.app.config.limits.write_timeout();
+        match tokio::time::timeout(timeout, self.socket.send(Message::Text(frame))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Gone),
+        }
+    }
+
+    async fn reply(&mut self, msg: &ServerMessage) -> Step {
+        self.write(encode(msg)).await
+    }
+
+    async fn error(&mut self, body: ErrorBody) -> Step {
+        self.reply(&ServerMessage::Error(body)).await
+    }
+
+    /// Write one mailbox frame and whatever else is queued, then flush once.
+    async fn write_batch(&mut self, first: Frame) -> Step {
+        let timeout = self.app.config.limits.write_timeout();
+        let control = self.outbox.control.clone();
+        let socket = &mut self.socket;
+        let rx = &mut self.rx;
+        let write = async {
+            socket.feed(Message::Text(first)).await?;
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(frame) => socket.feed(Message::Text(frame)).await?,
+                    Err(_) => break,
+                }
+            }
+            socket.flush().await
+        };
+        tokio::select! {
+            result = tokio::time::timeout(timeout, write) => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(End::Gone),
+            },
+            // The hub gave up on us while the socket was blocked.
+            code = control.closed() => Err(End::Close(code, close_reason(code))),
+        }
+    }
+
+    async fn heartbeat(&mut self, limits: &crate::config::Limits) -> Step {
+        if self.last_seen.elapsed() > limits.heartbeat() * 2 {
+            tracing::debug!(conn = self.conn.0, "no sign of life for two heartbeats");
+            return Err(End::Close(CloseCode::Normal, "heartbeat timeout"));
+        }
+        let timeout = limits.write_timeout();
+        match tokio::time::timeout(timeout, self.socket.send(Message::Ping(bytes::Bytes::new()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn on_frame(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Step {
+        let msg = match incoming {
+            None => return Err(End::Gone),
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => return Err(read_error(e)),
+        };
+        self.last_seen = Instant::now();
+        match msg {
+            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Binary(_) => {
+                self.error(ErrorBody::new(ErrorCode::BadRequest, "Binary frames are not part of the protocol; send JSON text."))
+                    .await?;
+                Err(End::Close(CloseCode::Policy, "binary frame"))
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Close(_) => Err(End::Gone),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Step {
+        let request: ClientMessage = match serde_json::from_str(text) {
+            Ok(request) => request,
+            Err(e) => return self.on_unparsable(text, e).await,
+        };
+        let id = request.id().cloned();
+        if id.as_ref().is_some_and(|id| !id.is_valid()) {
+            let msg = format!("A request id may have at most {} characters.", RequestId::MAX_LEN);
+            return self.error(ErrorBody::new(ErrorCode::BadRequest, msg)).await;
+        }
+        if self.identity.is_none() {
+            return match request {
+                ClientMessage::Hello { id, token, handle, .. } => self.hello(id, token, handle).await,
+                _ => {
+                    self.error(ErrorBody::new(ErrorCode::BadRequest, "The first frame must be hello.").with_id(id))
+                        .await?;
+                    Err(End::Close(CloseCode::Policy, "no hello first"))
+                }
+            };
+        }
+        match request {
+            ClientMessage::Hello { id, .. } => {
+                self.error(ErrorBody::new(ErrorCode::BadRequest, "This connection already said hello.").with_id(id))
+                    .await
+            }
+            ClientMessage::Ping { id } => self.reply(&ServerMessage::Pong { id }).await,
+            ClientMessage::ListRooms { id } => {
+                let rooms = self.app.hub.summaries();
+                self.reply(&ServerMessage::Rooms { id, rooms }).await
+            }
+            ClientMessage::Join { id, room, accept_rules, since } => self.join(id, room, accept_rules, since).await,
+            ClientMessage::Leave { id, room } => {
+                if self.rooms.remove(&room).is_some() {
+                    self.app.hub.leave(&room, self.conn);
+                    self.reply(&ServerMessage::Left { id, room }).await
+                } else {
+                    self.error(not_member(&room).with_id(id)).await
+                }
+            }
+            ClientMessage::Send { id, room, text, reply_to, cw, staff } => {
+                self.send(id, room, text, reply_to, cw, staff).await
+            }
+            ClientMessage::Typing { id, room } => match self.rooms.get(&room) {
+                Some(me) => {
+                    self.app.hub.typing(&room, &me.member_id);
+                    Ok(())
+                }
+                None => self.error(not_member(&room).with_id(id)).await,
+            },
+            other => {
+                let msg = format!("'{}' is not available on this server yet.", other.kind());
+                self.error(ErrorBody::new(ErrorCode::BadRequest, msg).with_id(other.id().cloned())).await
+            }
+        }
+    }
+
+    /// A frame that is not a valid request: JSON that does not fit gets
+    /// `bad_request`; a frame that is not JSON at all breaks the protocol.
+    async fn on_unparsable(&mut self, text: &str, error: serde_json::Error) -> Step {
+        let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+            self.error(ErrorBody::new(ErrorCode::BadRequest, "Each frame must be one JSON object.")).await?;
+            return Err(End::Close(CloseCode::Policy, "not JSON"));
+        };
+        let id = envelope.id.filter(RequestId::is_valid);
+        let message = match &envelope.kind {
+            None => "Every request needs a \"type\".".to_owned(),
+            Some(kind) if error.to_string().starts_with("unknown variant") => {
+                format!("Unknown request type '{}'.", truncate(kind, 40))
+            }
+            // serde's message names the field and what it expected, never the value.
+            Some(kind) => format!("Invalid '{}' request: {error}", truncate(kind, 40)),
+        };
+        if self.identity.is_none() {
+            self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await?;
+            return Err(End::Close(CloseCode::Policy, "no hello first"));
+        }
+        self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await
+    }
+
+    async fn hello(&mut self, id: Option<RequestId>, token: Option<String>, wished: Option<String>) -> Step {
+        let app = self.app.clone();
+        let limits = &app.config.limits;
+        let identity = match token.as_deref() {
+            None | Some("") => Identity {
+                account: crate::auth::Auth::new_account(),
+                role: kindred_protocol::Role::Member,
+                name: None,
+                rooms: None,
+                expires_at: None,
+            },
+            Some(token) => match app.auth.verify(token) {
+                Ok(identity) => identity,
+                Err(e) => {
+                    let msg = format!("{e}. Connect without a token to start fresh.");
+                    return self.error(ErrorBody::new(ErrorCode::Unauthorized, msg).with_id(id)).await;
+                }
+            },
+        };
+        let handle = match wished.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+            Some(wished) => match crate::handles::validate(wished, limits.min_handle_chars, limits.max_handle_chars) {
+                Ok(handle) => handle,
+                Err(e) => return self.error(ErrorBody::new(ErrorCode::InvalidHandle, e.to_string()).with_id(id)).await,
+            },
+            None => identity
+                .name
+                .as_deref()
+                .and_then(|n| crate::handles::validate(n, limits.min_handle_chars, limits.max_handle_chars).ok())
+                .unwrap_or_else(crate::handles::generate),
+        };
+        let session_token = match (identity.role, token) {
+            (kindred_protocol::Role::Member, _) | (_, None) => app.auth.session_token(&identity.account, &handle),
+            (_, Some(staff_token)) => staff_token,
+        };
+        let welcome = ServerMessage::Welcome {
+            id,
+            account: identity.account.clone(),
+            handle: handle.clone(),
+            role: identity.role,
+            session_token,
+            heartbeat_s: limits.heartbeat_s,
+            limits: WireLimits {
+                max_text_chars: limits.max_text_chars,
+                messages_per_10s: limits.messages_per_10s,
+                max_frame_bytes: limits.max_frame_bytes,
+                max_handle_chars: limits.max_handle_chars,
+            },
+            server: ServerInfo { version: env!("CARGO_PKG_VERSION").into(), node: app.config.node.clone() },
+        };
+        tracing::debug!(conn = self.conn.0, role = identity.role.as_str(), "hello");
+        self.identity = Some(identity);
+        self.handle = handle;
+        self.reply(&welcome).await
+    }
+
+    async fn join(
+        &mut self,
+        id: Option<RequestId>,
+        room: RoomId,
+        accept_rules: Option<u32>,
+        since: Option<kindred_protocol::Position>,
+    ) -> Step {
+        let identity = self.identity.as_ref().expect("join is handled after hello");
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.app.config.limits.max_rooms_per_connection {
+            let msg = "You are in as many rooms as one connection may be; leave one first.";
+            return self.error(ErrorBody::new(ErrorCode::Forbidden, msg).with_id(id)).await;
+        }
+        let account = identity.account.clone();
+        let accept_rules = self.app.remember_rules(&account, &room, accept_rules);
+        let request = JoinRequest {
+            conn: self.conn,
+            member_id: self.app.auth.member_id(&account, &room),
+            account,
+            handle: self.handle.clone(),
+            role: identity.role,
+            accept_rules,
+            since,
+            outbox: self.outbox.clone(),
+        };
+        match self.app.hub.join(&room, request) {
+            Ok(joined) => {
+                self.rooms.insert(room.clone(), joined.me.clone());
+                self.reply(&ServerMessage::Joined {
+                    id,
+                    room: joined.info,
+                    me: joined.me,
+                    members: joined.members,
+                    history: joined.history,
+                    epoch: joined.epoch,
+                    seq: joined.seq,
+                    recovered: joined.recovered,
+                })
+                .await
+            }
+            Err(e) => self.error(e.with_id(id)).await,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        id: Option<RequestId>,
+        room_id: RoomId,
+        text: String,
+        reply_to: Option<MessageId>,
+        cw: Option<String>,
+        staff: bool,
+    ) -> Step {
+        let limits = &self.app.config.limits;
+        let Some(me) = self.rooms.get(&room_id).cloned() else {
+            return self.error(not_member(&room_id).with_id(id)).await;
+        };
+        let chars = text.chars().count();
+        if text.trim().is_empty() {
+            return self.error(ErrorBody::new(ErrorCode::BadRequest, "A message needs some text.").with_id(id)).await;
+        }
+        if chars > limits.max_text_chars as usize {
+            let msg = format!("Messages can be up to {} characters; this one has {chars}.", limits.max_text_chars);
+            return self.error(ErrorBody::new(ErrorCode::TooLarge, msg).with_id(id)).await;
+        }
+        let cw = cw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        if cw.as_ref().is_some_and(|c| c.chars().count() > limits.max_cw_chars as usize) {
+            let msg = format!("A content warning can be up to {} characters.", limits.max_cw_chars);
+            return self.error(ErrorBody::new(ErrorCode::BadRequest, msg).with_id(id)).await;
+        }
+        if reply_to.as_ref().is_some_and(|r| r.0.len() > 64) {
+            return self.error(ErrorBody::new(ErrorCode::BadRequest, "reply_to is not a message id.").with_id(id)).await;
+        }
+        if let Err(wait) = self.bucket.take(Instant::now()) {
+            self.strikes += 1;
+            if self.strikes > limits.flood_close_after {
+                return Err(End::Close(CloseCode::RateLimited, "flooding"));
+            }
+            let msg = "You're sending messages quickly. Please wait a moment before the next one.";
+            let body = ErrorBody::new(ErrorCode::RateLimited, msg).retry_after(wait.as_millis() as u64 + 1);
+            return self.error(body.with_id(id)).await;
+        }
+        self.strikes = 0;
+        let Some(room) = self.app.hub.room(&room_id) else {
+            return self.error(not_member(&room_id).with_id(id)).await;
+        };
+        if let Err(e) = room.admit_send(&me.member_id, me.role, staff) {
+            return self.error(e.with_id(id)).await;
+        }
+        // Safety checks (crisis terms, personal details, blocklist) plug in here.
+        let account = self.identity.as_ref().expect("send is handled after hello").account.clone();
+        let draft = Draft {
+            msg: ChatMessage {
+                room: room_id.clone(),
+                message_id: MessageId(format!("{:016x}", rand::random::<u64>())),
+                seq: 0,
+                from: Sender { member_id: me.member_id.clone(), handle: me.handle.clone(), role: me.role },
+                text,
+                ts: rfc3339(Utc::now()),
+                reply_to,
+                cw,
+                staff,
+            },
+            account,
+        };
+        match self.app.broker.append(&room, draft).await {
+            Ok(msg) => {
+                self.reply(&ServerMessage::Sent { id, room: room_id, message_id: msg.message_id, seq: msg.seq }).await
+            }
+            Err(e) => {
+                let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);
+                self.error(body.with_id(id)).await
+            }
+        }
+    }
+}
+
+fn not_member(room: &RoomId) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotMember, format!("You are not in the room '{room}'; join it first."))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn close_reason(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::TooSlow => "too slow to keep up; resume to catch up",
+        CloseCode::RateLimited => "flooding",
+        CloseCode::Banned => "banned",
+        CloseCode::Unauthorized => "unauthorized",
+        CloseCode::Restarting => "server restarting",
+        _ => "",
+    }
+}
+
+/// A read error: an oversized frame gets 1009; anything else means the socket is gone.
+fn read_error(error: axum::Error) -> End {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => End::Close(CloseCode::TooBig, "frame too big"),
+        Some(tungstenite::Error::Protocol(_)) | Some(tungstenite::Error::Utf8(_)) => {
+            End::Close(CloseCode::Policy, "protocol error")
+        }
+        _ => End::Gone,
+    }
+}
