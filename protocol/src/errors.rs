@@ -105,6 +105,9 @@ impl ErrorCode {
 pub enum CloseCode {
     /// The session ended normally (`forget_me`, the client left).
     Normal = 1000,
+    /// The server stopped hearing from the client (no pong for two heartbeats):
+    /// reconnect with backoff and resume.
+    GoingAway = 1001,
     /// The protocol was broken: not JSON, a binary frame, no `hello` first.
     Policy = 1008,
     /// A frame larger than the server accepts.
@@ -129,6 +132,7 @@ impl CloseCode {
     pub fn from_code(code: u16) -> Option<CloseCode> {
         Some(match code {
             1000 => CloseCode::Normal,
+            1001 => CloseCode::GoingAway,
             1008 => CloseCode::Policy,
             1009 => CloseCode::TooBig,
             1012 => CloseCode::Restarting,
@@ -144,7 +148,7 @@ impl CloseCode {
     pub fn should_reconnect(self) -> bool {
         matches!(
             self,
-            CloseCode::Restarting | CloseCode::TooSlow | CloseCode::RateLimited
+            CloseCode::GoingAway | CloseCode::Restarting | CloseCode::TooSlow | CloseCode::RateLimited
         )
     }
 }

@@ -180,7 +180,7 @@ impl Session {
     async fn heartbeat(&mut self, limits: &crate::config::Limits) -> Step {
         if self.last_seen.elapsed() > limits.heartbeat() * 2 {
             tracing::debug!(conn = self.conn.0, "no sign of life for two heartbeats");
-            return Err(End::Close(CloseCode::Normal, "heartbeat timeout"));
+            return Err(End::Close(CloseCode::GoingAway, "heartbeat timeout"));
         }
         let timeout = limits.write_timeout();
         match tokio::time::timeout(timeout, self.socket.send(Message::Ping(bytes::Bytes::new()))).await {
