@@ -1,0 +1,327 @@
+//! Test harness: a real server on an ephemeral port (shut down on drop) and a
+//! typed WebSocket client with a timeout on every wait.
+
+use futures_util::{SinkExt, StreamExt};
+use kindred_protocol::{ClientMessage, ErrorCode, RoomId, ServerMessage};
+use kindred_server::App;
+use kindred_server::config::Config;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Everything every test in this binary logged, at debug level.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.get().expect("logging is set up by TestServer").lock().unwrap()).into_owned()
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogWriter(buffer.clone());
+        tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    });
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _data: TempDir,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!("kindred-test-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(configure: impl FnOnce(&mut Config)) -> TestServer {
+        init_logging();
+        let data = TempDir::new();
+        let mut config = Config::new(&data.0);
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = App::new(config).unwrap();
+        let task = tokio::spawn(kindred_server::run(listener, app.clone()));
+        TestServer { addr, app, task: Some(task), _data: data }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(&self.url()).await
+    }
+
+    /// A client that said hello and got its welcome.
+    pub async fn member(&self, handle: Option<&str>) -> (TestClient, ServerMessage) {
+        let mut c = self.client().await;
+        let welcome = c.hello(None, handle).await;
+        (c, welcome)
+    }
+
+    /// Begin graceful shutdown and wait for the server to finish.
+    pub async fn shutdown(mut self) {
+        self.app.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.app.shutdown.cancel();
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct TestClient {
+    pub ws: Ws,
+    next_id: i64,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16),
+    NoCloseFrame,
+}
+
+impl TestClient {
+    pub async fn connect(url: &str) -> TestClient {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "kindred.v1");
+        TestClient { ws, next_id: 1 }
+    }
+
+    pub fn from_ws(ws: Ws) -> TestClient {
+        TestClient { ws, next_id: 1 }
+    }
+
+    pub fn next_id(&mut self) -> kindred_protocol::RequestId {
+        self.next_id += 1;
+        kindred_protocol::RequestId::Int(self.next_id)
+    }
+
+    pub async fn send(&mut self, msg: &ClientMessage) {
+        let text = serde_json::to_string(msg).unwrap();
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.unwrap();
+    }
+
+    /// The next protocol frame (pings are skipped); panics after WAIT.
+    pub async fn recv(&mut self) -> ServerMessage {
+        self.try_recv(WAIT).await.expect("a frame arrives in time")
+    }
+
+    /// The next frame within `wait`, or None (timeout or close).
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            match next {
+                Ok(Message::Text(text)) => {
+                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Read until a frame matches `pred`, skipping others; panics after WAIT.
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(msg) if pred(&msg) => return msg,
+                Some(_) => continue,
+                None => panic!("no {what} arrived in time"),
+            }
+        }
+    }
+
+    pub async fn expect_error(&mut self, code: ErrorCode) -> kindred_protocol::ErrorBody {
+        match self.expect(code.as_str(), |m| matches!(m, ServerMessage::Error(_))).await {
+            ServerMessage::Error(e) => {
+                assert_eq!(e.code, code, "{e:?}");
+                e
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Read until the server closes; the close code, if a close frame came.
+    pub async fn closed(&mut self, wait: Duration) -> Closed {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("the server did not close the connection in time"),
+                Ok(None) | Ok(Some(Err(_))) => return Closed::NoCloseFrame,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return match frame {
+                        Some(CloseFrame { code, .. }) => Closed::Code(code.into()),
+                        None => Closed::NoCloseFrame,
+                    };
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn hello(&mut self, token: Option<&str>, handle: Option<&str>) -> ServerMessage {
+        let id = self.next_id();
+        self.send(&ClientMessage::Hello {
+            id: Some(id),
+            token: token.map(str::to_owned),
+            handle: handle.map(str::to_owned),
+            locale: Some("en".into()),
+        })
+        .await;
+        let reply = self.recv().await;
+        assert!(matches!(reply, ServerMessage::Welcome { .. }), "expected welcome, got {reply:?}");
+        reply
+    }
+
+    /// Join a room, accepting its ground rules when asked. Returns `joined`.
+    pub async fn join(&mut self, room: &str) -> ServerMessage {
+        self.join_since(room, None).await
+    }
+
+    pub async fn join_since(&mut self, room: &str, since: Option<kindred_protocol::Position>) -> ServerMessage {
+        let mut accept = None;
+        for _ in 0..2 {
+            let id = self.next_id();
+            self.send(&ClientMessage::Join { id: Some(id.clone()), room: RoomId::from(room), accept_rules: accept, since: since.clone() })
+                .await;
+            let reply = self
+                .expect("join reply", |m| match m {
+                    ServerMessage::Joined { id: Some(i), .. } => i == &id,
+                    ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
+                    _ => false,
+                })
+                .await;
+            match reply {
+                ServerMessage::Error(e) if e.code == ErrorCode::RulesNotAccepted => accept = e.rules_version,
+                ServerMessage::Error(e) => panic!("join {room} failed: {e:?}"),
+                joined => return joined,
+            }
+        }
+        panic!("join kept asking for rules")
+    }
+
+    /// Send a message and wait for its `sent` ack; returns (message_id, seq).
+    pub async fn say(&mut self, room: &str, text: &str) -> (String, u64) {
+        let id = self.next_id();
+        self.send(&ClientMessage::Send {
+            id: Some(id.clone()),
+            room: RoomId::from(room),
+            text: text.into(),
+            reply_to: None,
+            cw: None,
+            staff: false,
+        })
+        .await;
+        match self
+            .expect("sent", |m| match m {
+                ServerMessage::Sent { id: Some(i), .. } => i == &id,
+                ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
+                _ => false,
+            })
+            .await
+        {
+            ServerMessage::Sent { message_id, seq, .. } => (message_id.0, seq),
+            other => panic!("send failed: {other:?}"),
+        }
+    }
+
+    /// Collect `n` chat messages, skipping other frames.
+    pub async fn messages(&mut self, n: usize) -> Vec<kindred_protocol::ChatMessage> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if let ServerMessage::Message(m) = self.expect("message", |m| matches!(m, ServerMessage::Message(_))).await {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// A ping/pong round trip: proves the connection is still served.
+    pub async fn assert_alive(&mut self) {
+        let id = self.next_id();
+        self.send(&ClientMessage::Ping { id: Some(id.clone()) }).await;
+        let got = self.expect("pong", |m| matches!(m, ServerMessage::Pong { .. })).await;
+        assert_eq!(got, ServerMessage::Pong { id: Some(id) });
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub fn token_of(welcome: &ServerMessage) -> String {
+    match welcome {
+        ServerMessage::Welcome { session_token, .. } => session_token.clone(),
+        other => panic!("not a welcome: {other:?}"),
+    }
+}
+
+pub fn joined_parts(joined: &ServerMessage) -> (&kindred_protocol::Member, &[kindred_protocol::ChatMessage], &str, u64, bool) {
+    match joined {
+        ServerMessage::Joined { me, history, epoch, seq, recovered, .. } => (me, history, epoch, *seq, *recovered),
+        other => panic!("not joined: {other:?}"),
+    }
+}
+

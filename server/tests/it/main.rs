@@ -1,0 +1,11 @@
+//! Black-box tests: the real server on an ephemeral port, real WebSockets.
+//! One binary, a module per feature.
+
+mod common;
+
+mod bad_input;
+mod logs;
+mod messages;
+mod rooms;
+mod session;
+mod slow_consumer;

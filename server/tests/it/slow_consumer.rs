@@ -1,0 +1,72 @@
+//! A client that stops reading is closed with 4408 while the room carries on;
+//! the server never buffers without bound on its behalf.
+
+use crate::common::*;
+use futures_util::SinkExt;
+use kindred_protocol::ClientMessage;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_4408_and_the_others_get_everything() {
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 100_000;
+        c.limits.mailbox_frames = 256;
+        c.limits.write_timeout_s = 30;
+    })
+    .await;
+    let (mut sender, _) = server.member(None).await; // joined below, then split
+    let (mut fast, _) = server.member(None).await;
+    sender.join("new-in-town").await;
+    fast.join("new-in-town").await;
+
+    // The slow client: a tiny receive buffer, and it stops reading after joining.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    let mut slow = TestClient::from_ws(ws);
+    slow.hello(None, None).await;
+    slow.join("new-in-town").await;
+
+    const TOTAL: usize = 5000;
+    const CHUNK: usize = 100;
+    let text = "a long and heartfelt message about settling in ".repeat(30);
+    // The sender's own echoes and acks are drained on the side, so only `slow` falls behind.
+    let (mut sink, mut stream) = futures_util::StreamExt::split(sender.ws);
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {} });
+    let mut got = Vec::with_capacity(TOTAL);
+    for chunk in 0..TOTAL / CHUNK {
+        for i in 0..CHUNK {
+            let n = chunk * CHUNK + i;
+            let msg = ClientMessage::Send { id: None, room: "new-in-town".into(), text: format!("{n} {text}"), reply_to: None, cw: None, staff: false };
+            sink.feed(Message::text(serde_json::to_string(&msg).unwrap())).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        got.extend(fast.messages(CHUNK).await);
+    }
+    assert_eq!(got.last().unwrap().seq - got[0].seq, TOTAL as u64 - 1, "the fast member got every message");
+
+    // Now the slow client reads: some of the backlog, then a close with 4408 —
+    // not all 3000 messages, which the server would have had to buffer.
+    let mut received = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut slow.ws)).await {
+            Ok(Some(Ok(Message::Text(_)))) => received += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected a close frame, got {other:?} after {received} frames"),
+        }
+    };
+    assert_eq!(code, Some(4408));
+    assert!(received < TOTAL, "the slow client got {received} frames: the server buffered everything");
+    // The room is still served.
+    let msg = ClientMessage::Send { id: None, room: "new-in-town".into(), text: "still here?".into(), reply_to: None, cw: None, staff: false };
+    sink.send(Message::text(serde_json::to_string(&msg).unwrap())).await.unwrap();
+    let last = fast.messages(1).await.remove(0);
+    assert_eq!(last.text, "still here?");
+    drain.abort();
+}
