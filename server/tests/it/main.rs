@@ -6,6 +6,8 @@ mod common;
 mod bad_input;
 mod logs;
 mod messages;
+mod process;
 mod rooms;
 mod session;
 mod slow_consumer;
+mod web_client;

@@ -1,0 +1,79 @@
+//! The `kindred` binary as an operator runs it: `kindred token` against a
+//! running server with no setup, and SIGTERM draining connections with 1012.
+
+use crate::common::*;
+use kindred_protocol::{Role, ServerMessage};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kindred");
+
+/// A `kindred serve` process on an ephemeral port; killed on drop.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Process {
+    fn start(data_dir: &std::path::Path) -> Process {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("KINDRED_JWT_SECRET")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kindred starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("kindred listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+        Process { child, url: format!("ws://{addr}/ws") }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn kindred_token_signs_in_a_facilitator_on_a_fresh_data_dir() {
+    let data = TempDir::new();
+    let server = Process::start(&data.0);
+    let out = Command::new(BIN)
+        .args(["token", "--role", "facilitator", "--name", "Sam Rivers", "--rooms", "grief,anxiety", "--ttl", "1h", "--data-dir"])
+        .arg(&data.0)
+        .env_remove("KINDRED_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut c = TestClient::connect(&server.url).await;
+    let welcome = c.hello(Some(&token), None).await;
+    assert!(matches!(welcome, ServerMessage::Welcome { role: Role::Facilitator, .. }), "{welcome:?}");
+}
+
+#[tokio::test]
+async fn sigterm_asks_every_client_to_reconnect_and_exits() {
+    let data = TempDir::new();
+    let mut server = Process::start(&data.0);
+    let mut c = TestClient::connect(&server.url).await;
+    c.hello(None, None).await;
+    c.join("grief").await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    c.expect("shutdown notice", |m| matches!(m, ServerMessage::Notice(_))).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1012));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not exit after SIGTERM");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

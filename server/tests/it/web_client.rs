@@ -1,0 +1,72 @@
+//! Runs the web client's browser tests (`client-web/tests`, node's test
+//! runner driving Debian's Chromium through playwright-core) against the
+//! `kindred` binary built for these tests, after making sure what they need
+//! is installed. Also checks the embedded client is served with its CSP.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Install Debian packages when missing, or fail saying how to.
+fn ensure_packages(binary: &str, packages: &[&str]) {
+    if have(binary) {
+        return;
+    }
+    assert!(
+        is_root(),
+        "`{binary}` is missing and these tests are not running as root: install it with `sudo apt-get install -y {}`",
+        packages.join(" ")
+    );
+    let script = format!(
+        "(apt-get install -y --no-install-recommends {pk} || (apt-get update && apt-get install -y --no-install-recommends {pk})) >/tmp/kindred-apt.log 2>&1",
+        pk = packages.join(" ")
+    );
+    let ok = Command::new("sh").args(["-c", &script]).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
+    assert!(ok && have(binary), "installing {} failed: see /tmp/kindred-apt.log", packages.join(" "));
+}
+
+#[tokio::test]
+async fn the_embedded_client_is_served_with_a_strict_csp() {
+    let server = crate::common::TestServer::start().await;
+    let page = crate::session::http_get(server.addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(page.contains("<html"), "index.html is served at /");
+    let missing = crate::session::http_get(server.addr, "/../../etc/passwd").await;
+    assert!(missing.starts_with("HTTP/1.1 404") || missing.starts_with("HTTP/1.1 400"), "{missing}");
+}
+
+#[test]
+fn browser_tests_pass_in_headless_chromium() {
+    if std::env::var_os("KINDRED_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("KINDRED_SKIP_BROWSER_TESTS is set: browser tests not run");
+        return;
+    }
+    let web = workspace().join("client-web");
+    ensure_packages("node", &["nodejs", "npm"]);
+    ensure_packages("chromium", &["chromium"]);
+    if !web.join("node_modules/playwright-core").exists() || !web.join("node_modules/axe-core").exists() {
+        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().expect("npm runs");
+        assert!(status.success(), "`npm ci` in client-web failed");
+    }
+    let output = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "tests/"])
+        .current_dir(&web)
+        .env("KINDRED_BIN", env!("CARGO_BIN_EXE_kindred"))
+        .output()
+        .expect("node runs");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{report}");
+    assert!(output.status.success(), "browser tests failed:\n{report}");
+}
