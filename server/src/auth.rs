@@ -79,6 +79,9 @@ pub struct Auth {
     member_id_key: Vec<u8>,
     issuer: String,
     audience: String,
+    /// The one algorithm staff tokens may use, and the key that checks them.
+    staff_algorithm: Algorithm,
+    staff_key: DecodingKey,
 }
 
 impl std::fmt::Debug for Auth {
@@ -107,7 +110,25 @@ impl Auth {
             member_id_key: derive(secret, "kindred member ids v1"),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            staff_algorithm: Algorithm::HS256,
+            staff_key: DecodingKey::from_secret(secret),
         }
+    }
+
+    /// Check staff tokens with the identity provider's public key instead of
+    /// the shared secret. `algorithm` is pinned: a token that names any other
+    /// algorithm (`none`, or HS256 signed with this public key) is refused.
+    pub fn with_public_key(mut self, algorithm: Algorithm, pem: &[u8]) -> anyhow::Result<Auth> {
+        self.staff_key = match algorithm {
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
+                DecodingKey::from_rsa_pem(pem)?
+            }
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem)?,
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem)?,
+            other => anyhow::bail!("{other:?} uses a shared secret, not a public key"),
+        };
+        self.staff_algorithm = algorithm;
+        Ok(self)
     }
 
     /// The secret from the configuration, or the one kept in the data dir
@@ -177,17 +198,13 @@ impl Auth {
     }
 
     fn verify_staff(&self, token: &str) -> Result<Identity, AuthError> {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let mut validation = Validation::new(self.staff_algorithm);
         validation.set_audience(&[&self.audience]);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        let data = jsonwebtoken::decode::<StaffClaims>(
-            token,
-            &DecodingKey::from_secret(&self.secret),
-            &validation,
-        )
+        let data = jsonwebtoken::decode::<StaffClaims>(token, &self.staff_key, &validation)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             other => AuthError::Invalid(format!("{other:?}")),
@@ -205,7 +222,8 @@ impl Auth {
         })
     }
 
-    /// A facilitator/admin token signed with this server's secret (`kindred token`).
+    /// A facilitator/admin token signed with this server's secret (`kindred token`;
+    /// accepted only while staff tokens are checked with HS256 and that secret).
     pub fn staff_token(&self, role: Role, name: &str, rooms: Option<Vec<RoomId>>, ttl: Duration) -> String {
         let iat = now_s();
         let claims = StaffClaims {

@@ -38,6 +38,18 @@ pub struct ServeArgs {
     /// Open connections allowed from one IP address; overrides the config file.
     #[arg(long, env = "KINDRED_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u32>,
+    /// Issuer (`iss`) facilitator and admin tokens must carry.
+    #[arg(long, env = "KINDRED_JWT_ISSUER", default_value = crate::auth::DEFAULT_ISSUER)]
+    pub jwt_issuer: String,
+    /// Audience (`aud`) facilitator and admin tokens must carry.
+    #[arg(long, env = "KINDRED_JWT_AUDIENCE", default_value = crate::auth::DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// The one algorithm staff tokens may be signed with: HS256 (with the secret), RS256, ES256 or EdDSA.
+    #[arg(long, env = "KINDRED_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+    /// PEM public key of the identity provider, for RS256, ES256 or EdDSA.
+    #[arg(long, env = "KINDRED_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "KINDRED_LOG_JSON")]
     pub log_json: bool,
@@ -133,6 +145,8 @@ impl Limits {
 struct FileConfig {
     #[serde(default)]
     limits: Option<Limits>,
+    #[serde(default)]
+    safety: Option<crate::safety::SafetyConfig>,
     #[serde(flatten)]
     rooms: RoomsFile,
 }
@@ -149,6 +163,9 @@ pub struct Config {
     /// Issuer and audience expected in facilitator/admin tokens.
     pub jwt_issuer: String,
     pub jwt_audience: String,
+    pub jwt_algorithm: jsonwebtoken::Algorithm,
+    pub jwt_public_key: Option<PathBuf>,
+    pub safety: crate::safety::SafetyConfig,
 }
 
 impl Config {
@@ -163,6 +180,9 @@ impl Config {
             rooms: RoomsFile::builtin().into_defs().expect("the built-in room directory is valid"),
             jwt_issuer: crate::auth::DEFAULT_ISSUER.into(),
             jwt_audience: crate::auth::DEFAULT_AUDIENCE.into(),
+            jwt_algorithm: jsonwebtoken::Algorithm::HS256,
+            jwt_public_key: None,
+            safety: crate::safety::SafetyConfig::default(),
         }
     }
 
@@ -172,6 +192,9 @@ impl Config {
             let file = load_file(path)?;
             if let Some(limits) = file.limits {
                 config.limits = limits;
+            }
+            if let Some(safety) = file.safety {
+                config.safety = safety;
             }
             if !file.rooms.rooms.is_empty() {
                 config.rooms = file
@@ -189,6 +212,18 @@ impl Config {
         config.web_dir = args.web_dir.clone();
         config.jwt_secret = args.jwt_secret.clone();
         config.node = args.node.clone();
+        config.jwt_issuer = args.jwt_issuer.clone();
+        config.jwt_audience = args.jwt_audience.clone();
+        config.jwt_algorithm = args
+            .jwt_algorithm
+            .parse()
+            .map_err(|_| anyhow::anyhow!("unknown JWT algorithm {:?}", args.jwt_algorithm))?;
+        anyhow::ensure!(
+            config.jwt_algorithm == jsonwebtoken::Algorithm::HS256 || args.jwt_public_key.is_some(),
+            "--jwt-algorithm {} needs --jwt-public-key",
+            args.jwt_algorithm
+        );
+        config.jwt_public_key = args.jwt_public_key.clone();
         Ok(config)
     }
 }

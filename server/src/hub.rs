@@ -98,6 +98,8 @@ pub enum Audience<'a> {
     All,
     Staff,
     AllBut(&'a MemberId),
+    /// Every connection of one member.
+    Member(&'a MemberId),
 }
 
 /// A new message, before the room gives it its `seq`.
@@ -121,6 +123,8 @@ pub struct JoinRequest {
     pub accept_rules: Option<u32>,
     pub since: Option<Position>,
     pub outbox: Outbox,
+    /// A mute on record for this member: `Some(None)` until lifted.
+    pub muted: Option<Option<String>>,
 }
 
 /// What the joining connection gets back (the `joined` reply, less its id).
@@ -145,6 +149,7 @@ struct ConnEntry {
 
 struct Present {
     member: Member,
+    account: AccountId,
     conns: u32,
 }
 
@@ -161,6 +166,8 @@ struct RoomState {
     mode: RoomMode,
     last_sent: HashMap<MemberId, Instant>,
     last_typing: HashMap<MemberId, Instant>,
+    /// Structured mode: members waiting to speak, in order.
+    hands: Vec<MemberId>,
 }
 
 /// One room's live state on this node.
@@ -187,6 +194,7 @@ impl Room {
                 mode: RoomMode::Open,
                 last_sent: HashMap::new(),
                 last_typing: HashMap::new(),
+                hands: Vec::new(),
             }),
             epoch,
             limits,
@@ -275,12 +283,12 @@ impl Room {
                     member_id: req.member_id.clone(),
                     handle,
                     role: req.role,
-                    muted: false,
-                    muted_until: None,
+                    muted: req.muted.is_some(),
+                    muted_until: req.muted.clone().flatten(),
                     hand_raised: false,
                     has_floor: false,
                 };
-                state.members.insert(req.member_id.clone(), Present { member: member.clone(), conns: 1 });
+                state.members.insert(req.member_id.clone(), Present { member: member.clone(), account: req.account.clone(), conns: 1 });
                 member
             }
         };
@@ -346,6 +354,7 @@ impl Room {
         if gone {
             state.members.remove(member_id);
             state.last_typing.remove(member_id);
+            state.hands.retain(|m| m != member_id);
             let frame = encode(&ServerMessage::Presence {
                 room: room.clone(),
                 joined: None,
@@ -365,6 +374,7 @@ impl Room {
                 Audience::All => true,
                 Audience::Staff => entry.staff,
                 Audience::AllBut(m) => &entry.member_id != m,
+                Audience::Member(m) => &entry.member_id == m,
             };
             if !wanted {
                 continue;
@@ -447,7 +457,11 @@ impl Room {
     pub fn commit(&self, mut draft: Draft) -> ChatMessage {
         let def = self.def();
         let mut state = self.state.lock();
-        state.last_seq += 1;
+        // Staff back-channel messages take no seq of their own, so members
+        // see a room sequence without holes; they sort after the seq they follow.
+        if !draft.msg.staff {
+            state.last_seq += 1;
+        }
         draft.msg.seq = state.last_seq;
         let msg = draft.msg.clone();
         let frame = encode_message(&msg);
@@ -560,5 +574,196 @@ impl Hub {
     /// Connections across every room (a connection in two rooms counts twice).
     pub fn room_connections(&self) -> usize {
         self.inner.rooms.iter().map(|r| r.state.lock().conns.len()).sum()
+    }
+}
+
+/// Moderation effects on a live room. Authorization and persistence are the
+/// caller's; these only change what this node's room shows and tell its members.
+impl Room {
+    fn update_frame(def: &RoomDef, state: &RoomState) -> Frame {
+        encode(&ServerMessage::RoomUpdate { room: def.id.clone(), info: Self::info(def, state) })
+    }
+
+    /// Change the room's live settings and send everyone a `room_update`.
+    pub fn update(&self, f: impl FnOnce(&mut RoomSettings<'_>)) {
+        let def = self.def();
+        let mut state = self.state.lock();
+        {
+            let state = &mut *state;
+            let mut settings = RoomSettings {
+                slow_mode_s: &mut state.slow_mode_s,
+                locked: &mut state.locked,
+                topic_now: &mut state.topic_now,
+                mode: &mut state.mode,
+            };
+            f(&mut settings);
+        }
+        if state.mode == RoomMode::Open {
+            state.hands.clear();
+        }
+        let frame = Self::update_frame(&def, &state);
+        Self::fan_out(&def.id, &mut state, &frame, Audience::All);
+    }
+
+    /// The account behind a member id: someone present, or the author of a message in the log.
+    pub fn account_of(&self, member_id: &MemberId) -> Option<AccountId> {
+        let state = self.state.lock();
+        if let Some(p) = state.members.get(member_id) {
+            return Some(p.account.clone());
+        }
+        state.log.iter().find(|s| &s.msg.from.member_id == member_id).map(|s| s.account.clone())
+    }
+
+    pub fn member(&self, member_id: &MemberId) -> Option<Member> {
+        self.state.lock().members.get(member_id).map(|p| p.member.clone())
+    }
+
+    pub fn find_message(&self, id: &kindred_protocol::MessageId) -> Option<ChatMessage> {
+        self.state.lock().log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.clone())
+    }
+
+    /// Remove a message from the log (and so from joins and resumes) and tell the room.
+    pub fn delete_message(&self, id: &kindred_protocol::MessageId) -> bool {
+        let room = self.id();
+        let mut state = self.state.lock();
+        let Some(at) = state.log.iter().position(|s| &s.msg.message_id == id) else { return false };
+        let removed = state.log.remove(at).expect("the position was just found");
+        let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
+        let audience = if removed.msg.staff { Audience::Staff } else { Audience::All };
+        Self::fan_out(&room, &mut state, &frame, audience);
+        true
+    }
+
+    /// Remove every message `account` wrote; the ids removed.
+    pub fn delete_by_account(&self, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
+        let room = self.id();
+        let mut state = self.state.lock();
+        let mut removed = Vec::new();
+        state.log.retain(|s| {
+            let mine = &s.account == account;
+            if mine {
+                removed.push(s.msg.message_id.clone());
+            }
+            !mine
+        });
+        for id in &removed {
+            let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
+            Self::fan_out(&room, &mut state, &frame, Audience::All);
+        }
+        removed
+    }
+
+    /// Send a frame to one member's connections only.
+    pub fn send_to(&self, member_id: &MemberId, frame: &Frame) -> bool {
+        let room = self.id();
+        let mut state = self.state.lock();
+        if !state.members.contains_key(member_id) {
+            return false;
+        }
+        Self::fan_out(&room, &mut state, frame, Audience::Member(member_id));
+        true
+    }
+
+    /// Take a member out of the room (kick or ban): `notice` goes to it alone
+    /// first, then the room sees it leave.
+    pub fn remove_member(&self, member_id: &MemberId, notice: &Frame) -> bool {
+        let room = self.id();
+        let mut state = self.state.lock();
+        if !state.members.contains_key(member_id) {
+            return false;
+        }
+        Self::fan_out(&room, &mut state, notice, Audience::Member(member_id));
+        state.conns.retain(|_, c| &c.member_id != member_id);
+        if let Some(p) = state.members.get_mut(member_id) {
+            p.conns = 1;
+        }
+        Self::drop_member_conn(&room, &mut state, member_id);
+        true
+    }
+
+    /// Change a present member's flags and tell the room with `member_update`.
+    fn change_member(&self, state: &mut RoomState, member_id: &MemberId, f: impl FnOnce(&mut Member)) -> bool {
+        let room = self.id();
+        let Some(p) = state.members.get_mut(member_id) else { return false };
+        f(&mut p.member);
+        let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member: p.member.clone() });
+        Self::fan_out(&room, state, &frame, Audience::All);
+        true
+    }
+
+    pub fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
+        let mut state = self.state.lock();
+        self.change_member(&mut state, member_id, |m| {
+            m.muted = muted_until.is_some();
+            m.muted_until = muted_until.flatten();
+        })
+    }
+
+    fn send_hands(&self, state: &mut RoomState) {
+        let room = self.id();
+        let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
+        Self::fan_out(&room, state, &frame, Audience::Staff);
+    }
+
+    /// Raise or lower a member's hand; staff see the queue.
+    pub fn set_hand(&self, member_id: &MemberId, raised: bool) -> bool {
+        let mut state = self.state.lock();
+        if !self.change_member(&mut state, member_id, |m| m.hand_raised = raised) {
+            return false;
+        }
+        state.hands.retain(|m| m != member_id);
+        if raised {
+            state.hands.push(member_id.clone());
+        }
+        self.send_hands(&mut state);
+        true
+    }
+
+    /// Give the floor to `member_id` (taking it from whoever held it), or end it.
+    pub fn set_floor(&self, member_id: &MemberId, give: bool) -> bool {
+        let mut state = self.state.lock();
+        if !state.members.contains_key(member_id) {
+            return false;
+        }
+        if give {
+            let holders: Vec<MemberId> =
+                state.members.values().filter(|p| p.member.has_floor && &p.member.member_id != member_id).map(|p| p.member.member_id.clone()).collect();
+            for holder in holders {
+                self.change_member(&mut state, &holder, |m| m.has_floor = false);
+            }
+            state.hands.retain(|m| m != member_id);
+            self.change_member(&mut state, member_id, |m| {
+                m.has_floor = true;
+                m.hand_raised = false;
+            });
+            self.send_hands(&mut state);
+        } else {
+            self.change_member(&mut state, member_id, |m| m.has_floor = false);
+        }
+        true
+    }
+
+    /// Who holds the floor now, if anyone.
+    pub fn floor_holder(&self) -> Option<MemberId> {
+        self.state.lock().members.values().find(|p| p.member.has_floor).map(|p| p.member.member_id.clone())
+    }
+
+    pub fn hands(&self) -> Vec<MemberId> {
+        self.state.lock().hands.clone()
+    }
+}
+
+/// The live settings a facilitator can change.
+pub struct RoomSettings<'a> {
+    pub slow_mode_s: &'a mut u32,
+    pub locked: &'a mut bool,
+    pub topic_now: &'a mut Option<String>,
+    pub mode: &'a mut RoomMode,
+}
+
+impl Hub {
+    /// Every room on this node.
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        self.inner.rooms.iter().map(|r| r.value().clone()).collect()
     }
 }

@@ -17,6 +17,8 @@ pub mod http;
 pub mod hub;
 pub mod ratelimit;
 pub mod rooms;
+pub mod moderation;
+pub mod safety;
 pub mod session;
 pub mod store;
 pub mod web;
@@ -45,6 +47,11 @@ pub struct App {
     pub tracker: TaskTracker,
     /// Open connections per client address (memory only, for the connection limit).
     pub per_ip: DashMap<IpAddr, u32>,
+    /// Bans, mutes, reports, forgotten accounts and the audit log.
+    pub moderation: moderation::ModerationStore,
+    pub safety: safety::Safety,
+    /// Open connections per account, so a service ban closes them all.
+    pub accounts: DashMap<AccountId, Vec<(hub::ConnId, Arc<hub::Control>)>>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
     accepted_rules: DashMap<(AccountId, RoomId), u32>,
 }
@@ -52,7 +59,13 @@ pub struct App {
 impl App {
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
         let secret = Auth::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience);
+        let mut auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience);
+        if let Some(path) = &config.jwt_public_key {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            auth = auth.with_public_key(config.jwt_algorithm, &pem)?;
+        }
+        let moderation = moderation::ModerationStore::open(&config.data_dir)?;
+        let safety = safety::Safety::new(config.safety.clone());
         let limits = Arc::new(config.limits.clone());
         let hub = Hub::new(config.rooms.clone(), limits);
         Ok(Arc::new(App {
@@ -63,6 +76,9 @@ impl App {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             per_ip: DashMap::new(),
+            moderation,
+            safety,
+            accounts: DashMap::new(),
             accepted_rules: DashMap::new(),
         }))
     }

@@ -47,6 +47,9 @@ pub struct RoomSpec {
     pub history_minutes: Option<u32>,
     #[serde(default)]
     pub requires_facilitator: bool,
+    /// `warn` or `block` messages with personal details; default from `[safety]`.
+    #[serde(default)]
+    pub pii: Option<crate::safety::PiiAction>,
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
 }
@@ -75,6 +78,7 @@ pub struct RoomDef {
     pub rules_version: u32,
     pub history_minutes: Option<u32>,
     pub requires_facilitator: bool,
+    pub pii: Option<crate::safety::PiiAction>,
     pub schedule: Option<Schedule>,
 }
 
@@ -109,6 +113,7 @@ impl RoomsFile {
                     rules_version: spec.rules_version,
                     history_minutes: spec.history_minutes,
                     requires_facilitator: spec.requires_facilitator,
+                    pii: spec.pii,
                     schedule,
                 })
             })

@@ -68,7 +68,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -78,8 +80,12 @@ impl TestServer {
     }
 
     pub async fn with(configure: impl FnOnce(&mut Config)) -> TestServer {
+        Self::with_data(TempDir::new(), configure).await
+    }
+
+    /// A server on a given data dir (to restart one on the same state).
+    pub async fn with_data(data: TempDir, configure: impl FnOnce(&mut Config)) -> TestServer {
         init_logging();
-        let data = TempDir::new();
         let mut config = Config::new(&data.0);
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -105,11 +111,27 @@ impl TestServer {
     }
 
     /// Begin graceful shutdown and wait for the server to finish.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    /// Shut down and hand back the data dir, for a restart on the same state.
+    pub async fn stop(mut self) -> TempDir {
         self.app.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
         }
+        std::mem::replace(&mut self._data, TempDir(std::path::PathBuf::new()))
+    }
+
+    /// A signed-in facilitator (of `rooms`, or all) who joined `join`.
+    pub async fn staff(&self, role: kindred_protocol::Role, rooms: Option<Vec<&str>>, join: &str) -> TestClient {
+        let rooms = rooms.map(|r| r.into_iter().map(kindred_protocol::RoomId::from).collect());
+        let token = self.app.auth.staff_token(role, "Sam Rivers", rooms, Duration::from_secs(3600));
+        let mut c = self.client().await;
+        c.hello(Some(&token), None).await;
+        c.join(join).await;
+        c
     }
 }
 
@@ -285,6 +307,18 @@ impl TestClient {
             ServerMessage::Sent { message_id, seq, .. } => (message_id.0, seq),
             other => panic!("send failed: {other:?}"),
         }
+    }
+
+    /// Send a `moderate` request and return the reply (`moderated` or `error`).
+    pub async fn moderate(&mut self, room: &str, action: kindred_protocol::ModerationAction) -> ServerMessage {
+        let id = self.next_id();
+        self.send(&ClientMessage::Moderate { id: Some(id.clone()), room: RoomId::from(room), action }).await;
+        self.expect("moderate reply", |m| match m {
+            ServerMessage::Moderated { id: Some(i) } => i == &id,
+            ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
+            _ => false,
+        })
+        .await
     }
 
     /// Collect `n` chat messages, skipping other frames.

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 
+mod moderate;
+
 /// The most mailbox frames written before one flush.
 const MAX_BATCH: usize = 256;
 
@@ -84,6 +86,9 @@ impl Session {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let control = self.outbox.control.clone();
         let shutdown = self.app.shutdown.clone();
+        let staff_expiry = tokio::time::sleep(Duration::MAX / 4);
+        tokio::pin!(staff_expiry);
+        let mut expiry_armed = false;
 
         let end = loop {
             let step = tokio::select! {
@@ -106,7 +111,15 @@ impl Session {
                 _ = &mut hello_deadline, if self.identity.is_none() => {
                     Err(End::Close(CloseCode::Policy, "no hello"))
                 }
+                _ = &mut staff_expiry, if expiry_armed => self.staff_token_expired().await,
             };
+            if !expiry_armed {
+                if let Some(exp) = self.identity.as_ref().and_then(|i| i.expires_at) {
+                    let left = Duration::from_secs(exp.saturating_sub(crate::auth::now_s()));
+                    staff_expiry.as_mut().reset(tokio::time::Instant::now() + left);
+                    expiry_armed = true;
+                }
+            }
             if let Err(end) = step {
                 break end;
             }
@@ -114,6 +127,12 @@ impl Session {
 
         for room in self.rooms.keys() {
             self.app.hub.leave(room, self.conn);
+        }
+        if let Some(identity) = &self.identity {
+            self.app.accounts.remove_if_mut(&identity.account, |_, conns| {
+                conns.retain(|(c, _)| *c != self.conn);
+                conns.is_empty()
+            });
         }
         if let End::Close(code, reason) = end {
             self.close(code, reason).await;
@@ -132,6 +151,19 @@ impl Session {
         let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
         // The peer may never answer; the socket is dropped either way.
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+
+    /// A facilitator's token ran out mid-session: say so, and close with 4401
+    /// so the client signs in again with a fresh token (and resumes).
+    async fn staff_token_expired(&mut self) -> Step {
+        let notice = ServerMessage::Notice(Notice {
+            room: None,
+            kind: NoticeKind::System,
+            text: "Your facilitator sign-in has expired. Please sign in again.".into(),
+            resources: None,
+        });
+        self.reply(&notice).await?;
+        Err(End::Close(CloseCode::Unauthorized, "token expired"))
     }
 
     async fn write(&mut self, frame: Frame) -> Step {
@@ -257,10 +289,15 @@ impl Session {
                 }
                 None => self.error(not_member(&room).with_id(id)).await,
             },
-            other => {
-                let msg = format!("'{}' is not available on this server yet.", other.kind());
-                self.error(ErrorBody::new(ErrorCode::BadRequest, msg).with_id(other.id().cloned())).await
+            ClientMessage::Report { id, room, message_id, reason } => self.report(id, room, message_id, reason).await,
+            ClientMessage::RaiseHand { id, room } => self.hand(id, room, true).await,
+            ClientMessage::LowerHand { id, room } => self.hand(id, room, false).await,
+            ClientMessage::Whisper { id, room, to, text } => self.whisper(id, room, to, text).await,
+            ClientMessage::Moderate { id, room, action } => self.moderate(id, room, action).await,
+            ClientMessage::ResolveReport { id, room, report_id, resolution } => {
+                self.resolve_report(id, room, report_id, resolution).await
             }
+            ClientMessage::ForgetMe { id } => self.forget_me(id).await,
         }
     }
 
@@ -306,6 +343,16 @@ impl Session {
                 }
             },
         };
+        if app.moderation.is_forgotten(&identity.account) {
+            let msg = "This session was erased at its owner's request. Connect without a token to start fresh.";
+            return self.error(ErrorBody::new(ErrorCode::Unauthorized, msg).with_id(id)).await;
+        }
+        if let Some(ban) = app.moderation.banned_from_service(&identity.account) {
+            let mut body = ErrorBody::new(ErrorCode::Banned, ban.reason.clone().unwrap_or_else(|| "You cannot use this service.".into()));
+            body.until = ban.until_text();
+            self.error(body.with_id(id)).await?;
+            return Err(End::Close(CloseCode::Banned, "banned"));
+        }
         let handle = match wished.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
             Some(wished) => match crate::handles::validate(wished, limits.min_handle_chars, limits.max_handle_chars) {
                 Ok(handle) => handle,
@@ -337,6 +384,7 @@ impl Session {
             server: ServerInfo { version: env!("CARGO_PKG_VERSION").into(), node: app.config.node.clone() },
         };
         tracing::debug!(conn = self.conn.0, role = identity.role.as_str(), "hello");
+        app.accounts.entry(identity.account.clone()).or_default().push((self.conn, self.outbox.control.clone()));
         self.identity = Some(identity);
         self.handle = handle;
         self.reply(&welcome).await
@@ -355,6 +403,13 @@ impl Session {
             return self.error(ErrorBody::new(ErrorCode::Forbidden, msg).with_id(id)).await;
         }
         let account = identity.account.clone();
+        if let Some(ban) = self.app.moderation.banned(&room, &account) {
+            let note = ban.reason.clone().unwrap_or_else(|| "A facilitator removed you from this room.".into());
+            let mut body = ErrorBody::new(ErrorCode::Banned, note);
+            body.until = ban.until_text();
+            return self.error(body.with_id(id)).await;
+        }
+        let muted = self.app.moderation.muted(&room, &account).map(|m| m.until_text());
         let accept_rules = self.app.remember_rules(&account, &room, accept_rules);
         let request = JoinRequest {
             conn: self.conn,
@@ -365,6 +420,7 @@ impl Session {
             accept_rules,
             since,
             outbox: self.outbox.clone(),
+            muted,
         };
         match self.app.hub.join(&room, request) {
             Ok(joined) => {
@@ -379,7 +435,17 @@ impl Session {
                     seq: joined.seq,
                     recovered: joined.recovered,
                 })
-                .await
+                .await?;
+                if self.may_moderate(&room) {
+                    // A facilitator arriving late sees the reports still open and the queue.
+                    for (_, report) in self.app.moderation.open_reports(Some(&room)) {
+                        self.reply(&ServerMessage::ReportFiled { room: room.clone(), report }).await?;
+                    }
+                    if let Some(r) = self.app.hub.room(&room) {
+                        self.reply(&ServerMessage::Hands { room: room.clone(), queue: r.hands() }).await?;
+                    }
+                }
+                Ok(())
             }
             Err(e) => self.error(e.with_id(id)).await,
         }
@@ -427,11 +493,31 @@ impl Session {
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_member(&room_id).with_id(id)).await;
         };
+        let account = self.identity.as_ref().expect("send is handled after hello").account.clone();
+        if let Some(mute) = self.app.moderation.muted(&room_id, &account) {
+            let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| "A facilitator has muted you for now.".into()));
+            body.until = mute.until_text();
+            if let Some(until) = mute.until {
+                body.retry_after_ms = Some((until - Utc::now()).num_milliseconds().max(1) as u64);
+            }
+            return self.error(body.with_id(id)).await;
+        }
         if let Err(e) = room.admit_send(&me.member_id, me.role, staff) {
             return self.error(e.with_id(id)).await;
         }
-        // Safety checks (crisis terms, personal details, blocklist) plug in here.
-        let account = self.identity.as_ref().expect("send is handled after hello").account.clone();
+        let def = room.def();
+        let verdict = self.app.safety.check(&text, &def.language);
+        if verdict.blocked {
+            let msg = "This message can't be posted here: it contains words this community doesn't allow.";
+            return self.error(ErrorBody::new(ErrorCode::ContentBlocked, msg).with_id(id)).await;
+        }
+        let pii_action = def.pii.unwrap_or(self.app.safety.config().pii);
+        if let (Some(kind), crate::safety::PiiAction::Block) = (verdict.pii, pii_action) {
+            let msg = format!(
+                "This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here."
+            );
+            return self.error(ErrorBody::new(ErrorCode::ContentBlocked, msg).with_id(id)).await;
+        }
         let draft = Draft {
             msg: ChatMessage {
                 room: room_id.clone(),
@@ -448,7 +534,25 @@ impl Session {
         };
         match self.app.broker.append(&room, draft).await {
             Ok(msg) => {
-                self.reply(&ServerMessage::Sent { id, room: room_id, message_id: msg.message_id, seq: msg.seq }).await
+                self.reply(&ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq })
+                    .await?;
+                if let Some(kind) = verdict.pii {
+                    let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
+                    let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None };
+                    self.reply(&ServerMessage::Notice(notice)).await?;
+                }
+                if verdict.crisis {
+                    let notice = Notice {
+                        room: Some(room_id.clone()),
+                        kind: NoticeKind::CrisisResources,
+                        text: self.app.safety.config().crisis_text.clone(),
+                        resources: Some(self.app.safety.resources()),
+                    };
+                    self.reply(&ServerMessage::Notice(notice)).await?;
+                    let alert = ServerMessage::Alert { room: room_id.clone(), kind: kindred_protocol::AlertKind::Crisis, message: msg };
+                    room.broadcast(&encode(&alert), crate::hub::Audience::Staff);
+                }
+                Ok(())
             }
             Err(e) => {
                 let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);

@@ -1,0 +1,241 @@
+//! Moderation state that outlives a restart — bans, mutes, open reports,
+//! forgotten accounts — and the append-only audit log. In the embedded
+//! default both live in the data dir: state as one JSON file replaced
+//! atomically on every change, the audit log as JSON lines, fsynced.
+//! Authorization and the effects on live rooms are the session's and the hub's.
+
+use crate::rooms::rfc3339;
+use chrono::{DateTime, Utc};
+use kindred_protocol::{AccountId, MemberId, Report, ReportId, RoomId};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// A ban or mute on one account, in one room or (`room: None`) the whole service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sanction {
+    pub room: Option<RoomId>,
+    pub account: AccountId,
+    pub member_id: Option<MemberId>,
+    pub until: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+impl Sanction {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|t| t > now)
+    }
+
+    pub fn until_text(&self) -> Option<String> {
+        self.until.map(rfc3339)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    #[serde(default)]
+    bans: Vec<Sanction>,
+    #[serde(default)]
+    mutes: Vec<Sanction>,
+    #[serde(default)]
+    reports: Vec<(RoomId, Report)>,
+    #[serde(default)]
+    forgotten: HashSet<AccountId>,
+}
+
+/// One line of the audit log: who did what to whom, when and why. Never the
+/// text of a message, except the reported one a report quotes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    /// The actor's token `sub` (staff) or room member id (reports).
+    pub by: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("moderation state could not be saved: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct ModerationStore {
+    state_path: PathBuf,
+    audit_path: PathBuf,
+    state: Mutex<Persisted>,
+    audit: Mutex<()>,
+}
+
+impl ModerationStore {
+    /// Open (or start) the store in `data_dir`.
+    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<ModerationStore> {
+        let state_path = data_dir.join("moderation.json");
+        let state = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", state_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ModerationStore { state_path, audit_path: data_dir.join("audit.jsonl"), state: Mutex::new(state), audit: Mutex::new(()) })
+    }
+
+    /// Change the state and write it out before returning; the lock is held
+    /// through the write so two changes can never be saved out of order.
+    fn change<T>(&self, f: impl FnOnce(&mut Persisted) -> T) -> Result<T, StoreError> {
+        let mut state = self.state.lock();
+        let now = Utc::now();
+        let out = f(&mut state);
+        state.bans.retain(|s| s.active(now));
+        state.mutes.retain(|s| s.active(now));
+        let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
+        crate::store::write_atomic(&self.state_path, &bytes, true)?;
+        Ok(out)
+    }
+
+    fn find(list: &[Sanction], room: Option<&RoomId>, account: &AccountId, now: DateTime<Utc>) -> Option<Sanction> {
+        list.iter().find(|s| s.room.as_ref() == room && &s.account == account && s.active(now)).cloned()
+    }
+
+    pub fn ban(&self, sanction: Sanction) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.bans.retain(|b| !(b.room == sanction.room && b.account == sanction.account));
+            s.bans.push(sanction);
+        })
+    }
+
+    /// Lift a ban; true if there was one.
+    pub fn unban(&self, room: Option<&RoomId>, account: &AccountId) -> Result<bool, StoreError> {
+        self.change(|s| {
+            let before = s.bans.len();
+            s.bans.retain(|b| !(b.room.as_ref() == room && &b.account == account));
+            before != s.bans.len()
+        })
+    }
+
+    /// The ban keeping `account` out of `room` (or the service), if any.
+    pub fn banned(&self, room: &RoomId, account: &AccountId) -> Option<Sanction> {
+        let state = self.state.lock();
+        let now = Utc::now();
+        Self::find(&state.bans, None, account, now).or_else(|| Self::find(&state.bans, Some(room), account, now))
+    }
+
+    pub fn banned_from_service(&self, account: &AccountId) -> Option<Sanction> {
+        Self::find(&self.state.lock().bans, None, account, Utc::now())
+    }
+
+    /// Find a member's account by its room member id, from a ban or mute on record.
+    pub fn account_of(&self, room: &RoomId, member_id: &MemberId) -> Option<AccountId> {
+        let state = self.state.lock();
+        state
+            .bans
+            .iter()
+            .chain(state.mutes.iter())
+            .find(|s| s.room.as_ref() == Some(room) && s.member_id.as_ref() == Some(member_id))
+            .map(|s| s.account.clone())
+    }
+
+    pub fn mute(&self, sanction: Sanction) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.mutes.retain(|m| !(m.room == sanction.room && m.account == sanction.account));
+            s.mutes.push(sanction);
+        })
+    }
+
+    pub fn unmute(&self, room: &RoomId, account: &AccountId) -> Result<bool, StoreError> {
+        self.change(|s| {
+            let before = s.mutes.len();
+            s.mutes.retain(|m| !(m.room.as_ref() == Some(room) && &m.account == account));
+            before != s.mutes.len()
+        })
+    }
+
+    pub fn muted(&self, room: &RoomId, account: &AccountId) -> Option<Sanction> {
+        Self::find(&self.state.lock().mutes, Some(room), account, Utc::now())
+    }
+
+    pub fn add_report(&self, room: &RoomId, report: Report) -> Result<(), StoreError> {
+        self.change(|s| s.reports.push((room.clone(), report)))
+    }
+
+    /// Close a report; the report if it was open.
+    pub fn resolve_report(&self, room: &RoomId, id: &ReportId) -> Result<Option<Report>, StoreError> {
+        self.change(|s| {
+            let at = s.reports.iter().position(|(r, rep)| r == room && &rep.id == id)?;
+            Some(s.reports.remove(at).1)
+        })
+    }
+
+    /// Open reports, of one room or (None) all.
+    pub fn open_reports(&self, room: Option<&RoomId>) -> Vec<(RoomId, Report)> {
+        let state = self.state.lock();
+        state.reports.iter().filter(|(r, _)| room.is_none_or(|room| room == r)).cloned().collect()
+    }
+
+    /// Forget an account: its reports' quoted texts and its open reports go; its
+    /// session tokens stop working. Bans stay bans.
+    pub fn forget(&self, account: &AccountId, member_ids: &HashMap<RoomId, MemberId>) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.forgotten.insert(account.clone());
+            s.reports.retain(|(room, rep)| member_ids.get(room).is_none_or(|m| &rep.by != m && &rep.message.from.member_id != m));
+        })
+    }
+
+    pub fn is_forgotten(&self, account: &AccountId) -> bool {
+        self.state.lock().forgotten.contains(account)
+    }
+
+    /// Append to the audit log and make it durable.
+    pub fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(&entry).expect("audit entries serialize");
+        line.push(b'\n');
+        let _guard = self.audit.lock();
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.audit_path)?;
+        file.write_all(&line)?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, oldest first.
+    pub fn audit_log(&self, limit: usize) -> Vec<AuditEntry> {
+        let _guard = self.audit.lock();
+        let Ok(text) = std::fs::read_to_string(&self.audit_path) else { return Vec::new() };
+        let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let skip = entries.len().saturating_sub(limit);
+        entries.into_iter().skip(skip).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanctions_survive_reopening_and_expire() {
+        let dir = std::env::temp_dir().join(format!("kindred-mod-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let account = AccountId::from("a_1");
+        let room = RoomId::from("grief");
+        {
+            let store = ModerationStore::open(&dir).unwrap();
+            store.ban(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: None, reason: Some("r".into()) }).unwrap();
+            store.mute(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: Some(Utc::now() - chrono::Duration::seconds(1)), reason: None }).unwrap();
+            store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room.clone()), target: None, reason: None, detail: None }).unwrap();
+        }
+        let store = ModerationStore::open(&dir).unwrap();
+        assert!(store.banned(&room, &account).is_some());
+        assert!(store.banned(&"anxiety".into(), &account).is_none());
+        assert!(store.muted(&room, &account).is_none(), "an expired mute is over");
+        assert_eq!(store.audit_log(10).len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

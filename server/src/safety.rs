@@ -1,0 +1,299 @@
+//! Safety checks on the send path: crisis terms (the message is delivered,
+//! the sender privately gets helplines, the room's facilitators an alert),
+//! personal details that could expose someone (e-mail, phone, street
+//! address, links), and the operator's blocklist. Pure functions of the
+//! text and the configuration: no I/O, nothing logged.
+
+use kindred_protocol::Resource;
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// What to do with a message that carries personal details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiAction {
+    /// Deliver it, and warn the sender privately (`pii_warning`).
+    Warn,
+    /// Do not deliver it; the sender gets `content_blocked` saying why.
+    #[default]
+    Block,
+}
+
+/// The `[safety]` section of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Crisis terms per language (`en`, …); rooms use their language's list,
+    /// falling back to English.
+    pub crisis_terms: HashMap<String, Vec<String>>,
+    /// Helplines offered with `crisis_resources`.
+    pub resources: Vec<ResourceSpec>,
+    /// The words said with the resources.
+    pub crisis_text: String,
+    /// Default for rooms that do not set `pii`. Default `block`.
+    pub pii: PiiAction,
+    /// Words and phrases that are never delivered (`content_blocked`).
+    pub blocklist: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub contact: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+const ENGLISH_CRISIS_TERMS: &[&str] = &[
+    "kill myself", "killing myself", "kms", "suicide", "suicidal", "end my life", "ending my life",
+    "take my own life", "taking my own life", "end it all", "want to die", "wanna die", "wish i was dead",
+    "wish i were dead", "better off dead", "better off without me", "dont want to live", "dont want to be alive",
+    "no reason to live", "nothing to live for", "hurt myself", "hurting myself", "harm myself", "self harm",
+    "selfharm", "cut myself", "cutting myself", "overdose", "od on",
+];
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        let resource = |name: &str, contact: &str, url: &str| ResourceSpec { name: name.into(), contact: contact.into(), url: Some(url.into()) };
+        SafetyConfig {
+            crisis_terms: HashMap::from([("en".to_owned(), ENGLISH_CRISIS_TERMS.iter().map(|t| (*t).to_owned()).collect())]),
+            resources: vec![
+                ResourceSpec {
+                    name: "Emergency services".into(),
+                    contact: "If you are in danger now, call your local emergency number (112 in Europe, 911 in North America, 999 in the UK, 000 in Australia).".into(),
+                    url: None,
+                },
+                resource("Find A Helpline (free, confidential helplines in 130+ countries)", "findahelpline.com", "https://findahelpline.com"),
+                resource("988 Suicide & Crisis Lifeline (US)", "Call or text 988", "https://988lifeline.org"),
+                resource("Samaritans (UK and Ireland)", "Call 116 123, free, day or night", "https://www.samaritans.org"),
+                resource("Lifeline (Australia)", "Call 13 11 14", "https://www.lifeline.org.au"),
+            ],
+            crisis_text: "It sounds like you're carrying something really heavy right now. You don't have to face it alone: \
+                          these people are there to talk, any time. The facilitators here have been let know, gently."
+                .into(),
+            pii: PiiAction::Block,
+            blocklist: Vec::new(),
+        }
+    }
+}
+
+/// What a message's text turned out to hold.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub crisis: bool,
+    /// Which kind of personal detail, said for people ("a phone number").
+    pub pii: Option<&'static str>,
+    pub blocked: bool,
+}
+
+/// The compiled checks.
+pub struct Safety {
+    config: SafetyConfig,
+    /// Normalised crisis terms per language, each as its list of words.
+    crisis: HashMap<String, Vec<Vec<String>>>,
+    blocklist: Vec<Vec<String>>,
+    email: Regex,
+    url: Regex,
+    phone: Regex,
+    date: Regex,
+    street: Regex,
+}
+
+fn words(text: &str) -> Vec<String> {
+    normalize(text).split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect()
+}
+
+/// Lower case, common letter substitutions undone, apostrophes dropped,
+/// other punctuation to spaces, and runs of single letters joined
+/// ("k i l l" → "kill"), so spelling games do not hide a crisis.
+pub fn normalize(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '’' | '`'))
+        .map(|c| match c.to_lowercase().next().unwrap_or(c) {
+            '0' => 'o',
+            '1' => 'i',
+            '3' => 'e',
+            '4' | '@' => 'a',
+            '5' | '$' => 's',
+            '7' => 't',
+            c if c.is_alphanumeric() => c,
+            _ => ' ',
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut run = String::new();
+    for word in mapped.split_whitespace() {
+        if word.chars().count() == 1 {
+            run.push_str(word);
+            continue;
+        }
+        if !run.is_empty() {
+            out.push(std::mem::take(&mut run));
+        }
+        out.push(word.to_owned());
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out.join(" ")
+}
+
+/// Whether the words hold the phrase, or a single token spells it without
+/// spaces (what "k i l l m y s e l f" normalises to).
+fn contains_phrase(haystack: &[String], phrase: &[String]) -> bool {
+    if phrase.is_empty() {
+        return false;
+    }
+    if haystack.windows(phrase.len()).any(|w| w == phrase) {
+        return true;
+    }
+    phrase.len() > 1 && {
+        let compact = phrase.concat();
+        haystack.iter().any(|w| *w == compact)
+    }
+}
+
+impl Safety {
+    pub fn new(config: SafetyConfig) -> Safety {
+        let crisis = config
+            .crisis_terms
+            .iter()
+            .map(|(lang, terms)| (lang.clone(), terms.iter().map(|t| words(t)).filter(|w| !w.is_empty()).collect()))
+            .collect();
+        let blocklist = config.blocklist.iter().map(|t| words(t)).filter(|w| !w.is_empty()).collect();
+        let re = |pattern: &str| Regex::new(pattern).expect("built-in patterns compile");
+        Safety {
+            crisis,
+            blocklist,
+            email: re(r"(?i)[a-z0-9._%+-]+\s*(@|\(at\)|\[at\])\s*[a-z0-9-]+(\.[a-z0-9-]+)*\s*(\.|\(dot\)|\[dot\])\s*[a-z]{2,}"),
+            url: re(r"(?i)\b(https?://|www\.)\S+|\b[a-z0-9-]+\.(com|net|org|io|co|uk|de|fr|app|me|info|ly|gg|tv|xyz)(/\S*)?\b"),
+            phone: re(r"(?:\+|\b)\d[\d\s().-]{5,18}\d\b"),
+            date: re(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$"),
+            street: re(r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|crescent|place|pl|terrace|way|grove|gardens)\b"),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SafetyConfig {
+        &self.config
+    }
+
+    pub fn resources(&self) -> Vec<Resource> {
+        self.config.resources.iter().map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() }).collect()
+    }
+
+    /// Check a message's text, for a room in `language`.
+    pub fn check(&self, text: &str, language: &str) -> Verdict {
+        let normalized = words(text);
+        let terms = self.crisis.get(language).or_else(|| self.crisis.get("en"));
+        Verdict {
+            crisis: terms.is_some_and(|terms| terms.iter().any(|t| contains_phrase(&normalized, t))),
+            pii: self.pii(text),
+            blocked: self.blocklist.iter().any(|t| contains_phrase(&normalized, t)),
+        }
+    }
+
+    fn pii(&self, text: &str) -> Option<&'static str> {
+        if self.email.is_match(text) {
+            return Some("an e-mail address");
+        }
+        if self.url.is_match(text) {
+            return Some("a link");
+        }
+        let phone = self.phone.find_iter(text).any(|m| {
+            let digits = m.as_str().chars().filter(char::is_ascii_digit).count();
+            (7..=15).contains(&digits) && !self.date.is_match(m.as_str().trim())
+        });
+        if phone {
+            return Some("a phone number");
+        }
+        if self.street.is_match(text) {
+            return Some("a street address");
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safety() -> Safety {
+        Safety::new(SafetyConfig { blocklist: vec!["buy followers".into()], ..SafetyConfig::default() })
+    }
+
+    #[test]
+    fn crisis_terms_match_through_case_punctuation_spacing_and_substitutions() {
+        let s = safety();
+        for text in [
+            "Sometimes I just want to die.",
+            "i think about SUICIDE every night",
+            "I'm going to k i l l  m y s e l f",
+            "thinking of ending my life tbh",
+            "I w4nt t0 d1e",
+            "everyone would be better off without me",
+            "I don't want to live anymore",
+            "I've been cutting myself again",
+        ] {
+            assert!(s.check(text, "en").crisis, "should match: {text}");
+        }
+    }
+
+    #[test]
+    fn ordinary_grief_talk_is_not_a_crisis() {
+        let s = safety();
+        for text in [
+            "My dad died last spring and I miss him.",
+            "I could kill for a cup of tea right now",
+            "I'll attend it all, the whole workshop",
+            "The skill I learned myself was knitting",
+            "She passed away peacefully",
+            "this weather is killing me haha",
+        ] {
+            assert!(!s.check(text, "fr-unknown").crisis, "should not match: {text}");
+        }
+    }
+
+    #[test]
+    fn personal_details_are_caught() {
+        let s = safety();
+        for (text, kind) in [
+            ("email me at sam.rivers@example.com", "an e-mail address"),
+            ("sam dot rivers (at) example (dot) com", "an e-mail address"),
+            ("call me on 07700 900123", "a phone number"),
+            ("my number is +1 (555) 123-4567", "a phone number"),
+            ("I live at 221B Baker Street", "a street address"),
+            ("come to 12 Oak Tree Road tonight", "a street address"),
+            ("see https://example.org/me", "a link"),
+            ("find me on mysite.com", "a link"),
+        ] {
+            assert_eq!(s.check(text, "en").pii, Some(kind), "{text}");
+        }
+    }
+
+    #[test]
+    fn ordinary_numbers_are_not_personal_details() {
+        let s = safety();
+        for text in [
+            "my phone charger broke and I cried, silly right",
+            "I'm 45 and it's been 3 years since she died",
+            "on 2026-11-22 it will be one year",
+            "the session is 19:00-20:30",
+            "I walked 3 miles down the road today",
+            "10 days sober, 240 hours",
+            "I owe about 1500 dollars",
+        ] {
+            assert_eq!(s.check(text, "en").pii, None, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_blocklist_matches_whole_phrases() {
+        let s = safety();
+        assert!(s.check("want to BUY FOLLOWERS cheap?", "en").blocked);
+        assert!(!s.check("followers of the buy-nothing group", "en").blocked);
+    }
+}

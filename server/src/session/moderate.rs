@@ -1,0 +1,337 @@
+//! Requests that keep a room safe: `moderate` (authorized here, on the
+//! server, for every action), reports, hands, whispers and `forget_me`.
+//! Effects on the live room are the hub's; what outlives a restart and the
+//! audit log are the moderation store's.
+
+use super::{End, Session, Step, not_member};
+use crate::hub::encode;
+use crate::moderation::{AuditEntry, Sanction};
+use crate::rooms::rfc3339;
+use chrono::Utc;
+use kindred_protocol::client::ReportResolution;
+use kindred_protocol::{
+    CloseCode, ErrorBody, ErrorCode, MemberId, MessageId, ModerationAction, Notice, NoticeKind, RemovedReason,
+    Report, ReportId, RequestId, Role, RoomId, Sender, ServerMessage,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest reason, note or topic a facilitator may write.
+const MAX_NOTE_CHARS: usize = 500;
+
+fn forbidden(msg: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Forbidden, msg)
+}
+
+fn not_found(what: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, format!("No such {what} in this room."))
+}
+
+fn too_long(field: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, format!("{field} can be up to {MAX_NOTE_CHARS} characters."))
+}
+
+impl Session {
+    /// Whether this connection may moderate `room`: admins anywhere,
+    /// facilitators in the rooms their token names (all, when it names none).
+    pub(super) fn may_moderate(&self, room: &RoomId) -> bool {
+        let Some(identity) = &self.identity else { return false };
+        if identity.expires_at.is_some_and(|exp| exp < crate::auth::now_s()) {
+            return false;
+        }
+        match identity.role {
+            Role::Admin => true,
+            Role::Facilitator => identity.rooms.as_ref().is_none_or(|rooms| rooms.contains(room)),
+            Role::Member => false,
+        }
+    }
+
+    /// Who acts, for the audit log: a facilitator's token `sub`; a member only
+    /// by its id in the room, never its account.
+    fn actor(&self, room: Option<&RoomId>) -> String {
+        match &self.identity {
+            Some(i) if i.role.is_staff() => i.account.0.clone(),
+            _ => room.and_then(|r| self.rooms.get(r)).map_or_else(|| "member".to_owned(), |m| m.member_id.0.clone()),
+        }
+    }
+
+    fn audit(&self, action: &str, room: Option<&RoomId>, target: Option<String>, reason: Option<String>, detail: Option<serde_json::Value>) {
+        let entry = AuditEntry { at: rfc3339(Utc::now()), by: self.actor(room), action: action.into(), room: room.cloned(), target, reason, detail };
+        if let Err(e) = self.app.moderation.audit(entry) {
+            tracing::error!(error = %e, action, "audit log write failed");
+        }
+    }
+
+    pub(super) async fn moderate(&mut self, id: Option<RequestId>, room_id: RoomId, action: ModerationAction) -> Step {
+        if !self.may_moderate(&room_id) {
+            let msg = "Only the room's facilitators can do that.";
+            return self.error(forbidden(msg).with_id(id)).await;
+        }
+        let Some(room) = self.app.hub.room(&room_id) else {
+            return self.error(not_found("room").with_id(id)).await;
+        };
+        let note_ok = |n: &Option<String>| n.as_ref().is_none_or(|n| n.chars().count() <= MAX_NOTE_CHARS);
+        let result: Result<(Option<String>, Option<String>), ErrorBody> = match &action {
+            ModerationAction::DeleteMessage { message_id, reason } => {
+                if !note_ok(reason) {
+                    Err(too_long("reason"))
+                } else if room.delete_message(message_id) {
+                    Ok((Some(message_id.0.clone()), reason.clone()))
+                } else {
+                    Err(not_found("message"))
+                }
+            }
+            ModerationAction::Warn { member_id, reason } => {
+                if reason.chars().count() > MAX_NOTE_CHARS {
+                    Err(too_long("reason"))
+                } else {
+                    let notice = warning(&room_id, reason.clone());
+                    if room.send_to(member_id, &encode(&notice)) { Ok((Some(member_id.0.clone()), Some(reason.clone()))) } else { Err(not_found("member")) }
+                }
+            }
+            ModerationAction::Mute { member_id, duration_s, reason } => {
+                if !note_ok(reason) {
+                    Err(too_long("reason"))
+                } else {
+                    self.mute(&room, member_id, *duration_s, reason.clone()).map(|()| (Some(member_id.0.clone()), reason.clone()))
+                }
+            }
+            ModerationAction::Unmute { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
+                Some(account) => match self.app.moderation.unmute(&room_id, &account) {
+                    Ok(_) => {
+                        room.set_muted(member_id, None);
+                        Ok((Some(member_id.0.clone()), reason.clone()))
+                    }
+                    Err(e) => Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+                },
+                None => Err(not_found("member")),
+            },
+            ModerationAction::Kick { member_id, reason } => {
+                if !note_ok(reason) {
+                    Err(too_long("reason"))
+                } else {
+                    let removed = ServerMessage::Removed { room: room_id.clone(), reason: RemovedReason::Kicked, note: reason.clone(), until: None };
+                    if room.remove_member(member_id, &encode(&removed)) { Ok((Some(member_id.0.clone()), reason.clone())) } else { Err(not_found("member")) }
+                }
+            }
+            ModerationAction::Ban { member_id, duration_s, reason, service } => {
+                if !note_ok(reason) {
+                    Err(too_long("reason"))
+                } else if *service && self.identity.as_ref().is_none_or(|i| i.role != Role::Admin) {
+                    Err(forbidden("Only admins can ban someone from the whole service."))
+                } else {
+                    self.ban(&room, member_id, *duration_s, reason.clone(), *service).map(|()| (Some(member_id.0.clone()), reason.clone()))
+                }
+            }
+            ModerationAction::Unban { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
+                Some(account) => match self.app.moderation.unban(Some(&room_id), &account) {
+                    Ok(true) => Ok((Some(member_id.0.clone()), reason.clone())),
+                    Ok(false) => Err(not_found("ban")),
+                    Err(e) => Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+                },
+                None => Err(not_found("member")),
+            },
+            ModerationAction::SlowMode { seconds } => {
+                if *seconds > 3600 {
+                    Err(ErrorBody::new(ErrorCode::BadRequest, "Slow mode can be at most 3600 seconds."))
+                } else {
+                    room.update(|s| *s.slow_mode_s = *seconds);
+                    Ok((None, None))
+                }
+            }
+            ModerationAction::Lock => {
+                room.update(|s| *s.locked = true);
+                Ok((None, None))
+            }
+            ModerationAction::Unlock => {
+                room.update(|s| *s.locked = false);
+                Ok((None, None))
+            }
+            ModerationAction::SetTopic { text } => {
+                if text.chars().count() > MAX_NOTE_CHARS {
+                    Err(too_long("A topic"))
+                } else {
+                    let topic = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+                    room.update(|s| *s.topic_now = topic);
+                    Ok((None, None))
+                }
+            }
+            ModerationAction::SetMode { mode } => {
+                room.update(|s| *s.mode = *mode);
+                Ok((None, None))
+            }
+            ModerationAction::GiveFloor { member_id } => {
+                if room.set_floor(member_id, true) { Ok((Some(member_id.0.clone()), None)) } else { Err(not_found("member")) }
+            }
+            ModerationAction::EndFloor { member_id } => match member_id.clone().or_else(|| room.floor_holder()) {
+                Some(m) if room.set_floor(&m, false) => Ok((Some(m.0), None)),
+                _ => Err(not_found("member holding the floor")),
+            },
+        };
+        match result {
+            Ok((target, reason)) => {
+                self.audit(action.name(), Some(&room_id), target, reason, None);
+                self.reply(&ServerMessage::Moderated { id }).await
+            }
+            Err(e) => self.error(e.with_id(id)).await,
+        }
+    }
+
+    fn mute(&self, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>) -> Result<(), ErrorBody> {
+        let room_id = room.id();
+        let Some(account) = room.account_of(member_id) else { return Err(not_found("member")) };
+        let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(365 * 86400) as i64));
+        let sanction = Sanction { room: Some(room_id.clone()), account: account.clone(), member_id: Some(member_id.clone()), until, reason: reason.clone() };
+        self.app.moderation.mute(sanction).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        room.set_muted(member_id, Some(until.map(rfc3339)));
+        let text = match &reason {
+            Some(r) => format!("A facilitator has muted you for now: {r}"),
+            None => "A facilitator has muted you for now.".to_owned(),
+        };
+        room.send_to(member_id, &encode(&warning(&room_id, text)));
+        if let Some(d) = duration_s {
+            // The mute ends by itself: tell the room when it does (unless lifted or renewed).
+            let app = self.app.clone();
+            let room = room.clone();
+            let member_id = member_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(d) + Duration::from_millis(50)).await;
+                if app.moderation.muted(&room.id(), &account).is_none() && room.member(&member_id).is_some_and(|m| m.muted) {
+                    room.set_muted(&member_id, None);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn ban(&self, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>, service: bool) -> Result<(), ErrorBody> {
+        let room_id = room.id();
+        let account = room
+            .account_of(member_id)
+            .or_else(|| self.app.moderation.account_of(&room_id, member_id))
+            .ok_or_else(|| not_found("member"))?;
+        let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(10 * 365 * 86400) as i64));
+        let sanction = Sanction {
+            room: if service { None } else { Some(room_id.clone()) },
+            account: account.clone(),
+            member_id: Some(member_id.clone()),
+            until,
+            reason: reason.clone(),
+        };
+        self.app.moderation.ban(sanction).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        let removed = ServerMessage::Removed { room: room_id, reason: RemovedReason::Banned, note: reason, until: until.map(rfc3339) };
+        room.remove_member(member_id, &encode(&removed));
+        if service {
+            if let Some(conns) = self.app.accounts.get(&account) {
+                for (_, control) in conns.iter() {
+                    control.close(CloseCode::Banned);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn report(&mut self, id: Option<RequestId>, room_id: RoomId, message_id: MessageId, reason: String) -> Step {
+        let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
+        if reason.chars().count() > MAX_NOTE_CHARS {
+            return self.error(too_long("A reason").with_id(id)).await;
+        }
+        let Some(room) = self.app.hub.room(&room_id) else { return self.error(not_member(&room_id).with_id(id)).await };
+        let Some(message) = room.find_message(&message_id) else { return self.error(not_found("message").with_id(id)).await };
+        let report = Report {
+            id: ReportId(format!("r_{:012x}", rand::random::<u64>() >> 16)),
+            message,
+            reason: reason.trim().to_owned(),
+            by: me.member_id.clone(),
+            at: rfc3339(Utc::now()),
+        };
+        if let Err(e) = self.app.moderation.add_report(&room_id, report.clone()) {
+            return self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await;
+        }
+        // The one place message text enters the audit log: the message a member reported.
+        let detail = serde_json::json!({ "report_id": report.id, "message_id": report.message.message_id, "quoted": report.message.text });
+        self.audit("report", Some(&room_id), Some(report.message.from.member_id.0.clone()), Some(report.reason.clone()), Some(detail));
+        let filed = ServerMessage::ReportFiled { room: room_id.clone(), report: report.clone() };
+        room.broadcast(&encode(&filed), crate::hub::Audience::Staff);
+        self.reply(&ServerMessage::Reported { id, report_id: report.id }).await
+    }
+
+    pub(super) async fn resolve_report(&mut self, id: Option<RequestId>, room_id: RoomId, report_id: ReportId, resolution: ReportResolution) -> Step {
+        if !self.may_moderate(&room_id) {
+            return self.error(forbidden("Only the room's facilitators can resolve reports.").with_id(id)).await;
+        }
+        match self.app.moderation.resolve_report(&room_id, &report_id) {
+            Ok(Some(_)) => {
+                let how = match resolution {
+                    ReportResolution::Dismissed => "dismissed",
+                    ReportResolution::Acted => "acted",
+                };
+                self.audit("resolve_report", Some(&room_id), Some(report_id.0.clone()), Some(how.into()), None);
+                if let Some(room) = self.app.hub.room(&room_id) {
+                    let note = ServerMessage::ReportResolved { id: None, room: room_id.clone(), report_id: report_id.clone() };
+                    room.broadcast(&encode(&note), crate::hub::Audience::Staff);
+                }
+                self.reply(&ServerMessage::ReportResolved { id, room: room_id, report_id }).await
+            }
+            Ok(None) => self.error(not_found("open report").with_id(id)).await,
+            Err(e) => self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await,
+        }
+    }
+
+    pub(super) async fn hand(&mut self, id: Option<RequestId>, room_id: RoomId, raised: bool) -> Step {
+        let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
+        let done = self.app.hub.room(&room_id).is_some_and(|room| room.set_hand(&me.member_id, raised));
+        if done { Ok(()) } else { self.error(not_member(&room_id).with_id(id)).await }
+    }
+
+    pub(super) async fn whisper(&mut self, id: Option<RequestId>, room_id: RoomId, to: MemberId, text: String) -> Step {
+        let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
+        let max = self.app.config.limits.max_text_chars as usize;
+        if text.trim().is_empty() || text.chars().count() > max {
+            return self.error(ErrorBody::new(ErrorCode::TooLarge, format!("A whisper needs 1 to {max} characters.")).with_id(id)).await;
+        }
+        let Some(room) = self.app.hub.room(&room_id) else { return self.error(not_member(&room_id).with_id(id)).await };
+        let Some(target) = room.member(&to) else { return self.error(not_found("member").with_id(id)).await };
+        // One side must be a facilitator of this room: members cannot whisper to members.
+        let i_moderate = self.may_moderate(&room_id);
+        if !i_moderate && !target.role.is_staff() {
+            return self.error(forbidden("Whispers are only between members and the room's facilitators.").with_id(id)).await;
+        }
+        if let Err(wait) = self.bucket.take(std::time::Instant::now()) {
+            let body = ErrorBody::new(ErrorCode::RateLimited, "Please wait a moment.").retry_after(wait.as_millis() as u64 + 1);
+            return self.error(body.with_id(id)).await;
+        }
+        let whisper = ServerMessage::Whisper {
+            room: room_id.clone(),
+            from: Sender { member_id: me.member_id.clone(), handle: me.handle.clone(), role: me.role },
+            to: to.clone(),
+            text,
+            ts: rfc3339(Utc::now()),
+        };
+        room.send_to(&to, &encode(&whisper));
+        self.reply(&ServerMessage::Whispered { id }).await
+    }
+
+    /// Remove everything this account wrote, end its token, close the connection.
+    pub(super) async fn forget_me(&mut self, id: Option<RequestId>) -> Step {
+        let account = self.identity.as_ref().expect("forget_me is handled after hello").account.clone();
+        let mut member_ids = std::collections::HashMap::new();
+        for room in self.app.hub.rooms() {
+            let room_id = room.id();
+            member_ids.insert(room_id.clone(), self.app.auth.member_id(&account, &room_id));
+            room.delete_by_account(&account);
+        }
+        if let Err(e) = self.app.moderation.forget(&account, &member_ids) {
+            return self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await;
+        }
+        // The audit log notes that an erasure happened, not who it was
+        // (`actor` with no room names no one).
+        self.audit("forget_me", None, None, None, None);
+        self.reply(&ServerMessage::Forgotten { id }).await?;
+        Err(End::Close(CloseCode::Normal, "forgotten"))
+    }
+}
+
+fn warning(room: &RoomId, text: String) -> ServerMessage {
+    ServerMessage::Notice(Notice { room: Some(room.clone()), kind: NoticeKind::Warning, text, resources: None })
+}
