@@ -19,6 +19,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(crate::api::router())
         .fallback(get(static_file))
         .with_state(app)
 }

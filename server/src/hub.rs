@@ -495,6 +495,12 @@ impl Room {
         }
     }
 
+    /// Replace the room's definition (admin API) and tell everyone in it.
+    pub fn set_def(&self, def: RoomDef) {
+        *self.def.write() = Arc::new(def);
+        self.update(|_| {});
+    }
+
     pub fn member_count(&self) -> usize {
         self.state.lock().members.len()
     }
@@ -762,6 +768,30 @@ pub struct RoomSettings<'a> {
 }
 
 impl Hub {
+    /// Add a room (admin API). False if one with that id exists.
+    pub fn add_room(&self, def: RoomDef) -> bool {
+        match self.inner.rooms.entry(def.id.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(_) => false,
+            dashmap::mapref::entry::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Room::new(def, self.inner.epoch.clone(), self.inner.limits.clone())));
+                true
+            }
+        }
+    }
+
+    /// Close a room: everyone in it is told (`removed`, reason `closed`) and it leaves the directory.
+    pub fn remove_room(&self, id: &RoomId, note: &str) -> bool {
+        let Some((_, room)) = self.inner.rooms.remove(id) else { return false };
+        let frame = encode(&ServerMessage::Removed {
+            room: id.clone(),
+            reason: kindred_protocol::RemovedReason::Closed,
+            note: Some(note.to_owned()),
+            until: None,
+        });
+        room.broadcast(&frame, Audience::All);
+        true
+    }
+
     /// Every room on this node.
     pub fn rooms(&self) -> Vec<Arc<Room>> {
         self.inner.rooms.iter().map(|r| r.value().clone()).collect()

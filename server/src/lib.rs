@@ -1,7 +1,8 @@
 //! Kindred: a chat server for online peer-support groups.
 //!
 //! Crate map, in the direction a message flows:
-//! - [`http`]: routes (`/ws`, `/healthz`, `/readyz`, the web client) and refusals before upgrade.
+//! - [`http`]: routes (`/ws`, `/healthz`, `/readyz`, the web client) and refusals before upgrade;
+//!   [`api`]: the admin HTTP API under `/api`.
 //! - [`session`]: one connection: `hello`, decode, validate, authorize, rate-limit, write batches.
 //! - [`hub`]: live rooms on this node: membership, the ordered log, encode-once fan-out.
 //! - [`broker`]: orders, stores and carries messages between nodes (`local`: in-process).
@@ -9,6 +10,7 @@
 //!   [`handles`]: display names; [`ratelimit`]; [`store`]: files that outlive a restart;
 //!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
@@ -67,7 +69,9 @@ impl App {
         let moderation = moderation::ModerationStore::open(&config.data_dir)?;
         let safety = safety::Safety::new(config.safety.clone());
         let limits = Arc::new(config.limits.clone());
-        let hub = Hub::new(config.rooms.clone(), limits);
+        let mut rooms = config.rooms.clone();
+        api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
+        let hub = Hub::new(rooms, limits);
         Ok(Arc::new(App {
             config,
             hub,

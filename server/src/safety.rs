@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// What to do with a message that carries personal details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PiiAction {
     /// Deliver it, and warn the sender privately (`pii_warning`).

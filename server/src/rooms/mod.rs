@@ -22,8 +22,8 @@ pub struct RoomsFile {
     pub rooms: Vec<RoomSpec>,
 }
 
-/// One room as written in the config file.
-#[derive(Debug, Clone, Deserialize)]
+/// One room as written in the config file (or sent to the admin API).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoomSpec {
     pub id: String,
@@ -82,7 +82,41 @@ pub struct RoomDef {
     pub schedule: Option<Schedule>,
 }
 
+impl RoomSpec {
+    /// Validate one room on its own (the admin API), with `default_rules` for rules left out.
+    pub fn into_def(self, default_rules: &str) -> anyhow::Result<RoomDef> {
+        let file = RoomsFile { default_rules: Some(default_rules.to_owned()), rooms: vec![self] };
+        Ok(file.into_defs()?.remove(0))
+    }
+}
+
+impl RoomDef {
+    /// The spec this definition came from, for saving API-made rooms.
+    pub fn spec(&self) -> RoomSpec {
+        RoomSpec {
+            id: self.id.0.clone(),
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            language: self.language.clone(),
+            capacity: self.capacity,
+            rules: Some(self.rules.clone()),
+            rules_version: self.rules_version,
+            history_minutes: self.history_minutes,
+            requires_facilitator: self.requires_facilitator,
+            pii: self.pii,
+            schedule: self.schedule.as_ref().map(|s| s.spec.clone()),
+        }
+    }
+}
+
 impl RoomsFile {
+    /// The ground rules of the built-in directory, for rooms made without their own.
+    pub fn builtin_rules() -> String {
+        Self::builtin().default_rules.unwrap_or_default().trim().to_owned()
+    }
+
     pub fn builtin() -> RoomsFile {
         toml::from_str(BUILTIN).expect("the built-in room directory parses")
     }

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 /// A schedule as written in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     pub timezone: String,

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admin_api;
 mod bad_input;
 mod logs;
 mod messages;

@@ -1,0 +1,267 @@
+//! The admin HTTP API under `/api`, for admins with a bearer JWT: rooms
+//! (create, update — a rules change bumps the version so members accept
+//! again — and close), open reports, the audit log, and system notices.
+//! Rooms made or changed here are saved in the data dir and outlive a restart.
+
+use crate::App;
+use crate::hub::{Audience, encode};
+use crate::moderation::AuditEntry;
+use crate::rooms::{RoomDef, RoomSpec, RoomsFile, rfc3339};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use kindred_protocol::{ErrorCode, Notice, NoticeKind, Role, RoomId, ServerMessage};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/rooms", get(list_rooms).post(create_room))
+        .route("/api/rooms/{id}", get(get_room).patch(update_room).delete(close_room))
+        .route("/api/rooms/{id}/notice", post(room_notice))
+        .route("/api/reports", get(reports))
+        .route("/api/audit", get(audit))
+}
+
+/// An API error: the same `{type: "error", code, message}` shape as the WebSocket.
+pub struct ApiError(StatusCode, ErrorCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = encode(&ServerMessage::error(None, self.1, self.2));
+        (self.0, [(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response()
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg.into())
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("There is no room called '{id}'."))
+}
+
+/// The admin's token `sub`, or why the request is refused.
+fn admin(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m.into());
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("Send an admin token as 'Authorization: Bearer <token>'."))?;
+    let identity = app.auth.verify(token.trim()).map_err(|e| unauthorized(&e.to_string()))?;
+    if identity.role != Role::Admin || app.moderation.is_forgotten(&identity.account) {
+        return Err(ApiError(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "Only admins can use this API.".into()));
+    }
+    Ok(identity.account.0)
+}
+
+fn record(app: &App, by: &str, action: &str, room: Option<&RoomId>, detail: Option<serde_json::Value>) {
+    let entry = AuditEntry { at: rfc3339(Utc::now()), by: by.into(), action: action.into(), room: room.cloned(), target: None, reason: None, detail };
+    if let Err(e) = app.moderation.audit(entry) {
+        tracing::error!(error = %e, action, "audit log write failed");
+    }
+}
+
+/// Rooms made or changed through the API, and rooms closed through it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SavedRooms {
+    #[serde(default)]
+    pub rooms: Vec<RoomSpec>,
+    #[serde(default)]
+    pub closed: Vec<RoomId>,
+}
+
+impl SavedRooms {
+    fn path(app: &App) -> std::path::PathBuf {
+        app.config.data_dir.join("rooms.json")
+    }
+
+    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<SavedRooms> {
+        match std::fs::read(data_dir.join("rooms.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedRooms::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Apply the saved changes to the configured directory.
+    pub fn apply(self, defs: &mut Vec<RoomDef>) -> anyhow::Result<()> {
+        defs.retain(|d| !self.closed.contains(&d.id));
+        for spec in self.rooms {
+            let def = spec.into_def(&RoomsFile::builtin_rules())?;
+            defs.retain(|d| d.id != def.id);
+            defs.push(def);
+        }
+        Ok(())
+    }
+
+    fn change(app: &App, f: impl FnOnce(&mut SavedRooms)) -> Result<(), ApiError> {
+        // One writer at a time: the audit lock is not needed, the file is small.
+        static LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+        let _guard = LOCK.lock();
+        let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e);
+        let mut saved = SavedRooms::load(&app.config.data_dir).map_err(|e| internal(e.to_string()))?;
+        f(&mut saved);
+        let bytes = serde_json::to_vec_pretty(&saved).expect("rooms serialize");
+        crate::store::write_atomic(&Self::path(app), &bytes, false).map_err(|e| internal(e.to_string()))
+    }
+}
+
+async fn list_rooms(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let specs: Vec<RoomSpec> = app.hub.rooms().iter().map(|r| r.def().spec()).collect();
+    Ok(Json(serde_json::json!({ "rooms": app.hub.summaries(), "specs": specs })).into_response())
+}
+
+async fn get_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let room = app.hub.room(&RoomId(id.clone())).ok_or_else(|| not_found(&id))?;
+    Ok(Json(serde_json::json!({ "room": room.summary(), "spec": room.def().spec() })).into_response())
+}
+
+async fn create_room(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Json<RoomSpec>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+    let by = admin(&app, &headers)?;
+    let Json(spec) = body.map_err(|e| bad_request(e.body_text()))?;
+    let def = spec.clone().into_def(&RoomsFile::builtin_rules()).map_err(|e| bad_request(format!("{e:#}")))?;
+    let id = def.id.clone();
+    let spec = def.spec();
+    if !app.hub.add_room(def) {
+        return Err(ApiError(StatusCode::CONFLICT, ErrorCode::BadRequest, format!("A room called '{id}' already exists.")));
+    }
+    SavedRooms::change(&app, |saved| {
+        saved.closed.retain(|c| c != &id);
+        saved.rooms.retain(|r| r.id != id.0);
+        saved.rooms.push(spec);
+    })?;
+    record(&app, &by, "create_room", Some(&id), None);
+    let summary = app.hub.room(&id).map(|r| r.summary());
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "room": summary }))).into_response())
+}
+
+/// Fields of a room an admin may change; absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPatch {
+    name: Option<String>,
+    topic: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    language: Option<String>,
+    capacity: Option<u32>,
+    /// New ground rules: the version goes up and members accept them again.
+    rules: Option<String>,
+    history_minutes: Option<u32>,
+    requires_facilitator: Option<bool>,
+    /// A new schedule; `null` makes the room always open.
+    #[serde(default, with = "double_option")]
+    schedule: Option<Option<crate::rooms::schedule::ScheduleSpec>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+async fn update_room(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RoomPatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let by = admin(&app, &headers)?;
+    let Json(patch) = body.map_err(|e| bad_request(e.body_text()))?;
+    let room = app.hub.room(&RoomId(id.clone())).ok_or_else(|| not_found(&id))?;
+    let mut spec = room.def().spec();
+    let rules_changed = patch.rules.as_ref().is_some_and(|r| Some(r) != spec.rules.as_ref());
+    macro_rules! set {
+        ($($field:ident),*) => { $(if let Some(v) = patch.$field { spec.$field = v; })* };
+    }
+    set!(name, topic, description, tags, language, capacity, requires_facilitator);
+    if let Some(h) = patch.history_minutes {
+        spec.history_minutes = Some(h);
+    }
+    if let Some(schedule) = patch.schedule {
+        spec.schedule = schedule;
+    }
+    if rules_changed {
+        spec.rules = patch.rules;
+        spec.rules_version += 1;
+    }
+    let def = spec.into_def(&RoomsFile::builtin_rules()).map_err(|e| bad_request(format!("{e:#}")))?;
+    let spec = def.spec();
+    room.set_def(def);
+    SavedRooms::change(&app, |saved| {
+        saved.rooms.retain(|r| r.id != id);
+        saved.rooms.push(spec.clone());
+    })?;
+    record(&app, &by, "update_room", Some(&room.id()), Some(serde_json::json!({ "rules_version": spec.rules_version })));
+    Ok(Json(serde_json::json!({ "room": room.summary() })).into_response())
+}
+
+async fn close_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let by = admin(&app, &headers)?;
+    let room_id = RoomId(id.clone());
+    if !app.hub.remove_room(&room_id, "This room has closed. Thank you for being here.") {
+        return Err(not_found(&id));
+    }
+    SavedRooms::change(&app, |saved| {
+        saved.rooms.retain(|r| r.id != id);
+        if !saved.closed.contains(&room_id) {
+            saved.closed.push(room_id.clone());
+        }
+    })?;
+    record(&app, &by, "close_room", Some(&room_id), None);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct NoticeBody {
+    text: String,
+}
+
+async fn room_notice(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<NoticeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let by = admin(&app, &headers)?;
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let text = body.text.trim().to_owned();
+    if text.is_empty() || text.chars().count() > 1000 {
+        return Err(bad_request("A notice needs 1 to 1000 characters."));
+    }
+    let room = app.hub.room(&RoomId(id.clone())).ok_or_else(|| not_found(&id))?;
+    let notice = ServerMessage::Notice(Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None });
+    room.broadcast(&encode(&notice), Audience::All);
+    record(&app, &by, "notice", Some(&room.id()), None);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let reports: Vec<serde_json::Value> = app
+        .moderation
+        .open_reports(None)
+        .into_iter()
+        .map(|(room, report)| serde_json::json!({ "room": room, "report": report }))
+        .collect();
+    Ok(Json(serde_json::json!({ "reports": reports })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+    admin(&app, &headers)?;
+    let entries = app.moderation.audit_log(q.limit.unwrap_or(100).min(10_000));
+    Ok(Json(serde_json::json!({ "entries": entries })).into_response())
+}
