@@ -19,6 +19,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(crate::api::router())
         .fallback(get(static_file))
         .with_state(app)
@@ -36,6 +37,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else {
         "ready".into_response()
     }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let rooms = app.hub.rooms();
+    let members: usize = rooms.iter().map(|r| r.member_count()).sum();
+    let body = app.metrics.render(&[
+        ("kindred_connections", "Open WebSocket connections.", app.tracker.len() as u64),
+        ("kindred_rooms", "Rooms in the directory.", rooms.len() as u64),
+        ("kindred_room_members", "Members present, summed over rooms.", members as u64),
+        ("kindred_ready", "1 when the node accepts messages.", u64::from(app.broker.is_ready() && !app.shutdown.is_cancelled())),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {

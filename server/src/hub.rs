@@ -172,6 +172,7 @@ struct RoomState {
 
 /// One room's live state on this node.
 pub struct Room {
+    metrics: Arc<crate::metrics::Metrics>,
     def: RwLock<Arc<RoomDef>>,
     state: Mutex<RoomState>,
     epoch: String,
@@ -179,8 +180,9 @@ pub struct Room {
 }
 
 impl Room {
-    fn new(def: RoomDef, epoch: String, limits: Arc<Limits>) -> Room {
+    fn new(def: RoomDef, epoch: String, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>) -> Room {
         Room {
+            metrics,
             def: RwLock::new(Arc::new(def)),
             state: Mutex::new(RoomState {
                 conns: HashMap::new(),
@@ -328,7 +330,7 @@ impl Room {
                 left: None,
                 member_count: state.members.len() as u32,
             });
-            Self::fan_out(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id));
+            self.fan_out(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id));
         }
         Ok(joined)
     }
@@ -338,11 +340,11 @@ impl Room {
         let id = self.id();
         let mut state = self.state.lock();
         let Some(entry) = state.conns.remove(&conn) else { return false };
-        Self::drop_member_conn(&id, &mut state, &entry.member_id);
+        self.drop_member_conn(&id, &mut state, &entry.member_id);
         true
     }
 
-    fn drop_member_conn(room: &RoomId, state: &mut RoomState, member_id: &MemberId) {
+    fn drop_member_conn(&self, room: &RoomId, state: &mut RoomState, member_id: &MemberId) {
         let gone = match state.members.get_mut(member_id) {
             Some(p) if p.conns > 1 => {
                 p.conns -= 1;
@@ -361,14 +363,15 @@ impl Room {
                 left: Some(member_id.clone()),
                 member_count: state.members.len() as u32,
             });
-            Self::fan_out(room, state, &frame, Audience::All);
+            self.fan_out(room, state, &frame, Audience::All);
         }
     }
 
     /// Queue `frame` for the audience without waiting for anyone. Connections
     /// whose mailbox is full are told to close (4408) and leave the room.
-    fn fan_out(room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>) {
+    fn fan_out(&self, room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>) {
         let mut dead: Vec<ConnId> = Vec::new();
+        let mut delivered = 0u64;
         for (id, entry) in &state.conns {
             let wanted = match audience {
                 Audience::All => true,
@@ -380,19 +383,21 @@ impl Room {
                 continue;
             }
             match entry.outbox.tx.try_send(frame.clone()) {
-                Ok(()) => {}
+                Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     entry.outbox.control.close(CloseCode::TooSlow);
+                    crate::metrics::Metrics::add(&self.metrics.slow_consumer_closes, 1);
                     dead.push(*id);
                 }
                 // The session ended and will leave the room itself; skip it.
                 Err(mpsc::error::TrySendError::Closed(_)) => dead.push(*id),
             }
         }
+        crate::metrics::Metrics::add(&self.metrics.deliveries, delivered);
         for id in dead {
             if let Some(entry) = state.conns.remove(&id) {
                 tracing::debug!(room = %room, conn = id.0, "connection too slow or gone; removed from room");
-                Self::drop_member_conn(room, state, &entry.member_id);
+                self.drop_member_conn(room, state, &entry.member_id);
             }
         }
     }
@@ -468,7 +473,7 @@ impl Room {
         let audience = if msg.staff { Audience::Staff } else { Audience::All };
         state.log.push_back(Stored { msg: draft.msg, account: draft.account, at: Instant::now() });
         self.prune(&def, &mut state);
-        Self::fan_out(&def.id, &mut state, &frame, audience);
+        self.fan_out(&def.id, &mut state, &frame, audience);
         msg
     }
 
@@ -476,7 +481,7 @@ impl Room {
     pub fn broadcast(&self, frame: &Frame, audience: Audience<'_>) {
         let id = self.id();
         let mut state = self.state.lock();
-        Self::fan_out(&id, &mut state, frame, audience);
+        self.fan_out(&id, &mut state, frame, audience);
     }
 
     /// Whether `member_id` may announce typing now (at most every 2 s).
@@ -514,6 +519,7 @@ pub struct Hub {
 
 struct Inner {
     rooms: DashMap<RoomId, Arc<Room>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Random per process: the embedded history does not survive a restart,
     /// so a resume from before it must come back `recovered: false`.
     epoch: String,
@@ -521,13 +527,13 @@ struct Inner {
 }
 
 impl Hub {
-    pub fn new(defs: Vec<RoomDef>, limits: Arc<Limits>) -> Hub {
+    pub fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>) -> Hub {
         let epoch = format!("e{:x}", rand::random::<u64>());
         let rooms = DashMap::new();
         for def in defs {
-            rooms.insert(def.id.clone(), Arc::new(Room::new(def, epoch.clone(), limits.clone())));
+            rooms.insert(def.id.clone(), Arc::new(Room::new(def, epoch.clone(), limits.clone(), metrics.clone())));
         }
-        Hub { inner: Arc::new(Inner { rooms, epoch, limits }) }
+        Hub { inner: Arc::new(Inner { rooms, metrics, epoch, limits }) }
     }
 
     pub fn epoch(&self) -> &str {
@@ -608,7 +614,7 @@ impl Room {
             state.hands.clear();
         }
         let frame = Self::update_frame(&def, &state);
-        Self::fan_out(&def.id, &mut state, &frame, Audience::All);
+        self.fan_out(&def.id, &mut state, &frame, Audience::All);
     }
 
     /// The account behind a member id: someone present, or the author of a message in the log.
@@ -636,7 +642,7 @@ impl Room {
         let removed = state.log.remove(at).expect("the position was just found");
         let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
         let audience = if removed.msg.staff { Audience::Staff } else { Audience::All };
-        Self::fan_out(&room, &mut state, &frame, audience);
+        self.fan_out(&room, &mut state, &frame, audience);
         true
     }
 
@@ -654,7 +660,7 @@ impl Room {
         });
         for id in &removed {
             let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
-            Self::fan_out(&room, &mut state, &frame, Audience::All);
+            self.fan_out(&room, &mut state, &frame, Audience::All);
         }
         removed
     }
@@ -666,7 +672,7 @@ impl Room {
         if !state.members.contains_key(member_id) {
             return false;
         }
-        Self::fan_out(&room, &mut state, frame, Audience::Member(member_id));
+        self.fan_out(&room, &mut state, frame, Audience::Member(member_id));
         true
     }
 
@@ -678,12 +684,12 @@ impl Room {
         if !state.members.contains_key(member_id) {
             return false;
         }
-        Self::fan_out(&room, &mut state, notice, Audience::Member(member_id));
+        self.fan_out(&room, &mut state, notice, Audience::Member(member_id));
         state.conns.retain(|_, c| &c.member_id != member_id);
         if let Some(p) = state.members.get_mut(member_id) {
             p.conns = 1;
         }
-        Self::drop_member_conn(&room, &mut state, member_id);
+        self.drop_member_conn(&room, &mut state, member_id);
         true
     }
 
@@ -693,7 +699,7 @@ impl Room {
         let Some(p) = state.members.get_mut(member_id) else { return false };
         f(&mut p.member);
         let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member: p.member.clone() });
-        Self::fan_out(&room, state, &frame, Audience::All);
+        self.fan_out(&room, state, &frame, Audience::All);
         true
     }
 
@@ -708,7 +714,7 @@ impl Room {
     fn send_hands(&self, state: &mut RoomState) {
         let room = self.id();
         let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
-        Self::fan_out(&room, state, &frame, Audience::Staff);
+        self.fan_out(&room, state, &frame, Audience::Staff);
     }
 
     /// Raise or lower a member's hand; staff see the queue.
@@ -773,7 +779,7 @@ impl Hub {
         match self.inner.rooms.entry(def.id.clone()) {
             dashmap::mapref::entry::Entry::Occupied(_) => false,
             dashmap::mapref::entry::Entry::Vacant(slot) => {
-                slot.insert(Arc::new(Room::new(def, self.inner.epoch.clone(), self.inner.limits.clone())));
+                slot.insert(Arc::new(Room::new(def, self.inner.epoch.clone(), self.inner.limits.clone(), self.inner.metrics.clone())));
                 true
             }
         }

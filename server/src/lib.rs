@@ -19,6 +19,7 @@ pub mod http;
 pub mod hub;
 pub mod ratelimit;
 pub mod rooms;
+pub mod metrics;
 pub mod moderation;
 pub mod safety;
 pub mod session;
@@ -52,6 +53,7 @@ pub struct App {
     /// Bans, mutes, reports, forgotten accounts and the audit log.
     pub moderation: moderation::ModerationStore,
     pub safety: safety::Safety,
+    pub metrics: Arc<metrics::Metrics>,
     /// Open connections per account, so a service ban closes them all.
     pub accounts: DashMap<AccountId, Vec<(hub::ConnId, Arc<hub::Control>)>>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
@@ -71,7 +73,8 @@ impl App {
         let limits = Arc::new(config.limits.clone());
         let mut rooms = config.rooms.clone();
         api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
-        let hub = Hub::new(rooms, limits);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let hub = Hub::new(rooms, limits, metrics.clone());
         Ok(Arc::new(App {
             config,
             hub,
@@ -82,6 +85,7 @@ impl App {
             per_ip: DashMap::new(),
             moderation,
             safety,
+            metrics,
             accounts: DashMap::new(),
             accepted_rules: DashMap::new(),
         }))

@@ -5,6 +5,7 @@
 //! mailbox already encoded and are written in batches with one flush.
 
 use crate::App;
+use crate::metrics::Metrics;
 use crate::auth::Identity;
 use crate::hub::{ConnId, Control, Draft, Frame, JoinRequest, Outbox, encode};
 use crate::ratelimit::TokenBucket;
@@ -76,6 +77,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
 impl Session {
     async fn serve(mut self) {
         tracing::debug!(conn = self.conn.0, "connection opened");
+        Metrics::add(&self.app.metrics.connections_opened, 1);
         let limits = self.app.config.limits.clone();
         let hello_deadline = tokio::time::sleep(limits.hello_timeout());
         tokio::pin!(hello_deadline);
@@ -137,6 +139,7 @@ impl Session {
         if let End::Close(code, reason) = end {
             self.close(code, reason).await;
         }
+        Metrics::add(&self.app.metrics.connections_closed, 1);
         tracing::debug!(conn = self.conn.0, "connection closed");
     }
 
@@ -180,6 +183,7 @@ impl Session {
     }
 
     async fn error(&mut self, body: ErrorBody) -> Step {
+        self.app.metrics.error(body.code);
         self.reply(&ServerMessage::Error(body)).await
     }
 
@@ -228,6 +232,7 @@ impl Session {
             Some(Err(e)) => return Err(read_error(e)),
         };
         self.last_seen = Instant::now();
+        Metrics::add(&self.app.metrics.frames_in, 1);
         match msg {
             Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
@@ -534,6 +539,7 @@ impl Session {
         };
         match self.app.broker.append(&room, draft).await {
             Ok(msg) => {
+                Metrics::add(&self.app.metrics.messages_in, 1);
                 self.reply(&ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq })
                     .await?;
                 if let Some(kind) = verdict.pii {

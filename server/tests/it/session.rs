@@ -195,3 +195,28 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
     out
 }
+
+#[tokio::test]
+async fn metrics_count_messages_deliveries_and_errors() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.member(None).await;
+    let (mut b, _) = server.member(None).await;
+    a.join("grief").await;
+    b.join("grief").await;
+    a.say("grief", "hello").await;
+    b.messages(1).await;
+    a.send(&ClientMessage::Leave { id: None, room: "anxiety".into() }).await;
+    a.expect_error(ErrorCode::NotMember).await;
+    let page = http_get(server.addr, "/metrics").await;
+    assert!(page.contains("text/plain; version=0.0.4"), "{page}");
+    let value = |name: &str| -> u64 {
+        let line = page.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {page}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("kindred_messages_in_total"), 1);
+    // b's presence to a, then the message to both.
+    assert_eq!(value("kindred_deliveries_total"), 3);
+    assert_eq!(value("kindred_errors_total{code=\"not_member\"}"), 1);
+    assert_eq!(value("kindred_connections"), 2);
+    assert_eq!(value("kindred_room_members"), 2);
+}

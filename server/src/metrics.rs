@@ -1,0 +1,77 @@
+//! Counters for `/metrics` (Prometheus text format). Plain relaxed atomics:
+//! the fan-out adds its delivery count once per message, not per recipient.
+
+use kindred_protocol::ErrorCode;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every error code, in the order of the `errors` counters.
+const CODES: [ErrorCode; 22] = [
+    ErrorCode::BadRequest,
+    ErrorCode::UnsupportedVersion,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::NotFound,
+    ErrorCode::NotMember,
+    ErrorCode::RulesNotAccepted,
+    ErrorCode::RoomFull,
+    ErrorCode::RoomClosed,
+    ErrorCode::RoomLocked,
+    ErrorCode::Banned,
+    ErrorCode::Muted,
+    ErrorCode::RateLimited,
+    ErrorCode::SlowMode,
+    ErrorCode::TooLarge,
+    ErrorCode::NotYourTurn,
+    ErrorCode::WaitingForFacilitator,
+    ErrorCode::ContentBlocked,
+    ErrorCode::InvalidHandle,
+    ErrorCode::Overloaded,
+    ErrorCode::Unavailable,
+    ErrorCode::Internal,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    errors: [AtomicU64; CODES.len()],
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The text exposition; `gauges` are (name, help, value) read at scrape time.
+    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        };
+        counter(&mut out, "kindred_connections_opened_total", "WebSocket connections accepted.", &self.connections_opened);
+        counter(&mut out, "kindred_connections_closed_total", "WebSocket connections ended.", &self.connections_closed);
+        counter(&mut out, "kindred_frames_in_total", "Frames read from clients.", &self.frames_in);
+        counter(&mut out, "kindred_messages_in_total", "Chat messages accepted (sent).", &self.messages_in);
+        counter(&mut out, "kindred_deliveries_total", "Frames queued to connections by room fan-out.", &self.deliveries);
+        counter(&mut out, "kindred_slow_consumer_closes_total", "Connections closed with 4408 for not keeping up.", &self.slow_consumer_closes);
+        let _ = writeln!(out, "# HELP kindred_errors_total Error frames sent, by code.\n# TYPE kindred_errors_total counter");
+        for (code, value) in CODES.iter().zip(&self.errors) {
+            let _ = writeln!(out, "kindred_errors_total{{code=\"{}\"}} {}", code.as_str(), value.load(Ordering::Relaxed));
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        out
+    }
+}
