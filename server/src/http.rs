@@ -14,6 +14,9 @@ use kindred_protocol::{ErrorCode, SUBPROTOCOL, ServerMessage};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+/// See `max_write_buffer_size` below.
+const MAX_WRITE_BUFFER: usize = 8 << 20;
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
@@ -112,7 +115,10 @@ async fn websocket(
         .protocols([SUBPROTOCOL])
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
-        .max_write_buffer_size(limits.write_buffer_bytes.saturating_mul(8).max(frame_max * 4))
+        // Only a cap for when writes fail: the mailbox bound and the write timeout are
+        // what limit a slow client. It must fit the largest frame we send: a `joined`
+        // with a full history and a big room's member list runs to hundreds of KiB.
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| {

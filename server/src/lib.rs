@@ -109,8 +109,16 @@ impl App {
 /// tell every connection to reconnect elsewhere (1012) and wait for them, up
 /// to the configured drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let router = http::router(app.clone());
     let shutdown = app.shutdown.clone();
+    // Small frames must leave at once: with Nagle on, a frame written while an
+    // earlier one is unacknowledged waits for the peer's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -88,7 +88,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
     let config = Config::from_args(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = bind(args.listen)?;
     let app = App::new(config)?;
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
@@ -100,6 +100,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("kindred listening on http://{}", listener.local_addr()?);
     tracing::info!(rooms = app.config.rooms.len(), node = %app.config.node, "kindred started");
     kindred_server::run(listener, app).await
+}
+
+/// Bind with a deep accept backlog: tokio's default of 128 drops SYNs in a
+/// reconnect storm (after a restart every client comes back at once), and
+/// each drop costs that client a one-second retransmit.
+fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(4096)?)
 }
 
 fn init_tracing(json: bool) {

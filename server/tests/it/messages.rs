@@ -144,3 +144,23 @@ async fn sending_needs_membership() {
     a.send(&ClientMessage::Leave { id: Some(3.into()), room: "grief".into() }).await;
     a.expect_error(kindred_protocol::ErrorCode::NotMember).await;
 }
+
+#[tokio::test]
+async fn a_join_whose_reply_is_hundreds_of_kib_is_delivered() {
+    // 100 messages of 2,000 characters: the `joined` reply is about 210 KiB,
+    // more than the old write-buffer cap (128 KiB), which reset the connection.
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 1000;
+        c.limits.history_on_join = 100;
+    })
+    .await;
+    let (mut a, _) = server.member(None).await;
+    a.join("grief").await;
+    let text = "I remember the last walk we took together by the sea. ".repeat(40);
+    for _ in 0..100 {
+        a.say("grief", &text[..2000]).await;
+    }
+    let (mut b, _) = server.member(None).await;
+    let joined = b.join("grief").await;
+    assert_eq!(joined_parts(&joined).1.len(), 100);
+}
