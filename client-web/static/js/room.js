@@ -1,0 +1,784 @@
+// The room screen: header (name, topic, room state), the message timeline
+// (history, live messages, replies, content-note folding, whispers), the
+// composer (replies, content notes, staff back-channel, raise hand), the
+// people list, safety notices, and facilitator tools for staff. Message text
+// is only ever set with textContent.
+
+import { h, clear, announce, safeUrl } from './dom.js';
+import { t, formatTime, formatWhen } from './i18n.js';
+import { modal, selectField, field } from './dialogs.js';
+import { StaffTools, moderateDialog, whisperDialog } from './staff.js';
+import { isStaffRole } from './state.js';
+
+const TYPING_SEND_EVERY_MS = 3000;
+const NEAR_BOTTOM_PX = 120;
+
+const ROLE_LABEL = { facilitator: 'roleFacilitator', admin: 'roleAdmin' };
+
+export class RoomScreen {
+  constructor(app) {
+    this.app = app;
+    this.roomId = null;
+    this.replyTo = null;
+    this.lastTypingSent = 0;
+    this.typingTimer = null;
+    this.staff = new StaffTools(app);
+    this.stuck = true; // whether the reader is at the latest message
+    this.build();
+    // Keep the latest message in view when the timeline shrinks (a phone
+    // keyboard opening, a notice appearing, a rotation).
+    new ResizeObserver(() => {
+      if (this.stuck) this.timeline.scrollTop = this.timeline.scrollHeight;
+    }).observe(this.timeline);
+    app.store.addEventListener('room', (e) => {
+      if (e.detail.room.id === this.roomId) this.onRoomEvent(e.detail);
+    });
+    app.store.addEventListener('notice', (e) => this.onNotice(e.detail));
+  }
+
+  get state() {
+    return this.roomId ? this.app.store.room(this.roomId) : null;
+  }
+
+  build() {
+    this.title = h('h1', { id: 'room-title', class: 'room-title', tabindex: '-1' });
+    this.topic = h('p', { class: 'room-topic', hidden: true });
+    this.flags = h('p', { class: 'room-flags', hidden: true });
+    this.peopleToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'people-panel', 'aria-expanded': 'false', onclick: () => this.togglePanel(this.people, this.peopleToggle) });
+    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'));
+
+    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel') });
+    this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
+    this.notices = h('div', { class: 'notices' });
+    this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': t('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
+    this.jump = h('button', { type: 'button', class: 'btn btn-secondary jump-latest', hidden: true, onclick: () => this.scrollToBottom() }, t('newMessagesBelow'));
+    this.typingLine = h('p', { class: 'typing', 'aria-hidden': 'true' });
+
+    // Composer
+    this.replyBar = h('div', { class: 'reply-bar', hidden: true });
+    this.cwInput = h('input', { id: 'composer-cw', type: 'text', maxlength: '40', list: 'cw-suggestions', autocomplete: 'off' });
+    this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, t('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
+    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
+    this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, t('addContentNote'));
+    this.staffOnly = h('input', { id: 'composer-staff', type: 'checkbox' });
+    this.staffRow = h('div', { class: 'field-check staff-only', hidden: true }, this.staffOnly, h('label', { for: 'composer-staff' }, t('staffOnlyLabel')));
+    this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('raiseHand'));
+    this.counter = h('span', { class: 'counter', 'aria-live': 'off' });
+    this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, t('send'));
+    this.feedback = h('p', { id: 'composer-feedback', class: 'feedback', role: 'status' });
+    this.composer = h(
+      'form',
+      { class: 'composer', onsubmit: (e) => this.onSubmit(e) },
+      this.replyBar,
+      this.cwRow,
+      h('label', { for: 'composer-text', class: 'visually-hidden' }, t('composerLabel')),
+      this.text,
+      h('div', { class: 'composer-row' }, this.cwToggle, this.staffRow, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
+      h('p', { id: 'composer-hint', class: 'hint' }, t('composerHint')),
+      this.feedback,
+    );
+    this.removedCard = h('div', { class: 'card removed-card', hidden: true });
+
+    this.peopleList = h('ul', { class: 'people-list' });
+    this.peopleTitle = h('h2', { id: 'people-title', class: 'panel-title' }, t('peopleTitle'));
+    this.people = h('aside', { id: 'people-panel', class: 'panel people', 'aria-labelledby': 'people-title' }, this.peopleTitle, this.peopleList);
+
+    // On narrow screens the panels are drawers: each gets a close button, and Escape closes them.
+    for (const [panel, btn] of [[this.people, this.peopleToggle], [this.staff.el, this.toolsToggle]]) {
+      panel.prepend(h('button', { type: 'button', class: 'btn btn-secondary btn-small panel-close', onclick: () => { this.closePanels(); btn.focus(); } }, t('close')));
+      panel.addEventListener('keydown', (e) => {
+        if (e.key === 'Escape' && panel.classList.contains('open')) {
+          this.closePanels();
+          btn.focus();
+        }
+      });
+    }
+    this.el = h(
+      'section',
+      { id: 'screen-room', class: 'screen screen-room', 'aria-labelledby': 'room-title', hidden: true },
+      h(
+        'div',
+        { class: 'room-bar' },
+        h('button', { type: 'button', class: 'btn btn-quiet back', onclick: () => this.app.goDirectory() }, h('span', { 'aria-hidden': 'true' }, '← '), t('backToRooms')),
+        h('div', { class: 'room-heading' }, this.title, this.topic, this.flags),
+        h('div', { class: 'room-bar-actions' }, this.peopleToggle, this.toolsToggle),
+      ),
+      h(
+        'div',
+        { class: 'room-body' },
+        h('div', { class: 'chat' }, this.timeline, this.jump, this.typingLine, this.removedCard, this.composer),
+        h('div', { class: 'side' }, this.people, this.staff.el),
+      ),
+    );
+  }
+
+  // ---- lifecycle -------------------------------------------------------
+
+  /** Show a room. `joining` while the join is in flight (no state yet). */
+  show(roomId, { focus = true } = {}) {
+    const changed = roomId !== this.roomId;
+    this.roomId = roomId;
+    if (changed) {
+      this.replyTo = null;
+      this.renderReply();
+      clear(this.notices);
+      this.removedCard.hidden = true;
+      this.removed = false;
+      this.feedback.textContent = '';
+      this.text.value = '';
+      this.closePanels();
+    }
+    this.el.hidden = false;
+    this.renderAll();
+    this.scrollToBottom();
+    if (focus && this.state?.info) this.text.focus();
+  }
+
+  hide() {
+    this.el.hidden = true;
+    clearTimeout(this.typingTimer);
+  }
+
+  closePanels() {
+    for (const [panel, btn] of [[this.people, this.peopleToggle], [this.staff.el, this.toolsToggle]]) {
+      panel.classList.remove('open');
+      btn.setAttribute('aria-expanded', 'false');
+    }
+  }
+
+  togglePanel(panel, btn) {
+    const open = !panel.classList.contains('open');
+    this.closePanels();
+    panel.classList.toggle('open', open);
+    btn.setAttribute('aria-expanded', String(open));
+    if (open) panel.querySelector('h2')?.setAttribute('tabindex', '-1');
+    if (open) panel.querySelector('h2')?.focus();
+  }
+
+  onRoomEvent(d) {
+    switch (d.what) {
+      case 'reset':
+        this.renderAll();
+        this.scrollToBottom();
+        break;
+      case 'message':
+        this.onMessage(d.message);
+        break;
+      case 'deleted': {
+        const el = this.list.querySelector(`li[data-id="${CSS.escape(d.messageId)}"]`);
+        if (el) {
+          if (el.contains(document.activeElement)) this.text.focus();
+          el.remove();
+        }
+        this.updateEmpty();
+        this.staff.renderReports();
+        this.staff.renderAlerts();
+        break;
+      }
+      case 'members':
+        this.renderPeople();
+        this.renderHeader();
+        this.renderComposerState();
+        this.staff.renderHands();
+        break;
+      case 'info':
+        this.renderHeader();
+        this.renderComposerState();
+        this.staff.renderInfo();
+        break;
+      case 'typing':
+        this.renderTyping();
+        break;
+      case 'hands':
+        this.staff.renderHands();
+        break;
+      case 'reports':
+        this.staff.renderReports();
+        if (d.report) announce(t('reportNew'));
+        break;
+      case 'alerts':
+        this.staff.renderAlerts();
+        if (d.alert) this.staff.onAlert(d.alert);
+        break;
+      case 'whisper':
+        this.appendItem(this.whisperEl(d.whisper));
+        if (!d.whisper.outgoing) announce(t('whisperFrom', d.whisper.from.handle) + ': ' + d.whisper.text);
+        break;
+      case 'hidden':
+        this.renderAll();
+        break;
+      case 'removed':
+        this.onRemoved(d.removed);
+        break;
+      default:
+    }
+  }
+
+  // ---- rendering -------------------------------------------------------
+
+  renderAll() {
+    const r = this.state;
+    this.renderHeader();
+    clear(this.list);
+    if (r) {
+      const items = [...r.messages];
+      let gapShown = false;
+      items.forEach((m, i) => {
+        if (!gapShown && r.gapAfterOrder !== null && i > 0 && m.order > r.gapAfterOrder) {
+          this.list.append(this.systemEl(t('historyGap')));
+          gapShown = true;
+        }
+        if (!this.app.store.isHidden(r.id, m.from.member_id) || m.from.member_id === r.me?.member_id) this.list.append(this.messageEl(m));
+      });
+      for (const w of r.whispers) this.list.append(this.whisperEl(w));
+    }
+    this.updateEmpty();
+    this.renderPeople();
+    this.renderTyping();
+    this.renderComposerState();
+    this.staff.render(this.roomId);
+    this.toolsToggle.hidden = !r?.isStaff;
+  }
+
+  updateEmpty() {
+    const r = this.state;
+    this.emptyNote.hidden = !r?.info || this.list.children.length > 0;
+  }
+
+  renderHeader() {
+    const r = this.state;
+    const info = r?.info;
+    const summary = this.app.store.rooms?.find((x) => x.id === this.roomId);
+    this.title.textContent = info?.name || summary?.name || t('joining');
+    this.topic.hidden = !info?.topic_now;
+    this.topic.textContent = info?.topic_now ? t('topicNow', info.topic_now) : '';
+    const flags = [];
+    if (info?.locked) flags.push(t('roomLocked'));
+    if (info?.slow_mode_s) flags.push(t('slowModeOn', info.slow_mode_s));
+    if (info?.mode === 'structured') flags.push(r?.me?.has_floor ? t('youHaveFloor') : t('structuredOn'));
+    this.flags.textContent = flags.join(' · ');
+    this.flags.hidden = flags.length === 0;
+    this.peopleToggle.textContent = t('peopleToggle', r ? r.members.size : 0);
+  }
+
+  roleBadge(role) {
+    return ROLE_LABEL[role] ? h('span', { class: `badge badge-${role}` }, t(ROLE_LABEL[role])) : null;
+  }
+
+  messageEl(m) {
+    const r = this.state;
+    const mine = m.from.member_id === r?.me?.member_id;
+    const cls = ['msg'];
+    if (mine) cls.push('msg-mine');
+    if (m.staff) cls.push('msg-staff');
+    if (isStaffRole(m.from.role)) cls.push('msg-from-staff');
+    const meta = h(
+      'p',
+      { class: 'msg-meta' },
+      h('span', { class: 'msg-author' }, m.from.handle),
+      mine ? h('span', { class: 'msg-you' }, ` (${t('you')})`) : null,
+      this.roleBadge(m.from.role),
+      m.staff ? h('span', { class: 'badge badge-staff-only' }, t('staffOnlyTag')) : null,
+      h('time', { class: 'msg-time', datetime: m.ts }, formatTime(m.ts)),
+    );
+    let replyRef = null;
+    if (m.reply_to) {
+      const orig = r?.byId.get(m.reply_to);
+      replyRef = orig
+        ? h('button', { type: 'button', class: 'msg-reply-ref', onclick: () => this.focusMessage(orig.message_id) }, h('span', { class: 'reply-label' }, t('inReplyTo', orig.from.handle)), h('span', { class: 'reply-snippet' }, orig.cw ? t('contentNote', orig.cw) : snippet(orig.text)))
+        : h('p', { class: 'msg-reply-ref msg-reply-missing' }, t('inReplyToUnknown'));
+    }
+    let body;
+    if (m.cw) {
+      body = h('details', { class: 'msg-cw' }, h('summary', {}, h('span', { class: 'cw-tag' }, t('contentNote', m.cw)), h('span', { class: 'cw-open' }, ` · ${t('contentNoteOpen')}`)), h('p', { class: 'msg-text' }, m.text));
+    } else {
+      body = h('p', { class: 'msg-text' }, m.text);
+    }
+    const more = h('button', { type: 'button', class: 'msg-more', 'aria-label': t('messageOptions', m.from.handle), 'aria-haspopup': 'dialog', onclick: () => this.messageOptions(m) }, h('span', { 'aria-hidden': 'true' }, '⋯'));
+    return h('li', { class: cls.join(' '), tabindex: '-1', dataset: { id: m.message_id, seq: String(m.seq), order: String(m.order) } }, h('div', { class: 'msg-main' }, meta, replyRef, body), more);
+  }
+
+  whisperEl(w) {
+    const r = this.state;
+    const label = w.outgoing ? t('whisperTo', w.toHandle || r?.memberHandle(w.to) || t('someone')) : t('whisperFrom', w.from.handle);
+    const canReply = !w.outgoing && w.from;
+    return h(
+      'li',
+      { class: 'msg msg-whisper', dataset: { whisper: '1' } },
+      h(
+        'div',
+        { class: 'msg-main' },
+        h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-whisper' }, label), h('time', { class: 'msg-time', datetime: w.ts }, formatTime(w.ts))),
+        h('p', { class: 'msg-text' }, w.text),
+        canReply ? h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => whisperDialog(this.app, this.roomId, w.from) }, t('whisperReply')) : null,
+      ),
+    );
+  }
+
+  systemEl(text) {
+    return h('li', { class: 'msg-system' }, h('p', { text }));
+  }
+
+  addSystemLine(text) {
+    this.appendItem(this.systemEl(text));
+  }
+
+  appendItem(el) {
+    const stick = this.nearBottom();
+    this.list.append(el);
+    this.updateEmpty();
+    if (stick) this.scrollToBottom();
+  }
+
+  onMessage(m) {
+    const r = this.state;
+    if (!r) return;
+    const mine = m.from.member_id === r.me?.member_id;
+    if (this.app.store.isHidden(r.id, m.from.member_id) && !mine) return;
+    const stick = mine || this.nearBottom();
+    const el = this.messageEl(m);
+    // Keep seq order even if a message arrives out of order.
+    let before = null;
+    for (let i = this.list.children.length - 1; i >= 0; i--) {
+      const c = this.list.children[i];
+      if (c.dataset.order === undefined) continue;
+      if (Number(c.dataset.order) > m.order) before = c;
+      else break;
+    }
+    this.list.insertBefore(el, before);
+    this.updateEmpty();
+    this.renderTyping();
+    if (stick) this.scrollToBottom();
+    else this.jump.hidden = false;
+    if (!mine) announce(m.cw ? t('messageFromCw', m.from.handle, m.cw) : t('messageFrom', m.from.handle, snippet(m.text, 300)));
+  }
+
+  renderPeople() {
+    const r = this.state;
+    clear(this.peopleList);
+    if (!r) return;
+    this.peopleTitle.textContent = `${t('peopleTitle')} (${r.members.size})`;
+    const order = { admin: 0, facilitator: 1, member: 2 };
+    const members = [...r.members.values()].sort((a, b) => (order[a.role] ?? 3) - (order[b.role] ?? 3) || a.handle.localeCompare(b.handle));
+    for (const m of members) {
+      const me = m.member_id === r.me?.member_id;
+      const hidden = this.app.store.isHidden(r.id, m.member_id);
+      const badges = [
+        this.roleBadge(m.role),
+        m.has_floor ? h('span', { class: 'badge badge-floor' }, t('floorBadge')) : null,
+        m.hand_raised ? h('span', { class: 'badge badge-hand' }, t('handBadge')) : null,
+        m.muted ? h('span', { class: 'badge badge-muted' }, t('mutedBadge')) : null,
+        hidden ? h('span', { class: 'badge badge-hidden' }, t('hiddenBadge')) : null,
+      ];
+      this.peopleList.append(
+        h(
+          'li',
+          { class: 'person' },
+          h('div', { class: 'person-info' }, h('span', { class: 'person-name' }, m.handle, me ? ` (${t('you')})` : ''), ...badges),
+          me ? null : h('button', { type: 'button', class: 'btn btn-quiet btn-small person-more', 'aria-label': t('memberOptions', m.handle), 'aria-haspopup': 'dialog', onclick: () => this.memberOptions(m) }, h('span', { 'aria-hidden': 'true' }, '⋯')),
+        ),
+      );
+    }
+    this.peopleToggle.textContent = t('peopleToggle', r.members.size);
+  }
+
+  renderTyping() {
+    const r = this.state;
+    clearTimeout(this.typingTimer);
+    if (!r) {
+      this.typingLine.textContent = '';
+      return;
+    }
+    const now = Date.now();
+    const names = [];
+    let next = Infinity;
+    for (const [id, until] of r.typing) {
+      if (until <= now || !r.members.has(id) || this.app.store.isHidden(r.id, id)) {
+        r.typing.delete(id);
+        continue;
+      }
+      names.push(r.memberHandle(id));
+      next = Math.min(next, until);
+    }
+    this.typingLine.textContent = names.length === 0 ? '' : names.length === 1 ? t('typingOne', names[0]) : names.length === 2 ? t('typingTwo', names[0], names[1]) : t('typingMany');
+    if (next !== Infinity) this.typingTimer = setTimeout(() => this.renderTyping(), next - now + 50);
+  }
+
+  renderComposerState() {
+    const r = this.state;
+    const info = r?.info;
+    // No composer until joined (nothing could be sent), nor after being removed.
+    this.composer.hidden = !info || !!this.removed;
+    this.staffRow.hidden = !r?.isStaff;
+    if (!r?.isStaff) this.staffOnly.checked = false;
+    const structured = info?.mode === 'structured' && !r?.isStaff;
+    this.hand.hidden = !structured || !!r?.me?.has_floor;
+    const raised = !!r?.me?.hand_raised;
+    this.hand.textContent = raised ? t('lowerHand') : t('raiseHand');
+    this.hand.setAttribute('aria-pressed', String(raised));
+    this.updateCounter();
+  }
+
+  // ---- scrolling -------------------------------------------------------
+
+  nearBottom() {
+    const tl = this.timeline;
+    return tl.scrollHeight - tl.scrollTop - tl.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  scrollToBottom() {
+    this.timeline.scrollTop = this.timeline.scrollHeight;
+    this.jump.hidden = true;
+    this.stuck = true;
+  }
+
+  onScroll() {
+    this.stuck = this.nearBottom();
+    if (this.stuck) this.jump.hidden = true;
+  }
+
+  focusMessage(id) {
+    const el = this.list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+    if (!el) return;
+    el.scrollIntoView({ block: 'center', behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
+    el.focus({ preventScroll: true });
+  }
+
+  // ---- composer --------------------------------------------------------
+
+  onKey(e) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+      e.preventDefault();
+      this.composer.requestSubmit();
+    } else if (e.key === 'Escape' && this.replyTo) {
+      this.replyTo = null;
+      this.renderReply();
+    }
+  }
+
+  onInput() {
+    this.updateCounter();
+    const now = Date.now();
+    if (this.text.value.trim() && now - this.lastTypingSent > TYPING_SEND_EVERY_MS && this.state?.info) {
+      this.lastTypingSent = now;
+      this.app.conn.send({ type: 'typing', room: this.roomId });
+    }
+  }
+
+  updateCounter() {
+    const max = this.app.maxChars();
+    const left = max - [...this.text.value].length;
+    this.counter.textContent = left < max * 0.2 ? t('charsLeft', left) : '';
+    this.counter.classList.toggle('over', left < 0);
+  }
+
+  toggleCw() {
+    const open = this.cwRow.hidden;
+    this.cwRow.hidden = !open;
+    this.cwToggle.textContent = open ? t('removeContentNote') : t('addContentNote');
+    this.cwToggle.setAttribute('aria-expanded', String(open));
+    if (open) this.cwInput.focus();
+    else {
+      this.cwInput.value = '';
+      this.text.focus();
+    }
+  }
+
+  renderReply() {
+    clear(this.replyBar);
+    const m = this.replyTo;
+    this.replyBar.hidden = !m;
+    if (!m) return;
+    this.replyBar.append(
+      h('p', { class: 'reply-bar-text' }, h('span', { class: 'reply-label' }, t('replyingTo', m.from.handle)), h('span', { class: 'reply-snippet' }, m.cw ? t('contentNote', m.cw) : snippet(m.text))),
+      h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { this.replyTo = null; this.renderReply(); this.text.focus(); } }, t('cancelReply')),
+    );
+  }
+
+  async onSubmit(e) {
+    e.preventDefault();
+    const r = this.state;
+    const text = this.text.value.trim();
+    if (!text || !r || this.sending) return;
+    const max = this.app.maxChars();
+    if ([...text].length > max) {
+      this.feedback.textContent = t('tooLong', max);
+      return;
+    }
+    const msg = { type: 'send', room: r.id, text };
+    if (this.replyTo) msg.reply_to = this.replyTo.message_id;
+    const cw = this.cwInput.value.trim();
+    if (!this.cwRow.hidden && cw) msg.cw = cw;
+    if (r.isStaff && this.staffOnly.checked) msg.staff = true;
+    this.sending = true;
+    this.sendBtn.textContent = t('sending');
+    this.sendBtn.setAttribute('aria-disabled', 'true');
+    this.feedback.textContent = '';
+    try {
+      await this.app.conn.request(msg);
+      this.text.value = '';
+      this.replyTo = null;
+      this.renderReply();
+      if (!this.cwRow.hidden) this.toggleCw();
+      this.updateCounter();
+      this.text.focus();
+    } catch (err) {
+      this.feedback.textContent = this.app.errorText(err, { room: r, sending: true });
+      if (err.body?.retry_after_ms) {
+        clearTimeout(this.feedbackTimer);
+        this.feedbackTimer = setTimeout(() => { this.feedback.textContent = ''; }, Math.min(err.body.retry_after_ms + 500, 60000));
+      }
+    } finally {
+      this.sending = false;
+      this.sendBtn.textContent = t('send');
+      this.sendBtn.removeAttribute('aria-disabled');
+    }
+  }
+
+  async toggleHand() {
+    const r = this.state;
+    if (!r) return;
+    const raised = !!r.me?.hand_raised;
+    const ok = this.app.conn.send({ type: raised ? 'lower_hand' : 'raise_hand', room: r.id });
+    if (ok) {
+      r.me = { ...r.me, hand_raised: !raised };
+      this.renderComposerState();
+      if (!raised) announce(t('handRaised'));
+    } else {
+      this.feedback.textContent = t('errDisconnected');
+    }
+  }
+
+  // ---- options ---------------------------------------------------------
+
+  async messageOptions(m) {
+    const r = this.state;
+    if (!r) return;
+    const mine = m.from.member_id === r.me?.member_id;
+    const actions = [{ label: t('reply'), value: 'reply', kind: 'secondary' }];
+    if (!mine) {
+      actions.push({ label: t('report'), value: 'report', kind: 'secondary' });
+      actions.push({ label: t('hideMember', m.from.handle), value: 'hide', kind: 'secondary' });
+    }
+    if (r.isStaff) {
+      actions.push({ label: t('modDelete'), value: 'delete_message', kind: 'danger' });
+      if (!mine) {
+        actions.push({ label: t('whisper'), value: 'whisper', kind: 'secondary' });
+        for (const a of ['warn', 'mute', 'kick', 'ban']) actions.push({ label: t(ACTION_KEYS[a]), value: a, kind: a === 'warn' ? 'secondary' : 'danger' });
+      }
+    }
+    actions.push({ label: t('close'), value: '', kind: 'quiet' });
+    const v = await modal({
+      title: t('optionsTitle'),
+      className: 'dialog-options',
+      content: [h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: m.from.handle }), h('p', { class: 'quote-text', text: m.cw ? t('contentNote', m.cw) : snippet(m.text, 200) }))],
+      actions,
+    });
+    switch (v) {
+      case 'reply':
+        this.replyTo = m;
+        this.renderReply();
+        this.text.focus();
+        break;
+      case 'report':
+        await this.report(m);
+        break;
+      case 'hide':
+        this.app.store.setHidden(r.id, m.from.member_id, true);
+        announce(t('hiddenNotice', m.from.handle));
+        this.text.focus();
+        break;
+      case 'whisper':
+        await whisperDialog(this.app, r.id, m.from);
+        break;
+      case 'delete_message':
+        await moderateDialog(this.app, r.id, 'delete_message', { message: m });
+        break;
+      case 'warn':
+      case 'mute':
+      case 'kick':
+      case 'ban':
+        await moderateDialog(this.app, r.id, v, { message: m, member: r.members.get(m.from.member_id) || m.from });
+        break;
+      default:
+    }
+  }
+
+  async memberOptions(m) {
+    const r = this.state;
+    if (!r) return;
+    const hidden = this.app.store.isHidden(r.id, m.member_id);
+    const actions = [{ label: hidden ? t('unhideMember', m.handle) : t('hideMember', m.handle), value: hidden ? 'unhide' : 'hide', kind: 'secondary' }];
+    if (r.isStaff || isStaffRole(m.role)) actions.push({ label: t('whisper'), value: 'whisper', kind: 'secondary' });
+    if (r.isStaff) {
+      if (r.info?.mode === 'structured') actions.push(m.has_floor ? { label: t('endFloor'), value: 'end_floor', kind: 'secondary' } : { label: t('giveFloor'), value: 'give_floor', kind: 'secondary' });
+      actions.push({ label: t('modWarn'), value: 'warn', kind: 'secondary' });
+      actions.push(m.muted ? { label: t('modUnmute'), value: 'unmute', kind: 'secondary' } : { label: t('modMute'), value: 'mute', kind: 'danger' });
+      actions.push({ label: t('modKick'), value: 'kick', kind: 'danger' });
+      actions.push({ label: t('modBan'), value: 'ban', kind: 'danger' });
+    }
+    actions.push({ label: t('close'), value: '', kind: 'quiet' });
+    const v = await modal({ title: t('memberOptionsTitle', m.handle), className: 'dialog-options', actions });
+    switch (v) {
+      case 'hide':
+      case 'unhide':
+        this.app.store.setHidden(r.id, m.member_id, v === 'hide');
+        announce(v === 'hide' ? t('hiddenNotice', m.handle) : t('unhiddenNotice', m.handle));
+        break;
+      case 'whisper':
+        await whisperDialog(this.app, r.id, m);
+        break;
+      case 'give_floor':
+      case 'end_floor':
+        await this.app.act({ type: 'moderate', room: r.id, action: v, member_id: m.member_id });
+        break;
+      case 'warn':
+      case 'mute':
+      case 'unmute':
+      case 'kick':
+      case 'ban':
+        await moderateDialog(this.app, r.id, v, { member: m });
+        break;
+      default:
+    }
+  }
+
+  async report(m) {
+    const reasons = t('reportReasons');
+    let reason = '';
+    const v = await modal({
+      title: t('reportTitle'),
+      content: [
+        h('p', { text: t('reportIntro') }),
+        h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: m.from.handle }), h('p', { class: 'quote-text', text: snippet(m.text, 300) })),
+        selectField({ label: t('reportReasonLabel'), name: 'reason', options: [{ value: '', label: '—' }, ...reasons.map((x) => ({ value: x, label: x }))] }),
+        field({ label: t('reportDetailsLabel'), name: 'details', multiline: true, maxlength: 500 }),
+      ],
+      actions: [
+        { label: t('cancel'), value: '', kind: 'quiet' },
+        { label: t('reportSend'), value: 'send', kind: 'primary' },
+      ],
+      validate: (_v, form) => {
+        reason = [form.elements.reason.value, form.elements.details.value.trim()].filter(Boolean).join(': ');
+        return null;
+      },
+      initialFocus: 'select',
+    });
+    if (v !== 'send') return;
+    const ok = await this.app.act({ type: 'report', room: this.roomId, message_id: m.message_id, reason }, { quiet: true });
+    if (ok) this.app.toast(t('reportThanks'));
+  }
+
+  // ---- notices ---------------------------------------------------------
+
+  onNotice(n) {
+    if (n.room && n.room !== this.roomId) return;
+    if (this.el.hidden && n.kind !== 'crisis_resources') return;
+    switch (n.kind) {
+      case 'crisis_resources':
+        this.showCrisis(n);
+        break;
+      case 'pii_warning':
+        this.showNotice('notice-pii', null, n.text || t('pii'));
+        break;
+      case 'warning':
+        this.showNotice('notice-warning', t('warningTitle'), n.text);
+        break;
+      case 'system':
+        this.addSystemLine(n.text);
+        announce(n.text);
+        break;
+      default:
+    }
+  }
+
+  showNotice(cls, title, text) {
+    for (const old of this.notices.querySelectorAll(`.${cls}`)) old.remove();
+    const card = h(
+      'div',
+      { class: `notice ${cls}` },
+      h('div', { class: 'notice-body' }, title ? h('p', { class: 'notice-title', text: title }) : null, h('p', { text })),
+      h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { card.remove(); this.text.focus(); } }, t('dismiss')),
+    );
+    this.appendNotice(card);
+    announce(title ? `${title}: ${text}` : text);
+  }
+
+  showCrisis(n) {
+    for (const old of this.notices.querySelectorAll('.notice-crisis')) old.remove();
+    const card = h(
+      'section',
+      { class: 'notice notice-crisis', 'aria-labelledby': 'crisis-title' },
+      h(
+        'div',
+        { class: 'notice-body' },
+        h('h2', { id: 'crisis-title', class: 'notice-title', tabindex: '-1' }, t('crisisTitle')),
+        h('p', { text: n.text || t('crisisIntro') }),
+        resourceList(n.resources || []),
+        h(
+          'div',
+          { class: 'notice-actions' },
+          h('button', { type: 'button', class: 'btn btn-secondary btn-small', onclick: () => this.app.openHelp() }, t('getHelpNow')),
+          h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { card.remove(); this.text.focus(); } }, t('crisisDismiss')),
+        ),
+      ),
+    );
+    this.appendNotice(card);
+    card.scrollIntoView({ block: 'nearest' });
+    announce(`${t('crisisTitle')}. ${n.text || t('crisisIntro')}`);
+  }
+
+  appendNotice(card) {
+    const stick = this.nearBottom();
+    this.notices.append(card);
+    if (stick) this.scrollToBottom();
+  }
+
+  onRemoved(f) {
+    clear(this.removedCard);
+    let text;
+    if (f.reason === 'kicked') text = t('removedKicked');
+    else if (f.reason === 'banned') text = f.until ? t('removedBannedUntil', formatWhen(f.until)) : t('removedBanned');
+    else text = t('removedClosed');
+    this.removedCard.append(
+      h('p', { class: 'removed-title', tabindex: '-1', text }),
+      f.note ? h('p', { text: t('removedNote', f.note) }) : null,
+      h('button', { type: 'button', class: 'btn btn-primary', onclick: () => this.app.goDirectory() }, t('rulesBack')),
+    );
+    this.removedCard.hidden = false;
+    this.removed = true;
+    this.composer.hidden = true;
+    this.removedCard.firstChild.focus();
+    announce(text + (f.note ? ` ${t('removedNote', f.note)}` : ''));
+  }
+}
+
+const ACTION_KEYS = { warn: 'modWarn', mute: 'modMute', kick: 'modKick', ban: 'modBan' };
+
+export function snippet(text, max = 80) {
+  const s = String(text || '').replace(/\s+/g, ' ').trim();
+  const chars = [...s];
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : s;
+}
+
+/** Helplines as a list: names and contacts as text, links only for http(s). */
+export function resourceList(resources) {
+  const ul = h('ul', { class: 'resources' });
+  for (const r of resources) {
+    const url = r.url ? safeUrl(r.url) : null;
+    const host = url ? new URL(url).host.replace(/^www\./, '') : null;
+    const link = url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, host) : null;
+    // A contact that is just the web address becomes the link itself.
+    const contactIsLink = link && r.contact && r.contact.replace(/^https?:\/\/|^www\.|\/$/g, '') === host;
+    ul.append(
+      h(
+        'li',
+        {},
+        h('span', { class: 'resource-name' }, r.name),
+        r.contact && !contactIsLink ? h('span', { class: 'resource-contact' }, r.contact) : null,
+        link,
+      ),
+    );
+  }
+  return ul;
+}

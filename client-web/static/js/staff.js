@@ -1,0 +1,227 @@
+// Facilitator tools, shown only when the reader's role in the room is
+// facilitator or admin: room controls (topic, slow mode, lock, structured
+// mode), the raise-hand queue, open reports, crisis alerts, and the dialogs
+// for moderation actions and whispers. The server checks every action; this
+// module only offers them.
+
+import { h, clear, announce } from './dom.js';
+import { t, formatTime } from './i18n.js';
+import { modal, field, selectField } from './dialogs.js';
+
+const SLOW_MODE_STEPS = [0, 10, 30, 60, 120, 300];
+
+const ACTION_LABEL = {
+  warn: 'modWarn',
+  mute: 'modMute',
+  unmute: 'modUnmute',
+  kick: 'modKick',
+  ban: 'modBan',
+  delete_message: 'modDelete',
+};
+
+/** Ask for a reason (and duration) and send one `moderate` request. */
+export async function moderateDialog(app, roomId, action, { member, message } = {}) {
+  const who = member?.handle || message?.from?.handle || t('someone');
+  const content = [];
+  if (message) content.push(h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: message.from.handle }), h('p', { class: 'quote-text', text: message.text })));
+  const reasonRequired = action === 'warn';
+  content.push(field({ label: t('modReasonLabel'), name: 'reason', multiline: true, required: reasonRequired, maxlength: 500 }));
+  if (action === 'mute' || action === 'ban') {
+    content.push(selectField({ label: t('modDuration'), name: 'duration', options: t('modDurations').map((d) => ({ value: d.s, label: d.label })), value: action === 'mute' ? 600 : 86400 }));
+  }
+  let reason = '';
+  let duration = 0;
+  const v = await modal({
+    title: t('modTitle', t(ACTION_LABEL[action]), who),
+    content,
+    actions: [
+      { label: t('cancel'), value: '', kind: 'quiet' },
+      { label: t(ACTION_LABEL[action]), value: 'go', kind: action === 'warn' || action === 'unmute' ? 'primary' : 'danger' },
+    ],
+    validate: (_value, form) => {
+      reason = form.elements.reason.value.trim();
+      duration = Number(form.elements.duration?.value || 0);
+      return reasonRequired && !reason ? t('modReasonRequired') : null;
+    },
+    initialFocus: 'textarea',
+  });
+  if (v !== 'go') return false;
+  const req = { type: 'moderate', room: roomId, action };
+  if (action === 'delete_message') req.message_id = message.message_id;
+  else req.member_id = member?.member_id || message?.from?.member_id;
+  if (reason) req.reason = reason;
+  if ((action === 'mute' || action === 'ban') && duration > 0) req.duration_s = duration;
+  return app.act(req);
+}
+
+/** Compose a private message to one member (facilitator ↔ member only). */
+export async function whisperDialog(app, roomId, to) {
+  let text = '';
+  const v = await modal({
+    title: t('whisperTo', to.handle),
+    content: [field({ label: t('whisperToLabel', to.handle), name: 'text', multiline: true, required: true, maxlength: app.maxChars() })],
+    actions: [
+      { label: t('cancel'), value: '', kind: 'quiet' },
+      { label: t('whisperSend'), value: 'send', kind: 'primary' },
+    ],
+    validate: (_v, form) => {
+      text = form.elements.text.value.trim();
+      return text ? null : t('modReasonRequired');
+    },
+    initialFocus: 'textarea',
+  });
+  if (v !== 'send' || !text) return false;
+  const ok = await app.act({ type: 'whisper', room: roomId, to: to.member_id, text }, { quiet: true });
+  if (ok) app.store.emitRoom(app.store.room(roomId), 'whisper', { whisper: { room: roomId, outgoing: true, to: to.member_id, toHandle: to.handle, text, ts: new Date().toISOString() } });
+  return ok;
+}
+
+export class StaffTools {
+  constructor(app) {
+    this.app = app;
+    this.topicInput = h('input', { id: 'tools-topic', type: 'text', maxlength: '200', autocomplete: 'off' });
+    this.slow = h('select', { id: 'tools-slow', onchange: () => this.setSlowMode() }, ...SLOW_MODE_STEPS.map((s) => h('option', { value: String(s) }, s === 0 ? t('toolsSlowOff') : t('toolsSeconds', s))));
+    this.lock = h('input', { id: 'tools-lock', type: 'checkbox', onchange: () => this.toggle(this.lock.checked ? 'lock' : 'unlock') });
+    this.structured = h('input', { id: 'tools-structured', type: 'checkbox', onchange: () => this.setMode() });
+    this.hands = h('ul', { class: 'tool-list' });
+    this.floor = h('div', { class: 'floor' });
+    this.reports = h('ul', { class: 'tool-list' });
+    this.alerts = h('ul', { class: 'tool-list' });
+    this.el = h(
+      'aside',
+      { id: 'staff-tools', class: 'panel staff-tools', 'aria-labelledby': 'tools-title', hidden: true },
+      h('h2', { id: 'tools-title', class: 'panel-title' }, t('toolsTitle')),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-alerts-title' }, h('h3', { id: 'tools-alerts-title' }, t('toolsAlerts')), this.alerts),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, t('toolsReports')), this.reports),
+      h(
+        'form',
+        { class: 'tool-section tool-topic', onsubmit: (e) => this.setTopic(e) },
+        h('div', { class: 'field' }, h('label', { for: 'tools-topic' }, t('toolsTopic')), this.topicInput),
+        h('button', { type: 'submit', class: 'btn btn-secondary' }, t('toolsTopicSet')),
+      ),
+      h('div', { class: 'tool-section' }, h('div', { class: 'field' }, h('label', { for: 'tools-slow' }, t('toolsSlowMode')), this.slow), h('div', { class: 'field field-check' }, this.lock, h('label', { for: 'tools-lock' }, t('toolsLock'))), h('div', { class: 'field field-check' }, this.structured, h('label', { for: 'tools-structured' }, t('toolsStructured')))),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-hands-title' }, h('h3', { id: 'tools-hands-title' }, t('toolsHands')), this.floor, this.hands),
+    );
+  }
+
+  get room() {
+    return this.app.store.room(this.roomId);
+  }
+
+  render(roomId) {
+    this.roomId = roomId;
+    const r = this.room;
+    this.el.hidden = !r?.isStaff;
+    if (!r?.isStaff) return;
+    this.renderInfo();
+    this.renderHands();
+    this.renderReports();
+    this.renderAlerts();
+  }
+
+  renderInfo() {
+    const info = this.room?.info;
+    if (!info) return;
+    if (document.activeElement !== this.topicInput) this.topicInput.value = info.topic_now || '';
+    const s = String(info.slow_mode_s || 0);
+    if (![...this.slow.options].some((o) => o.value === s)) this.slow.append(h('option', { value: s }, t('toolsSeconds', s)));
+    this.slow.value = s;
+    this.lock.checked = !!info.locked;
+    this.structured.checked = info.mode === 'structured';
+  }
+
+  renderHands() {
+    const r = this.room;
+    if (!r) return;
+    clear(this.floor);
+    const holder = [...r.members.values()].find((m) => m.has_floor);
+    if (holder) {
+      this.floor.append(h('p', { text: t('toolsFloorHolder', holder.handle) }), h('button', { type: 'button', class: 'btn btn-secondary btn-small', onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'end_floor', member_id: holder.member_id }, { quiet: true }) }, t('endFloor')));
+    }
+    clear(this.hands);
+    const queue = r.hands.length ? r.hands : [...r.members.values()].filter((m) => m.hand_raised).map((m) => m.member_id);
+    if (!queue.length) this.hands.append(h('li', { class: 'tool-empty', text: t('toolsHandsNone') }));
+    for (const id of queue) {
+      const handle = r.memberHandle(id) || t('someone');
+      this.hands.append(h('li', { class: 'tool-item' }, h('span', { text: handle }), h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'aria-label': `${t('giveFloor')}: ${handle}`, onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'give_floor', member_id: id }, { quiet: true }) }, t('giveFloor'))));
+    }
+  }
+
+  renderReports() {
+    const r = this.room;
+    if (!r) return;
+    clear(this.reports);
+    if (!r.reports.size) this.reports.append(h('li', { class: 'tool-empty', text: t('toolsReportsNone') }));
+    for (const rep of r.reports.values()) {
+      const resolve = async (resolution) => {
+        if (await this.app.act({ type: 'resolve_report', room: r.id, report_id: rep.id, resolution })) {
+          r.reports.delete(rep.id);
+          this.renderReports();
+        }
+      };
+      this.reports.append(
+        h(
+          'li',
+          { class: 'tool-item tool-report' },
+          h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: `${rep.message.from.handle} · ${formatTime(rep.message.ts)}` }), h('p', { class: 'quote-text', text: rep.message.text })),
+          h('p', { class: 'tool-note', text: t('toolsReportBy', rep.reason) }),
+          h(
+            'div',
+            { class: 'tool-actions' },
+            h('button', { type: 'button', class: 'btn btn-danger btn-small', onclick: async () => { if (await moderateDialog(this.app, r.id, 'delete_message', { message: rep.message })) resolve('acted'); } }, t('modDelete')),
+            h('button', { type: 'button', class: 'btn btn-secondary btn-small', onclick: () => resolve('acted') }, t('resolveReport')),
+            h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => resolve('dismissed') }, t('dismissReport')),
+          ),
+        ),
+      );
+    }
+  }
+
+  renderAlerts() {
+    const r = this.room;
+    if (!r) return;
+    clear(this.alerts);
+    if (!r.alerts.length) this.alerts.append(h('li', { class: 'tool-empty', text: t('toolsAlertsNone') }));
+    for (const a of r.alerts) {
+      const from = a.message.from;
+      this.alerts.append(
+        h(
+          'li',
+          { class: 'tool-item tool-alert' },
+          h('p', { class: 'tool-alert-title', text: t('toolsAlertText', from.handle) }),
+          h('blockquote', { class: 'quote' }, h('p', { class: 'quote-text', text: a.message.text })),
+          h(
+            'div',
+            { class: 'tool-actions' },
+            h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => whisperDialog(this.app, r.id, from) }, t('whisper')),
+            h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { r.alerts = r.alerts.filter((x) => x !== a); this.renderAlerts(); } }, t('dismiss')),
+          ),
+        ),
+      );
+    }
+  }
+
+  async setTopic(e) {
+    e.preventDefault();
+    await this.app.act({ type: 'moderate', room: this.roomId, action: 'set_topic', text: this.topicInput.value.trim() }, { quiet: true });
+  }
+
+  async setSlowMode() {
+    const ok = await this.app.act({ type: 'moderate', room: this.roomId, action: 'slow_mode', seconds: Number(this.slow.value) }, { quiet: true });
+    if (!ok) this.renderInfo();
+  }
+
+  async toggle(action) {
+    const ok = await this.app.act({ type: 'moderate', room: this.roomId, action }, { quiet: true });
+    if (!ok) this.renderInfo();
+  }
+
+  async setMode() {
+    const ok = await this.app.act({ type: 'moderate', room: this.roomId, action: 'set_mode', mode: this.structured.checked ? 'structured' : 'open' }, { quiet: true });
+    if (!ok) this.renderInfo();
+  }
+
+  onAlert(alert) {
+    announce(t('alertNew', alert.message.from.handle));
+  }
+}

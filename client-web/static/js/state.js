@@ -1,0 +1,356 @@
+// What the client knows: the session, the room directory, and for each joined
+// room its info, members and an ordered, de-duplicated message history. It
+// applies server frames and emits change events; it never touches the DOM or
+// the socket.
+
+const STAFF_ROLES = new Set(['facilitator', 'admin']);
+export const isStaffRole = (role) => STAFF_ROLES.has(role);
+
+const TOKEN_KEY = 'kindred.session_token';
+const STAFF_KEY = 'kindred.staff_token';
+const HIDDEN_KEY = 'kindred.hidden';
+
+/** Local persistence: the member token survives visits; a staff token lives only in this tab. */
+export const storage = {
+  get memberToken() {
+    try {
+      return localStorage.getItem(TOKEN_KEY);
+    } catch {
+      return null;
+    }
+  },
+  set memberToken(v) {
+    try {
+      if (v) localStorage.setItem(TOKEN_KEY, v);
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      /* storage disabled: the identity lasts this visit only */
+    }
+  },
+  get staffToken() {
+    try {
+      return sessionStorage.getItem(STAFF_KEY);
+    } catch {
+      return null;
+    }
+  },
+  set staffToken(v) {
+    try {
+      if (v) sessionStorage.setItem(STAFF_KEY, v);
+      else sessionStorage.removeItem(STAFF_KEY);
+    } catch {
+      /* ignore */
+    }
+  },
+  /** Members hidden by this reader, as "room/member_id" keys. */
+  get hidden() {
+    try {
+      return new Set(JSON.parse(localStorage.getItem(HIDDEN_KEY) || '[]'));
+    } catch {
+      return new Set();
+    }
+  },
+  set hidden(set) {
+    try {
+      localStorage.setItem(HIDDEN_KEY, JSON.stringify([...set]));
+    } catch {
+      /* ignore */
+    }
+  },
+  forgetAll() {
+    this.memberToken = null;
+    try {
+      localStorage.removeItem(HIDDEN_KEY);
+    } catch {
+      /* ignore */
+    }
+  },
+};
+
+/** Sort key of a message: the history it belongs to, then its seq. */
+export const orderOf = (epochIndex, seq) => epochIndex * 1e12 + Number(seq);
+
+/** One joined room. Messages are kept sorted by `seq`, one per message_id. */
+export class RoomState {
+  constructor(id) {
+    this.id = id;
+    this.info = null;
+    this.me = null;
+    this.members = new Map();
+    this.messages = []; // sorted by seq
+    this.byId = new Map();
+    this.epoch = null;
+    this.seq = 0; // the last seq seen in this room
+    this.typing = new Map(); // member_id -> expiry ms
+    this.hands = [];
+    this.reports = new Map();
+    this.alerts = [];
+    this.whispers = [];
+    this.gap = false;
+    this.gapAfterOrder = null; // a resume could not fill the stretch after this point
+    this.epochIndex = 0; // how many times the room's history started over while we watched
+  }
+
+  get isStaff() {
+    return isStaffRole(this.me?.role);
+  }
+
+  position() {
+    return this.epoch ? { epoch: this.epoch, seq: this.seq } : undefined;
+  }
+
+  /**
+   * Apply a `joined` reply. Returns {reset, added}: reset when the local
+   * history was replaced (first join, new epoch, or a gap that could not be
+   * filled), added = messages that are new to this client.
+   */
+  applyJoined(j) {
+    this.info = j.room;
+    this.me = j.me;
+    this.members = new Map((j.members || []).map((m) => [m.member_id, m]));
+    if (this.me) this.members.set(this.me.member_id, { ...this.members.get(this.me.member_id), ...this.me });
+    const history = [...(j.history || [])].sort((a, b) => a.seq - b.seq);
+    const hadMessages = this.messages.length > 0;
+    let reset = false;
+    let gap = false;
+    if (this.epoch === null) {
+      this.messages = [];
+      this.byId.clear();
+      this.seq = 0;
+      this.gapAfterOrder = null;
+      reset = true;
+    } else if (this.epoch !== j.epoch) {
+      // The room's history started over (a server restart without a
+      // persistent broker). Keep what this member already read, and continue
+      // after it with the new sequence.
+      this.epochIndex += 1;
+      this.seq = 0;
+      reset = true;
+      if (hadMessages && history.length && history[0].seq > 1) {
+        this.gapAfterOrder = this.lastOrder();
+        gap = true;
+      }
+    } else if (!j.recovered) {
+      // Same history, but the stretch we missed could not be sent: keep what
+      // we have and mark where the missing part is.
+      const firstNew = history.find((m) => !this.byId.has(m.message_id));
+      if (hadMessages && firstNew && firstNew.seq > this.seq + 1) {
+        this.gapAfterOrder = orderOf(this.epochIndex, this.seq);
+        gap = true;
+      }
+      reset = true;
+    }
+    this.epoch = j.epoch;
+    const added = [];
+    for (const m of history) if (this.addMessage(m)) added.push(m);
+    this.seq = Math.max(this.seq, Number(j.seq) || 0);
+    this.gap = gap;
+    return { reset, added, gap };
+  }
+
+  lastOrder() {
+    return this.messages.length ? this.messages[this.messages.length - 1].order : 0;
+  }
+
+  /** Insert in (epoch, seq) order; false when already known (a duplicate). */
+  addMessage(m) {
+    if (!m || this.byId.has(m.message_id)) return false;
+    m.order = orderOf(this.epochIndex, m.seq);
+    this.byId.set(m.message_id, m);
+    const arr = this.messages;
+    let i = arr.length;
+    while (i > 0 && arr[i - 1].order > m.order) i--;
+    arr.splice(i, 0, m);
+    if (m.seq > this.seq) this.seq = m.seq;
+    this.typing.delete(m.from?.member_id);
+    return true;
+  }
+
+  deleteMessage(id) {
+    if (!this.byId.has(id)) return false;
+    this.byId.delete(id);
+    this.messages = this.messages.filter((m) => m.message_id !== id);
+    for (const r of this.reports.values()) if (r.message?.message_id === id) this.reports.delete(r.id);
+    this.alerts = this.alerts.filter((a) => a.message?.message_id !== id);
+    return true;
+  }
+
+  memberHandle(memberId) {
+    return this.members.get(memberId)?.handle;
+  }
+}
+
+/**
+ * Events: `session`, `rooms`, `room` {room, what, ...}. `what` is one of
+ * reset, message, deleted, members, info, typing, hands, reports, alerts,
+ * whisper, notice, removed.
+ */
+export class Store extends EventTarget {
+  constructor() {
+    super();
+    this.session = null; // the welcome frame
+    this.rooms = null; // RoomSummary[] or null before the first list
+    this.joined = new Map();
+    this.hidden = storage.hidden;
+    this.resources = []; // the latest crisis resources from the server
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  emitRoom(room, what, extra = {}) {
+    this.emit('room', { room, what, ...extra });
+  }
+
+  setSession(welcome) {
+    this.session = welcome;
+    this.emit('session', welcome);
+  }
+
+  get isStaff() {
+    return isStaffRole(this.session?.role);
+  }
+
+  setRooms(rooms) {
+    this.rooms = rooms || [];
+    for (const r of this.rooms) {
+      const joined = this.joined.get(r.id);
+      if (joined?.info) Object.assign(joined.info, { member_count: r.member_count, open: r.open });
+    }
+    this.emit('rooms', this.rooms);
+  }
+
+  room(id) {
+    return this.joined.get(id);
+  }
+
+  ensureRoom(id) {
+    let r = this.joined.get(id);
+    if (!r) {
+      r = new RoomState(id);
+      this.joined.set(id, r);
+    }
+    return r;
+  }
+
+  applyJoined(j) {
+    const id = j.room.id;
+    const r = this.ensureRoom(id);
+    const result = r.applyJoined(j);
+    this.emitRoom(r, 'reset', result);
+    return r;
+  }
+
+  dropRoom(id) {
+    this.joined.delete(id);
+  }
+
+  isHidden(roomId, memberId) {
+    return this.hidden.has(`${roomId}/${memberId}`);
+  }
+
+  setHidden(roomId, memberId, hide) {
+    const key = `${roomId}/${memberId}`;
+    if (hide) this.hidden.add(key);
+    else this.hidden.delete(key);
+    storage.hidden = this.hidden;
+    const r = this.room(roomId);
+    if (r) this.emitRoom(r, 'hidden', { memberId, hide });
+  }
+
+  forgetLocal() {
+    storage.forgetAll();
+    this.hidden = new Set();
+    this.joined.clear();
+  }
+
+  /** Apply one unsolicited server frame. */
+  apply(f) {
+    const r = f.room && typeof f.room === 'string' ? this.room(f.room) : null;
+    switch (f.type) {
+      case 'message': {
+        if (!r) return;
+        if (r.addMessage(f)) this.emitRoom(r, 'message', { message: f });
+        return;
+      }
+      case 'message_deleted': {
+        if (r && r.deleteMessage(f.message_id)) this.emitRoom(r, 'deleted', { messageId: f.message_id });
+        return;
+      }
+      case 'presence': {
+        if (!r) return;
+        if (f.joined) r.members.set(f.joined.member_id, f.joined);
+        if (f.left) {
+          r.members.delete(f.left);
+          r.typing.delete(f.left);
+        }
+        if (r.info && typeof f.member_count === 'number') r.info.member_count = f.member_count;
+        this.emitRoom(r, 'members', { joined: f.joined, left: f.left });
+        return;
+      }
+      case 'member_update': {
+        if (!r) return;
+        r.members.set(f.member.member_id, f.member);
+        if (r.me && f.member.member_id === r.me.member_id) r.me = { ...r.me, ...f.member };
+        this.emitRoom(r, 'members', { updated: f.member });
+        return;
+      }
+      case 'room_update': {
+        if (!r) return;
+        r.info = f.info;
+        this.emitRoom(r, 'info');
+        return;
+      }
+      case 'typing': {
+        if (!r || f.member_id === r.me?.member_id) return;
+        r.typing.set(f.member_id, Date.now() + 6000);
+        this.emitRoom(r, 'typing');
+        return;
+      }
+      case 'hands': {
+        if (!r) return;
+        r.hands = f.queue || [];
+        this.emitRoom(r, 'hands');
+        return;
+      }
+      case 'report_filed': {
+        if (!r) return;
+        r.reports.set(f.report.id, f.report);
+        this.emitRoom(r, 'reports', { report: f.report });
+        return;
+      }
+      case 'report_resolved': {
+        if (!r) return;
+        r.reports.delete(f.report_id);
+        this.emitRoom(r, 'reports');
+        return;
+      }
+      case 'alert': {
+        if (!r) return;
+        r.alerts.push(f);
+        this.emitRoom(r, 'alerts', { alert: f });
+        return;
+      }
+      case 'whisper': {
+        if (!r) return;
+        r.whispers.push(f);
+        this.emitRoom(r, 'whisper', { whisper: f });
+        return;
+      }
+      case 'removed': {
+        if (!r) return;
+        this.joined.delete(f.room);
+        this.emitRoom(r, 'removed', { removed: f });
+        return;
+      }
+      case 'notice': {
+        if (f.kind === 'crisis_resources' && Array.isArray(f.resources)) this.resources = f.resources;
+        this.emit('notice', f);
+        return;
+      }
+      default:
+        this.emit('frame', f);
+    }
+  }
+}
