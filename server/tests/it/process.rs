@@ -77,3 +77,30 @@ async fn sigterm_asks_every_client_to_reconnect_and_exits() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_ban_survives_a_real_restart_of_the_server_process() {
+    let data = TempDir::new();
+    let server = Process::start(&data.0);
+    let out = Command::new(BIN).args(["token", "--role", "facilitator", "--name", "Sam", "--data-dir"]).arg(&data.0).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut f = TestClient::connect(&server.url).await;
+    f.hello(Some(&token), None).await;
+    f.join("grief").await;
+    let mut a = TestClient::connect(&server.url).await;
+    let welcome = a.hello(None, None).await;
+    let a_id = match a.join("grief").await {
+        ServerMessage::Joined { me, .. } => me.member_id,
+        other => panic!("{other:?}"),
+    };
+    let reply = f.moderate("grief", kindred_protocol::ModerationAction::Ban { member_id: a_id, duration_s: None, reason: Some("harassment".into()), service: false }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    drop(server); // SIGKILL: no graceful shutdown, so the ban must already be on disk
+
+    let server = Process::start(&data.0);
+    let mut a = TestClient::connect(&server.url).await;
+    a.hello(Some(&token_of(&welcome)), None).await;
+    a.send(&kindred_protocol::ClientMessage::Join { id: Some(1.into()), room: "grief".into(), accept_rules: Some(1), since: None }).await;
+    let e = a.expect_error(kindred_protocol::ErrorCode::Banned).await;
+    assert_eq!(e.message, "harassment");
+}
