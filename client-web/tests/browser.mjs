@@ -5,11 +5,16 @@
 import { chromium } from 'playwright-core';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve, dirname } from 'node:path';
+import { resolve, dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const SCREENSHOT_DIR = resolve(here, '..', '..', 'docs', 'screenshots');
+// Test runs leave the committed screenshots alone; refresh them on purpose
+// with KINDRED_UPDATE_SCREENSHOTS=1.
+export const SCREENSHOT_DIR = process.env.KINDRED_UPDATE_SCREENSHOTS
+  ? resolve(here, '..', '..', 'docs', 'screenshots')
+  : join(tmpdir(), 'kindred-screenshots');
 export const WAIT = 10000;
 
 export function launchBrowser() {
