@@ -506,6 +506,12 @@ impl Room {
         self.update(|_| {});
     }
 
+    /// Whether this connection is still in the room (the hub may have removed
+    /// it: kicked, banned, too slow, or the room closed).
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.state.lock().conns.contains_key(&conn)
+    }
+
     pub fn member_count(&self) -> usize {
         self.state.lock().members.len()
     }

@@ -406,6 +406,10 @@ impl Session {
         accept_rules: Option<u32>,
         since: Option<kindred_protocol::Position>,
     ) -> Step {
+        // Forget rooms the hub has taken this connection out of, so they do not
+        // count against the limit.
+        let (hub, conn) = (&self.app.hub, self.conn);
+        self.rooms.retain(|id, _| hub.room(id).is_some_and(|r| r.has_conn(conn)));
         let identity = self.identity.as_ref().expect("join is handled after hello");
         if !self.rooms.contains_key(&room) && self.rooms.len() >= self.app.config.limits.max_rooms_per_connection {
             let msg = "You are in as many rooms as one connection may be; leave one first.";

@@ -306,3 +306,14 @@ async fn a_facilitator_whose_token_expires_is_asked_to_sign_in_again() {
     assert!(matches!(notice, ServerMessage::Notice(n) if n.kind == NoticeKind::System));
     assert_eq!(f.closed(WAIT).await, Closed::Code(4401));
 }
+
+#[tokio::test]
+async fn a_kicked_member_is_not_held_to_the_room_it_was_removed_from() {
+    let server = TestServer::with(|c| c.limits.max_rooms_per_connection = 1).await;
+    let mut f = server.staff(Role::Facilitator, None, "anxiety").await;
+    let (mut a, a_id) = member_in(&server, "anxiety", "Willow").await;
+    moderated(&f.moderate("anxiety", A::Kick { member_id: a_id, reason: Some("take a pause".into()) }).await);
+    a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
+    // The room it was removed from no longer counts against its room limit.
+    a.join("grief").await;
+}
