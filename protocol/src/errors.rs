@@ -52,6 +52,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::NotMember,
+        ErrorCode::RulesNotAccepted,
+        ErrorCode::RoomFull,
+        ErrorCode::RoomClosed,
+        ErrorCode::RoomLocked,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
+        ErrorCode::RateLimited,
+        ErrorCode::SlowMode,
+        ErrorCode::TooLarge,
+        ErrorCode::NotYourTurn,
+        ErrorCode::WaitingForFacilitator,
+        ErrorCode::ContentBlocked,
+        ErrorCode::InvalidHandle,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// Whether sending the same request again later can succeed without the
     /// client changing anything.
     pub fn is_retryable(self) -> bool {
@@ -150,5 +176,42 @@ impl CloseCode {
             self,
             CloseCode::GoingAway | CloseCode::Restarting | CloseCode::TooSlow | CloseCode::RateLimited
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // A new variant must be added to ALL: this match has no catch-all arm.
+        let index = |c: ErrorCode| match c {
+            ErrorCode::BadRequest => 0,
+            ErrorCode::UnsupportedVersion => 1,
+            ErrorCode::Unauthorized => 2,
+            ErrorCode::Forbidden => 3,
+            ErrorCode::NotFound => 4,
+            ErrorCode::NotMember => 5,
+            ErrorCode::RulesNotAccepted => 6,
+            ErrorCode::RoomFull => 7,
+            ErrorCode::RoomClosed => 8,
+            ErrorCode::RoomLocked => 9,
+            ErrorCode::Banned => 10,
+            ErrorCode::Muted => 11,
+            ErrorCode::RateLimited => 12,
+            ErrorCode::SlowMode => 13,
+            ErrorCode::TooLarge => 14,
+            ErrorCode::NotYourTurn => 15,
+            ErrorCode::WaitingForFacilitator => 16,
+            ErrorCode::ContentBlocked => 17,
+            ErrorCode::InvalidHandle => 18,
+            ErrorCode::Overloaded => 19,
+            ErrorCode::Unavailable => 20,
+            ErrorCode::Internal => 21,
+        };
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(index(*code), i, "{code:?}");
+        }
     }
 }

@@ -5,32 +5,6 @@ use kindred_protocol::ErrorCode;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every error code, in the order of the `errors` counters.
-const CODES: [ErrorCode; 22] = [
-    ErrorCode::BadRequest,
-    ErrorCode::UnsupportedVersion,
-    ErrorCode::Unauthorized,
-    ErrorCode::Forbidden,
-    ErrorCode::NotFound,
-    ErrorCode::NotMember,
-    ErrorCode::RulesNotAccepted,
-    ErrorCode::RoomFull,
-    ErrorCode::RoomClosed,
-    ErrorCode::RoomLocked,
-    ErrorCode::Banned,
-    ErrorCode::Muted,
-    ErrorCode::RateLimited,
-    ErrorCode::SlowMode,
-    ErrorCode::TooLarge,
-    ErrorCode::NotYourTurn,
-    ErrorCode::WaitingForFacilitator,
-    ErrorCode::ContentBlocked,
-    ErrorCode::InvalidHandle,
-    ErrorCode::Overloaded,
-    ErrorCode::Unavailable,
-    ErrorCode::Internal,
-];
-
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_opened: AtomicU64,
@@ -39,7 +13,8 @@ pub struct Metrics {
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
-    errors: [AtomicU64; CODES.len()],
+    /// One counter per code, in the order of `ErrorCode::ALL`.
+    errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
 impl Metrics {
@@ -48,7 +23,7 @@ impl Metrics {
     }
 
     pub fn error(&self, code: ErrorCode) {
-        if let Some(i) = CODES.iter().position(|c| *c == code) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -66,7 +41,7 @@ impl Metrics {
         counter(&mut out, "kindred_deliveries_total", "Frames queued to connections by room fan-out.", &self.deliveries);
         counter(&mut out, "kindred_slow_consumer_closes_total", "Connections closed with 4408 for not keeping up.", &self.slow_consumer_closes);
         let _ = writeln!(out, "# HELP kindred_errors_total Error frames sent, by code.\n# TYPE kindred_errors_total counter");
-        for (code, value) in CODES.iter().zip(&self.errors) {
+        for (code, value) in ErrorCode::ALL.iter().zip(&self.errors) {
             let _ = writeln!(out, "kindred_errors_total{{code=\"{}\"}} {}", code.as_str(), value.load(Ordering::Relaxed));
         }
         for (name, help, value) in gauges {
