@@ -2,23 +2,11 @@
 // alone, and axe-core finding no serious or critical violations on the
 // directory and room screens.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, waitForMessage, seriousViolations, WAIT } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, seriousViolations, WAIT } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 /** Press Tab (or Shift+Tab) until `predicate`, run in the page, holds. */
 async function tabTo(page, predicate, { back = false, maxPresses = 60 } = {}) {
@@ -30,7 +18,7 @@ async function tabTo(page, predicate, { back = false, maxPresses = 60 } = {}) {
 }
 
 test('keyboard only: join a room and send a message', { timeout: 60000 }, async () => {
-  const { page, context, errors } = await openMember(browser, server.url);
+  const { page, context, errors } = await openMember(env.browser, env.server.url);
   await page.locator('#room-title-anxiety').waitFor({ timeout: WAIT });
   await tabTo(page, () => document.activeElement?.closest('li')?.querySelector('#room-title-anxiety') !== null && document.activeElement.classList.contains('room-join'));
   await page.keyboard.press('Enter');
@@ -56,11 +44,11 @@ test('keyboard only: join a room and send a message', { timeout: 60000 }, async 
 });
 
 test('axe: no serious or critical violations on the directory and room screens', { timeout: 90000 }, async () => {
-  const other = await openMember(browser, server.url);
+  const other = await openMember(env.browser, env.server.url);
   await joinRoom(other.page, 'grief');
   await sendMessage(other.page, 'Welcome, whoever comes in next.');
 
-  const { page, context } = await openMember(browser, server.url, { bypassCSP: true });
+  const { page, context } = await openMember(env.browser, env.server.url, { bypassCSP: true });
   await page.locator('.room-card').first().waitFor({ timeout: WAIT });
   const dir = await seriousViolations(page);
   assert.deepEqual(dir, [], `directory: ${JSON.stringify(dir, null, 2)}`);

@@ -2,7 +2,9 @@
 // playwright-core, open a member in its own context, join a room (accepting
 // the ground rules), send and wait for messages. Every wait has a timeout.
 
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
+import { startServer } from './server.mjs';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve, dirname, join } from 'node:path';
@@ -16,6 +18,23 @@ export const SCREENSHOT_DIR = process.env.KINDRED_UPDATE_SCREENSHOTS
   ? resolve(here, '..', '..', 'docs', 'screenshots')
   : join(tmpdir(), 'kindred-screenshots');
 export const WAIT = 10000;
+
+/**
+ * Start a real server and a browser before the calling file's tests, and
+ * close both after them. Returns `{ server, browser }`, filled in by `before`.
+ */
+export function serverAndBrowser() {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.dispose();
+  });
+  return env;
+}
 
 export function launchBrowser() {
   return chromium.launch({

@@ -1,27 +1,15 @@
 // Two members chat in one room, each in its own browser context; message
 // text that looks like HTML is shown literally and never executed.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 test('two members chat in the same room', { timeout: 60000 }, async () => {
-  const a = await openMember(browser, server.url);
-  const b = await openMember(browser, server.url);
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
   await joinRoom(a.page, 'anxiety');
   await joinRoom(b.page, 'anxiety');
 
@@ -45,8 +33,8 @@ test('two members chat in the same room', { timeout: 60000 }, async () => {
 });
 
 test('message text that looks like HTML is shown literally', { timeout: 60000 }, async () => {
-  const a = await openMember(browser, server.url);
-  const b = await openMember(browser, server.url);
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
   await joinRoom(a.page, 'grief');
   await joinRoom(b.page, 'grief');
   const nasty = '<b>x</b><img src=x onerror="window.__pwned=1">';

@@ -2,41 +2,30 @@
 // Facilitators sign in with a JWT; the test mints one with `kindred token`,
 // signed with the secret the test server created in its data dir.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startServer, kindredBin } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, waitForMessage, screenshotPath, WAIT } from './browser.mjs';
+import { kindredBin } from './server.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, screenshotPath, WAIT } from './browser.mjs';
 
 function facilitatorToken(dataDir, { name = 'Facilitator Sam', role = 'facilitator' } = {}) {
   const out = execFileSync(kindredBin(), ['token', '--role', role, '--name', name, '--ttl', '1h', '--data-dir', dataDir], { encoding: 'utf8', timeout: 30000 });
   return out.trim().split(/\s+/).pop();
 }
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 test('a facilitator deletes a message and it disappears for both members', { timeout: 90000 }, async () => {
-  const a = await openMember(browser, server.url);
-  const b = await openMember(browser, server.url);
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
   await joinRoom(a.page, 'anxiety');
   await joinRoom(b.page, 'anxiety');
 
   // The facilitator signs in through the URL fragment, which the client strips.
-  const fac = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const fac = await env.browser.newContext({ viewport: { width: 1200, height: 800 } });
   const fpage = await fac.newPage();
   fpage.setDefaultTimeout(WAIT);
-  await fpage.goto(`${server.url}/#token=${facilitatorToken(server.dataDir)}`);
+  await fpage.goto(`${env.server.url}/#token=${facilitatorToken(env.server.dataDir)}`);
   await fpage.locator('.conn[data-state="online"]').waitFor({ state: 'attached' });
   assert.ok(!fpage.url().includes('token='), 'the token is stripped from the URL');
   assert.equal(await fpage.evaluate(() => window.kindred.store.session.role), 'facilitator');

@@ -4,23 +4,11 @@
 // so after a restart the room has a new epoch: the client keeps what the
 // member already read and continues with the new history after it.)
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts, WAIT } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts, WAIT } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 async function waitOnline(page, timeout = 30000) {
   await page.locator('.conn[data-state="online"]').waitFor({ state: 'attached', timeout });
@@ -28,8 +16,8 @@ async function waitOnline(page, timeout = 30000) {
 }
 
 test('after a server restart a member reconnects with no gap and no duplicates', { timeout: 120000 }, async () => {
-  const a = await openMember(browser, server.url);
-  const b = await openMember(browser, server.url);
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
   await joinRoom(a.page, 'pet-loss');
   await joinRoom(b.page, 'pet-loss');
   const handleA = await a.page.evaluate(() => window.kindred.store.session.handle);
@@ -38,7 +26,7 @@ test('after a server restart a member reconnects with no gap and no duplicates',
   for (const text of before) await sendMessage(a.page, text);
   for (const text of before) await waitForMessage(b.page, text);
 
-  await server.restart();
+  await env.server.restart();
   // Both notice the drop and come back by themselves.
   await waitOnline(a.page);
   await waitOnline(b.page);

@@ -1,30 +1,18 @@
 // Screenshots of the main screens for docs/screenshots: the directory, the
 // ground rules, a room in conversation, and a room at phone width (375 px).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, waitForMessage, screenshotPath, WAIT } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, screenshotPath, WAIT } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 test('screenshots of the directory, rules, room and phone layouts', { timeout: 90000 }, async () => {
   // Someone already in the room, so the conversation has two voices.
-  const friend = await openMember(browser, server.url);
+  const friend = await openMember(env.browser, env.server.url);
   await joinRoom(friend.page, 'grief');
 
-  const { page, context, errors } = await openMember(browser, server.url);
+  const { page, context, errors } = await openMember(env.browser, env.server.url);
   await page.locator('.room-card').first().waitFor({ timeout: WAIT });
   // The live member count shows the friend already in the grief room.
   await page.waitForFunction(() => /1 person here/.test(document.getElementById('room-title-grief')?.closest('li')?.querySelector('.room-people')?.textContent || ''), null, { timeout: WAIT });
