@@ -59,9 +59,9 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(identity.account.0)
 }
 
-fn record(app: &App, by: &str, action: &str, room: Option<&RoomId>, detail: Option<serde_json::Value>) {
+async fn record(app: &App, by: &str, action: &str, room: Option<&RoomId>, detail: Option<serde_json::Value>) {
     let entry = AuditEntry { at: rfc3339(Utc::now()), by: by.into(), action: action.into(), room: room.cloned(), target: None, reason: None, detail };
-    if let Err(e) = app.moderation.audit(entry) {
+    if let Err(e) = app.moderation.audit(entry).await {
         tracing::error!(error = %e, action, "audit log write failed");
     }
 }
@@ -137,7 +137,7 @@ async fn create_room(State(app): State<Arc<App>>, headers: HeaderMap, body: Resu
         saved.rooms.retain(|r| r.id != id.0);
         saved.rooms.push(spec);
     })?;
-    record(&app, &by, "create_room", Some(&id), None);
+    record(&app, &by, "create_room", Some(&id), None).await;
     let summary = app.hub.room(&id).map(|r| r.summary());
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "room": summary }))).into_response())
 }
@@ -200,7 +200,7 @@ async fn update_room(
         saved.rooms.retain(|r| r.id != id);
         saved.rooms.push(spec.clone());
     })?;
-    record(&app, &by, "update_room", Some(&room.id()), Some(serde_json::json!({ "rules_version": spec.rules_version })));
+    record(&app, &by, "update_room", Some(&room.id()), Some(serde_json::json!({ "rules_version": spec.rules_version }))).await;
     Ok(Json(serde_json::json!({ "room": room.summary() })).into_response())
 }
 
@@ -216,7 +216,7 @@ async fn close_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
             saved.closed.push(room_id.clone());
         }
     })?;
-    record(&app, &by, "close_room", Some(&room_id), None);
+    record(&app, &by, "close_room", Some(&room_id), None).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -240,7 +240,7 @@ async fn room_notice(
     let room = app.hub.room(&RoomId(id.clone())).ok_or_else(|| not_found(&id))?;
     let notice = ServerMessage::Notice(Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None });
     room.broadcast(&encode(&notice), Audience::All);
-    record(&app, &by, "notice", Some(&room.id()), None);
+    record(&app, &by, "notice", Some(&room.id()), None).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -262,6 +262,10 @@ struct AuditQuery {
 
 async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
     admin(&app, &headers)?;
-    let entries = app.moderation.audit_log(q.limit.unwrap_or(100).min(10_000));
+    let entries = app
+        .moderation
+        .audit_log(q.limit.unwrap_or(100).min(10_000))
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()))?;
     Ok(Json(serde_json::json!({ "entries": entries })).into_response())
 }

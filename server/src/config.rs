@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// PEM public key of the identity provider, for RS256, ES256 or EdDSA.
     #[arg(long, env = "KINDRED_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+    /// Redis URL (`redis://host:6379/0`): run as one node of a cluster sharing rooms
+    /// through Redis. Without it the node runs alone with no external service.
+    #[arg(long, env = "KINDRED_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Cluster: seconds after which a node that stopped heartbeating loses its members.
+    #[arg(long, env = "KINDRED_PRESENCE_TTL_S", default_value_t = 30)]
+    pub presence_ttl_s: u64,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "KINDRED_LOG_JSON")]
     pub log_json: bool,
@@ -168,6 +175,10 @@ pub struct Config {
     pub jwt_algorithm: jsonwebtoken::Algorithm,
     pub jwt_public_key: Option<PathBuf>,
     pub safety: crate::safety::SafetyConfig,
+    /// Cluster mode: the Redis URL (None: one node, nothing external).
+    pub redis: Option<String>,
+    /// Cluster: how long a silent node's members stay listed.
+    pub presence_ttl: Duration,
 }
 
 impl Config {
@@ -185,6 +196,8 @@ impl Config {
             jwt_algorithm: jsonwebtoken::Algorithm::HS256,
             jwt_public_key: None,
             safety: crate::safety::SafetyConfig::default(),
+            redis: None,
+            presence_ttl: Duration::from_secs(30),
         }
     }
 
@@ -214,6 +227,8 @@ impl Config {
         config.web_dir = args.web_dir.clone();
         config.jwt_secret = args.jwt_secret.clone();
         config.node = args.node.clone();
+        config.redis = args.redis.clone().filter(|u| !u.is_empty());
+        config.presence_ttl = Duration::from_secs(args.presence_ttl_s.max(1));
         config.jwt_issuer = args.jwt_issuer.clone();
         config.jwt_audience = args.jwt_audience.clone();
         config.jwt_algorithm = args

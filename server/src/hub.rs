@@ -14,7 +14,7 @@ use kindred_protocol::{
     RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage,
 };
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -150,7 +150,16 @@ struct ConnEntry {
 struct Present {
     member: Member,
     account: AccountId,
+    /// Connections on this node; 0 for a member on another node.
     conns: u32,
+    /// The node the member is connected to, when it is not this one.
+    node: Option<Arc<str>>,
+}
+
+impl Present {
+    fn is_local(&self) -> bool {
+        self.node.is_none()
+    }
 }
 
 struct RoomState {
@@ -168,6 +177,13 @@ struct RoomState {
     last_typing: HashMap<MemberId, Instant>,
     /// Structured mode: members waiting to speak, in order.
     hands: Vec<MemberId>,
+    /// The history's epoch: fixed per process in the embedded default, kept
+    /// in Redis per room in a cluster (it changes when Redis loses history).
+    epoch: String,
+    /// Cluster: messages that arrived ahead of a gap, by seq, until it is filled.
+    pending: BTreeMap<u64, Stored>,
+    /// Cluster: the room's history is being (re)loaded; arrivals wait in `pending`.
+    loading: bool,
 }
 
 /// One room's live state on this node.
@@ -175,14 +191,16 @@ pub struct Room {
     metrics: Arc<crate::metrics::Metrics>,
     def: RwLock<Arc<RoomDef>>,
     state: Mutex<RoomState>,
-    epoch: String,
     limits: Arc<Limits>,
+    /// In a cluster: where changes made on this node go so other nodes apply them.
+    link: Option<mpsc::Sender<Outgoing>>,
 }
 
 impl Room {
-    fn new(def: RoomDef, epoch: String, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>) -> Room {
+    fn new(def: RoomDef, epoch: String, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Room {
         Room {
             metrics,
+            link,
             def: RwLock::new(Arc::new(def)),
             state: Mutex::new(RoomState {
                 conns: HashMap::new(),
@@ -197,9 +215,27 @@ impl Room {
                 last_sent: HashMap::new(),
                 last_typing: HashMap::new(),
                 hands: Vec::new(),
+                epoch,
+                pending: BTreeMap::new(),
+                loading: false,
             }),
-            epoch,
             limits,
+        }
+    }
+
+    /// Hand a change made on this node to the cluster (a no-op on one node).
+    /// The queue is bounded: when Redis is too slow to keep up the change
+    /// stays local, is counted, and presence is repaired by the next sync.
+    fn emit(&self, room: &RoomId, event: Event) {
+        if let Some(link) = &self.link {
+            self.send_link(link, Outgoing::Event(room.clone(), event));
+        }
+    }
+
+    fn send_link(&self, link: &mpsc::Sender<Outgoing>, out: Outgoing) {
+        if link.try_send(out).is_err() {
+            crate::metrics::Metrics::add(&self.metrics.cluster_events_dropped, 1);
+            tracing::warn!("cluster event queue full; event kept local");
         }
     }
 
@@ -270,8 +306,15 @@ impl Room {
         }
 
         let new_conn = !state.conns.contains_key(&req.conn);
+        let mut announce = false;
         let me = match state.members.get_mut(&req.member_id) {
             Some(present) => {
+                if present.node.is_some() {
+                    // Also on another node (a second tab); this node now holds it too.
+                    present.node = None;
+                    present.conns = 0;
+                    announce = true;
+                }
                 if new_conn {
                     present.conns += 1;
                 }
@@ -290,7 +333,11 @@ impl Room {
                     hand_raised: false,
                     has_floor: false,
                 };
-                state.members.insert(req.member_id.clone(), Present { member: member.clone(), account: req.account.clone(), conns: 1 });
+                state.members.insert(
+                    req.member_id.clone(),
+                    Present { member: member.clone(), account: req.account.clone(), conns: 1, node: None },
+                );
+                announce = true;
                 member
             }
         };
@@ -300,7 +347,7 @@ impl Room {
 
         let visible = |s: &&Stored| staff || !s.msg.staff;
         let resume_from = req.since.as_ref().filter(|p| {
-            p.epoch == self.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq
+            p.epoch == state.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq
         });
         let (history, recovered) = match resume_from {
             Some(p) => (
@@ -318,7 +365,7 @@ impl Room {
             members: state.members.values().map(|p| p.member.clone()).collect(),
             me: me.clone(),
             history,
-            epoch: self.epoch.clone(),
+            epoch: state.epoch.clone(),
             seq: state.last_seq,
             recovered,
             new_member: !already_present,
@@ -331,6 +378,9 @@ impl Room {
                 member_count: state.members.len() as u32,
             });
             self.fan_out(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id));
+        }
+        if announce {
+            self.emit(&def.id, Event::Joined { member: me.clone(), account: req.account.clone() });
         }
         Ok(joined)
     }
@@ -346,6 +396,7 @@ impl Room {
 
     fn drop_member_conn(&self, room: &RoomId, state: &mut RoomState, member_id: &MemberId) {
         let gone = match state.members.get_mut(member_id) {
+            Some(p) if !p.is_local() => false,
             Some(p) if p.conns > 1 => {
                 p.conns -= 1;
                 false
@@ -354,17 +405,28 @@ impl Room {
             None => false,
         };
         if gone {
-            state.members.remove(member_id);
-            state.last_typing.remove(member_id);
-            state.hands.retain(|m| m != member_id);
-            let frame = encode(&ServerMessage::Presence {
-                room: room.clone(),
-                joined: None,
-                left: Some(member_id.clone()),
-                member_count: state.members.len() as u32,
-            });
-            self.fan_out(room, state, &frame, Audience::All);
+            self.emit(room, Event::Left { member_id: member_id.clone() });
+            self.forget_member(room, state, member_id);
         }
+        if state.conns.is_empty() {
+            if let Some(link) = &self.link {
+                self.send_link(link, Outgoing::Idle(room.clone()));
+            }
+        }
+    }
+
+    /// A member left (on this node or another): drop it and tell this node's members.
+    fn forget_member(&self, room: &RoomId, state: &mut RoomState, member_id: &MemberId) {
+        state.members.remove(member_id);
+        state.last_typing.remove(member_id);
+        state.hands.retain(|m| m != member_id);
+        let frame = encode(&ServerMessage::Presence {
+            room: room.clone(),
+            joined: None,
+            left: Some(member_id.clone()),
+            member_count: state.members.len() as u32,
+        });
+        self.fan_out(room, state, &frame, Audience::All);
     }
 
     /// Queue `frame` for the audience without waiting for anyone. Connections
@@ -477,11 +539,15 @@ impl Room {
         msg
     }
 
-    /// Deliver an ephemeral event (typing, presence, updates) to this node's members.
+    /// Deliver an ephemeral event (typing, alerts, reports) to the room's
+    /// members, on every node.
     pub fn broadcast(&self, frame: &Frame, audience: Audience<'_>) {
         let id = self.id();
         let mut state = self.state.lock();
         self.fan_out(&id, &mut state, frame, audience);
+        if self.link.is_some() {
+            self.emit(&id, Event::Frame { frame: frame.as_str().to_owned(), audience: audience.into() });
+        }
     }
 
     /// Whether `member_id` may announce typing now (at most every 2 s).
@@ -530,16 +596,19 @@ struct Inner {
     /// so a resume from before it must come back `recovered: false`.
     epoch: String,
     limits: Arc<Limits>,
+    link: Option<mpsc::Sender<Outgoing>>,
 }
 
 impl Hub {
-    pub fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>) -> Hub {
+    /// The rooms of one node; `link` carries this node's changes to the
+    /// cluster (None on a single node).
+    pub fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Hub {
         let epoch = format!("e{:x}", rand::random::<u64>());
         let rooms = DashMap::new();
         for def in defs {
-            rooms.insert(def.id.clone(), Arc::new(Room::new(def, epoch.clone(), limits.clone(), metrics.clone())));
+            rooms.insert(def.id.clone(), Arc::new(Room::new(def, epoch.clone(), limits.clone(), metrics.clone(), link.clone())));
         }
-        Hub { inner: Arc::new(Inner { rooms, metrics, epoch, limits }) }
+        Hub { inner: Arc::new(Inner { rooms, metrics, epoch, limits, link }) }
     }
 
     pub fn epoch(&self) -> &str {
@@ -621,6 +690,8 @@ impl Room {
         }
         let frame = Self::update_frame(&def, &state);
         self.fan_out(&def.id, &mut state, &frame, Audience::All);
+        let settings = Settings { slow_mode_s: state.slow_mode_s, locked: state.locked, topic_now: state.topic_now.clone(), mode: state.mode };
+        self.emit(&def.id, Event::Settings(settings));
     }
 
     /// The account behind a member id: someone present, or the author of a message in the log.
@@ -644,17 +715,31 @@ impl Room {
     pub fn delete_message(&self, id: &kindred_protocol::MessageId) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
-        let Some(at) = state.log.iter().position(|s| &s.msg.message_id == id) else { return false };
-        let removed = state.log.remove(at).expect("the position was just found");
-        let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
-        let audience = if removed.msg.staff { Audience::Staff } else { Audience::All };
-        self.fan_out(&room, &mut state, &frame, audience);
+        let Some(seq) = state.log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.seq) else { return false };
+        self.remove_from_log(&room, &mut state, id);
+        self.emit(&room, Event::Deleted { message_id: id.clone(), seq });
         true
+    }
+
+    fn remove_from_log(&self, room: &RoomId, state: &mut RoomState, id: &kindred_protocol::MessageId) {
+        let staff = match state.log.iter().position(|s| &s.msg.message_id == id) {
+            Some(at) => state.log.remove(at).is_some_and(|s| s.msg.staff),
+            None => false,
+        };
+        let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
+        let audience = if staff { Audience::Staff } else { Audience::All };
+        self.fan_out(room, state, &frame, audience);
     }
 
     /// Remove every message `account` wrote; the ids removed.
     pub fn delete_by_account(&self, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
         let room = self.id();
+        self.emit(&room, Event::Forget { account: account.clone() });
+        self.delete_by_account_here(&room, account)
+    }
+
+    fn delete_by_account_here(&self, room: &RoomId, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
+        let room = room.clone();
         let mut state = self.state.lock();
         let mut removed = Vec::new();
         state.log.retain(|s| {
@@ -675,10 +760,12 @@ impl Room {
     pub fn send_to(&self, member_id: &MemberId, frame: &Frame) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
-        if !state.members.contains_key(member_id) {
-            return false;
+        let Some(local) = state.members.get(member_id).map(Present::is_local) else { return false };
+        if local {
+            self.fan_out(&room, &mut state, frame, Audience::Member(member_id));
+        } else {
+            self.emit(&room, Event::Frame { frame: frame.as_str().to_owned(), audience: Aud::Member(member_id.clone()) });
         }
-        self.fan_out(&room, &mut state, frame, Audience::Member(member_id));
         true
     }
 
@@ -687,16 +774,24 @@ impl Room {
     pub fn remove_member(&self, member_id: &MemberId, notice: &Frame) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
-        if !state.members.contains_key(member_id) {
-            return false;
+        let Some(local) = state.members.get(member_id).map(Present::is_local) else { return false };
+        if !local {
+            // Its own node takes it out; the room then hears it leave from there.
+            self.emit(&room, Event::Remove { member_id: member_id.clone(), notice: notice.as_str().to_owned() });
+            return true;
         }
-        self.fan_out(&room, &mut state, notice, Audience::Member(member_id));
+        self.remove_local_member(&room, &mut state, member_id, notice);
+        true
+    }
+
+    fn remove_local_member(&self, room: &RoomId, state: &mut RoomState, member_id: &MemberId, notice: &Frame) {
+        let room = room.clone();
+        self.fan_out(&room, state, notice, Audience::Member(member_id));
         state.conns.retain(|_, c| &c.member_id != member_id);
         if let Some(p) = state.members.get_mut(member_id) {
             p.conns = 1;
         }
-        self.drop_member_conn(&room, &mut state, member_id);
-        true
+        self.drop_member_conn(&room, state, member_id);
     }
 
     /// Change a present member's flags and tell the room with `member_update`.
@@ -704,9 +799,20 @@ impl Room {
         let room = self.id();
         let Some(p) = state.members.get_mut(member_id) else { return false };
         f(&mut p.member);
-        let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member: p.member.clone() });
-        self.fan_out(&room, state, &frame, Audience::All);
+        let member = p.member.clone();
+        self.emit(&room, Event::Member { member: member.clone() });
+        self.member_changed(&room, state, member);
         true
+    }
+
+    fn member_changed(&self, room: &RoomId, state: &mut RoomState, member: Member) {
+        if let (Some(link), Some(p)) = (&self.link, state.members.get(&member.member_id)) {
+            if p.is_local() {
+                self.send_link(link, Outgoing::Present(room.clone(), member.clone(), p.account.clone()));
+            }
+        }
+        let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member });
+        self.fan_out(room, state, &frame, Audience::All);
     }
 
     pub fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
@@ -719,6 +825,7 @@ impl Room {
 
     fn send_hands(&self, state: &mut RoomState) {
         let room = self.id();
+        self.emit(&room, Event::Hands { queue: state.hands.clone() });
         let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
         self.fan_out(&room, state, &frame, Audience::Staff);
     }
@@ -785,7 +892,8 @@ impl Hub {
         match self.inner.rooms.entry(def.id.clone()) {
             dashmap::mapref::entry::Entry::Occupied(_) => false,
             dashmap::mapref::entry::Entry::Vacant(slot) => {
-                slot.insert(Arc::new(Room::new(def, self.inner.epoch.clone(), self.inner.limits.clone(), self.inner.metrics.clone())));
+                let room = Room::new(def, self.inner.epoch.clone(), self.inner.limits.clone(), self.inner.metrics.clone(), self.inner.link.clone());
+                slot.insert(Arc::new(room));
                 true
             }
         }
@@ -807,5 +915,408 @@ impl Hub {
     /// Every room on this node.
     pub fn rooms(&self) -> Vec<Arc<Room>> {
         self.inner.rooms.iter().map(|r| r.value().clone()).collect()
+    }
+}
+
+/// A change one node made to a room, applied by every other node that has
+/// members in it (cluster mode). Messages do not travel this way: they are
+/// ordered and stored by the broker.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "e", rename_all = "snake_case")]
+pub enum Event {
+    /// A member connected on the sending node.
+    Joined { member: Member, account: AccountId },
+    /// A member's last connection on the sending node ended.
+    Left { member_id: MemberId },
+    /// A frame for this room's members on every node.
+    Frame { frame: String, audience: Aud },
+    Settings(Settings),
+    Member { member: Member },
+    Hands { queue: Vec<MemberId> },
+    Deleted { message_id: kindred_protocol::MessageId, seq: u64 },
+    /// Remove every message this account wrote (`forget_me`).
+    Forget { account: AccountId },
+    /// Take a member out (kick or ban); its own node does it.
+    Remove { member_id: MemberId, notice: String },
+}
+
+/// [`Audience`], owned, for the wire between nodes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aud {
+    All,
+    Staff,
+    AllBut(MemberId),
+    Member(MemberId),
+}
+
+impl From<Audience<'_>> for Aud {
+    fn from(a: Audience<'_>) -> Aud {
+        match a {
+            Audience::All => Aud::All,
+            Audience::Staff => Aud::Staff,
+            Audience::AllBut(m) => Aud::AllBut(m.clone()),
+            Audience::Member(m) => Aud::Member(m.clone()),
+        }
+    }
+}
+
+impl Aud {
+    fn as_audience(&self) -> Audience<'_> {
+        match self {
+            Aud::All => Audience::All,
+            Aud::Staff => Audience::Staff,
+            Aud::AllBut(m) => Audience::AllBut(m),
+            Aud::Member(m) => Audience::Member(m),
+        }
+    }
+}
+
+/// A room's live settings, as they travel between nodes and sit in Redis.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    pub slow_mode_s: u32,
+    pub locked: bool,
+    pub topic_now: Option<String>,
+    pub mode: RoomMode,
+}
+
+/// What a room hands the cluster broker.
+#[derive(Debug)]
+pub enum Outgoing {
+    Event(RoomId, Event),
+    /// A local member's entry in the room's shared presence (new or changed).
+    Present(RoomId, Member, AccountId),
+    /// The room has no connection left on this node.
+    Idle(RoomId),
+}
+
+/// A member another node holds, as the shared presence lists it.
+#[derive(Debug, Clone)]
+pub struct RemoteMember {
+    pub node: Arc<str>,
+    pub member: Member,
+    pub account: AccountId,
+}
+
+/// The cluster side of a room: history ordered by Redis and changes from other nodes.
+impl Room {
+    /// Apply a change another node made.
+    pub fn apply_remote(&self, node: &Arc<str>, event: Event) {
+        let room = self.id();
+        let mut state = self.state.lock();
+        match event {
+            Event::Joined { member, account } => {
+                if let Some(p) = state.members.get_mut(&member.member_id) {
+                    if !p.is_local() {
+                        p.node = Some(node.clone());
+                        p.member = member;
+                    }
+                    return;
+                }
+                self.add_remote(&room, &mut state, RemoteMember { node: node.clone(), member, account });
+            }
+            Event::Left { member_id } => {
+                if state.members.get(&member_id).is_some_and(|p| p.node.as_ref() == Some(node)) {
+                    self.forget_member(&room, &mut state, &member_id);
+                }
+            }
+            Event::Frame { frame, audience } => {
+                self.fan_out(&room, &mut state, &Frame::from(frame), audience.as_audience());
+            }
+            Event::Settings(s) => {
+                state.slow_mode_s = s.slow_mode_s;
+                state.locked = s.locked;
+                state.topic_now = s.topic_now;
+                state.mode = s.mode;
+                if state.mode == RoomMode::Open {
+                    state.hands.clear();
+                }
+                let frame = Self::update_frame(&self.def(), &state);
+                self.fan_out(&room, &mut state, &frame, Audience::All);
+            }
+            Event::Member { member } => {
+                let Some(p) = state.members.get_mut(&member.member_id) else { return };
+                p.member = member.clone();
+                self.member_changed(&room, &mut state, member);
+            }
+            Event::Hands { queue } => {
+                state.hands = queue;
+                let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
+                self.fan_out(&room, &mut state, &frame, Audience::Staff);
+            }
+            Event::Deleted { message_id, .. } => self.remove_from_log(&room, &mut state, &message_id),
+            Event::Forget { account } => {
+                drop(state);
+                self.delete_by_account_here(&room, &account);
+            }
+            Event::Remove { member_id, notice } => {
+                if state.members.get(&member_id).is_some_and(Present::is_local) {
+                    self.remove_local_member(&room, &mut state, &member_id, &Frame::from(notice));
+                }
+            }
+        }
+    }
+
+    fn add_remote(&self, room: &RoomId, state: &mut RoomState, r: RemoteMember) {
+        let member = r.member.clone();
+        state.members.insert(member.member_id.clone(), Present { member: r.member, account: r.account, conns: 0, node: Some(r.node) });
+        let frame = encode(&ServerMessage::Presence {
+            room: room.clone(),
+            joined: Some(member),
+            left: None,
+            member_count: state.members.len() as u32,
+        });
+        self.fan_out(room, state, &frame, Audience::All);
+    }
+
+    /// Make the members other nodes hold match the shared presence list
+    /// (after a reconnect, and periodically: a crashed node's members go).
+    pub fn sync_remote_members(&self, remote: Vec<RemoteMember>) {
+        let room = self.id();
+        let mut state = self.state.lock();
+        let listed: std::collections::HashSet<&MemberId> = remote.iter().map(|r| &r.member.member_id).collect();
+        let gone: Vec<MemberId> =
+            state.members.values().filter(|p| !p.is_local() && !listed.contains(&p.member.member_id)).map(|p| p.member.member_id.clone()).collect();
+        for member_id in gone {
+            self.forget_member(&room, &mut state, &member_id);
+        }
+        for r in remote {
+            match state.members.get_mut(&r.member.member_id) {
+                Some(p) if p.is_local() => {}
+                Some(p) => {
+                    p.node = Some(r.node);
+                    p.member = r.member;
+                }
+                None => self.add_remote(&room, &mut state, r),
+            }
+        }
+    }
+
+    /// This node's members of the room, with their accounts (for the shared presence list).
+    pub fn local_members(&self) -> Vec<(Member, AccountId)> {
+        self.state.lock().members.values().filter(|p| p.is_local()).map(|p| (p.member.clone(), p.account.clone())).collect()
+    }
+
+    pub fn set_settings(&self, s: Settings) {
+        let mut state = self.state.lock();
+        state.slow_mode_s = s.slow_mode_s;
+        state.locked = s.locked;
+        state.topic_now = s.topic_now;
+        state.mode = s.mode;
+    }
+
+    pub fn settings(&self) -> Settings {
+        let state = self.state.lock();
+        Settings { slow_mode_s: state.slow_mode_s, locked: state.locked, topic_now: state.topic_now.clone(), mode: state.mode }
+    }
+
+    pub fn conn_count(&self) -> usize {
+        self.state.lock().conns.len()
+    }
+
+    /// The position this node has delivered up to.
+    pub fn position(&self) -> (String, u64) {
+        let state = self.state.lock();
+        (state.epoch.clone(), state.last_seq)
+    }
+
+    /// Start (re)loading history: arrivals wait until [`Room::load`].
+    pub fn begin_load(&self) {
+        self.state.lock().loading = true;
+    }
+
+    /// Replace the log with `entries` (oldest first, as stored in Redis, up to
+    /// `seq`), then deliver whatever arrived meanwhile. Holes in `entries`
+    /// are deleted messages. A changed epoch means the history was lost:
+    /// this node's connections are asked to reconnect (1012) so every client
+    /// learns it. Returns a gap to fill, if arrivals skipped ahead.
+    pub fn load(&self, epoch: &str, seq: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
+        let def = self.def();
+        let mut state = self.state.lock();
+        if state.epoch != epoch {
+            for entry in state.conns.values() {
+                entry.outbox.control.close(CloseCode::Restarting);
+            }
+            state.epoch = epoch.to_owned();
+            state.pending.clear();
+        }
+        state.log = entries.into_iter().collect();
+        state.last_seq = seq;
+        state.pruned_through = state.log.iter().find(|s| !s.msg.staff).map_or(seq, |s| s.msg.seq.saturating_sub(1));
+        state.loading = false;
+        self.prune(&def, &mut state);
+        self.drain_pending(&def, &mut state)
+    }
+
+    /// A message ordered by Redis, from the subscription or a gap fill. It is
+    /// delivered in `seq` order: one ahead of a gap waits for the gap to be
+    /// filled; one already delivered is dropped. Returns a gap to fill.
+    pub fn deliver(&self, epoch: &str, stored: Stored) -> Option<(u64, u64)> {
+        let def = self.def();
+        let mut state = self.state.lock();
+        if epoch != state.epoch {
+            // From a history this node has not loaded yet (Redis lost its
+            // data, or a reload is racing): the reload that follows decides.
+            return None;
+        }
+        if state.loading {
+            state.pending.insert(pending_key(&stored), stored);
+            return None;
+        }
+        if stored.msg.staff {
+            if state.log.iter().any(|s| s.msg.message_id == stored.msg.message_id) {
+                return None;
+            }
+            self.push_and_send(&def, &mut state, stored);
+            return None;
+        }
+        let seq = stored.msg.seq;
+        if seq <= state.last_seq {
+            return None;
+        }
+        if seq > state.last_seq + 1 {
+            let from = state.last_seq + 1;
+            state.pending.insert(pending_key(&stored), stored);
+            return Some((from, seq - 1));
+        }
+        state.last_seq = seq;
+        self.push_and_send(&def, &mut state, stored);
+        self.drain_pending(&def, &mut state)
+    }
+
+    /// A gap `from..=to` was filled from Redis with `entries`; whatever is not
+    /// among them was deleted or trimmed, so delivery moves past it.
+    pub fn filled(&self, epoch: &str, to: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
+        for stored in entries {
+            self.deliver(epoch, stored);
+        }
+        let def = self.def();
+        let mut state = self.state.lock();
+        if epoch != state.epoch || state.loading {
+            return None;
+        }
+        if state.last_seq < to {
+            state.last_seq = to;
+        }
+        self.drain_pending(&def, &mut state)
+    }
+
+    fn push_and_send(&self, def: &RoomDef, state: &mut RoomState, stored: Stored) {
+        let frame = encode_message(&stored.msg);
+        let audience = if stored.msg.staff { Audience::Staff } else { Audience::All };
+        state.log.push_back(stored);
+        self.prune(def, state);
+        self.fan_out(&def.id, state, &frame, audience);
+    }
+
+    fn drain_pending(&self, def: &RoomDef, state: &mut RoomState) -> Option<(u64, u64)> {
+        while let Some(entry) = state.pending.first_entry() {
+            let stored = entry.get();
+            let seq = stored.msg.seq;
+            if stored.msg.staff {
+                if seq > state.last_seq {
+                    break;
+                }
+            } else if seq > state.last_seq + 1 {
+                return Some((state.last_seq + 1, seq - 1));
+            }
+            let stored = entry.remove();
+            if stored.msg.staff {
+                if !state.log.iter().any(|s| s.msg.message_id == stored.msg.message_id) {
+                    self.push_and_send(def, state, stored);
+                }
+            } else if seq == state.last_seq + 1 {
+                state.last_seq = seq;
+                self.push_and_send(def, state, stored);
+            }
+        }
+        None
+    }
+}
+
+/// Pending messages sort by seq, a staff message after the member message it follows.
+fn pending_key(stored: &Stored) -> u64 {
+    stored.msg.seq * 2 + u64::from(stored.msg.staff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindred_protocol::{MessageId, Sender};
+
+    fn stored(seq: u64) -> Stored {
+        let msg = ChatMessage {
+            room: RoomId::from("grief"),
+            message_id: MessageId(format!("m{seq}")),
+            seq,
+            from: Sender { member_id: MemberId::from("m_1"), handle: "Ann".into(), role: Role::Member },
+            text: format!("text {seq}"),
+            ts: "2026-11-23T10:00:00.000Z".into(),
+            reply_to: None,
+            cw: None,
+            staff: false,
+        };
+        Stored { msg, account: AccountId::from("a_1"), at: Instant::now() }
+    }
+
+    /// A cluster room with one staff connection; returns the room and what the connection receives.
+    fn cluster_room() -> (Arc<Room>, mpsc::Receiver<Frame>) {
+        let defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
+        let (link, _link_rx) = mpsc::channel(1024);
+        let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), Some(link));
+        let room = hub.room(&RoomId::from("grief")).unwrap();
+        room.begin_load();
+        assert_eq!(room.load("e1", 0, Vec::new()), None);
+        let (tx, rx) = mpsc::channel(64);
+        let req = JoinRequest {
+            conn: ConnId::next(),
+            account: AccountId::from("a_staff"),
+            member_id: MemberId::from("m_staff"),
+            handle: "Sam".into(),
+            role: Role::Facilitator,
+            accept_rules: None,
+            since: None,
+            outbox: Outbox { tx, control: Arc::default() },
+            muted: None,
+        };
+        room.join(req, Vec::new).unwrap();
+        (room, rx)
+    }
+
+    fn seqs(rx: &mut mpsc::Receiver<Frame>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            if let Ok(ServerMessage::Message(m)) = serde_json::from_str(frame.as_str()) {
+                out.push(m.seq);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_gap_holds_later_messages_until_it_is_filled() {
+        let (room, mut rx) = cluster_room();
+        assert_eq!(room.deliver("e1", stored(1)), None);
+        assert_eq!(room.deliver("e1", stored(1)), None, "a duplicate is dropped");
+        assert_eq!(room.deliver("e1", stored(4)), Some((2, 3)), "a gap asks to be filled");
+        assert_eq!(room.deliver("e1", stored(5)), Some((2, 4)));
+        assert_eq!(seqs(&mut rx), [1], "nothing after the gap goes out before it is filled");
+        // The fill finds 2 only (3 was deleted): delivery moves past 3, then 4 and 5 follow.
+        assert_eq!(room.filled("e1", 3, vec![stored(2)]), None);
+        assert_eq!(seqs(&mut rx), [2, 4, 5]);
+        assert_eq!(room.position(), ("e1".to_owned(), 5));
+    }
+
+    #[test]
+    fn arrivals_during_a_load_wait_for_it() {
+        let (room, mut rx) = cluster_room();
+        room.begin_load();
+        assert_eq!(room.deliver("e1", stored(3)), None);
+        assert_eq!(room.deliver("e1", stored(2)), None);
+        assert!(seqs(&mut rx).is_empty());
+        // The load brought history up to 2: 2 is a duplicate, 3 goes out.
+        assert_eq!(room.load("e1", 2, vec![stored(1), stored(2)]), None);
+        assert_eq!(seqs(&mut rx), [3]);
     }
 }

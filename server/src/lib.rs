@@ -5,7 +5,8 @@
 //!   [`api`]: the admin HTTP API under `/api`.
 //! - [`session`]: one connection: `hello`, decode, validate, authorize, rate-limit, write batches.
 //! - [`hub`]: live rooms on this node: membership, the ordered log, encode-once fan-out.
-//! - [`broker`]: orders, stores and carries messages between nodes (`local`: in-process).
+//! - [`broker`]: orders, stores and carries messages between nodes (`local`: in-process;
+//!   `redis`: a cluster of nodes sharing rooms through Redis).
 //! - [`rooms`]: the room directory and schedules; [`auth`]: tokens and member ids;
 //!   [`handles`]: display names; [`ratelimit`]; [`store`]: files that outlive a restart;
 //!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
@@ -51,11 +52,11 @@ pub struct App {
     /// Open connections per client address (memory only, for the connection limit).
     pub per_ip: DashMap<IpAddr, u32>,
     /// Bans, mutes, reports, forgotten accounts and the audit log.
-    pub moderation: moderation::ModerationStore,
+    pub moderation: Arc<moderation::ModerationStore>,
     pub safety: safety::Safety,
     pub metrics: Arc<metrics::Metrics>,
     /// Open connections per account, so a service ban closes them all.
-    pub accounts: DashMap<AccountId, Vec<(hub::ConnId, Arc<hub::Control>)>>,
+    pub accounts: broker::redis::Accounts,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
     accepted_rules: DashMap<(AccountId, RoomId), u32>,
 }
@@ -68,25 +69,50 @@ impl App {
             let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             auth = auth.with_public_key(config.jwt_algorithm, &pem)?;
         }
-        let moderation = moderation::ModerationStore::open(&config.data_dir)?;
         let safety = safety::Safety::new(config.safety.clone());
         let limits = Arc::new(config.limits.clone());
         let mut rooms = config.rooms.clone();
         api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let hub = Hub::new(rooms, limits, metrics.clone());
+        let shutdown = CancellationToken::new();
+        let accounts: broker::redis::Accounts = Arc::default();
+        let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
+            None => {
+                let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
+                (Hub::new(rooms, limits, metrics.clone(), None), moderation, Arc::new(broker::local::LocalBroker))
+            }
+            Some(url) => {
+                // Room changes queue here for Redis; bounded, so a slow Redis cannot grow memory.
+                let (link, link_rx) = tokio::sync::mpsc::channel(65_536);
+                let hub = Hub::new(rooms, limits.clone(), metrics.clone(), Some(link));
+                let conns = broker::redis::Connections::open(url)?;
+                let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
+                let parts = broker::redis::Parts {
+                    node: config.node.clone(),
+                    hub: hub.clone(),
+                    moderation: moderation.clone(),
+                    accounts: accounts.clone(),
+                    limits,
+                    metrics: metrics.clone(),
+                    presence_ttl: config.presence_ttl,
+                    link: link_rx,
+                    shutdown: shutdown.clone(),
+                };
+                (hub, moderation, Arc::new(broker::redis::RedisBroker::start(conns, parts)))
+            }
+        };
         Ok(Arc::new(App {
             config,
             hub,
-            broker: Arc::new(broker::local::LocalBroker),
+            broker,
             auth,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             per_ip: DashMap::new(),
             moderation,
             safety,
             metrics,
-            accounts: DashMap::new(),
+            accounts,
             accepted_rules: DashMap::new(),
         }))
     }

@@ -13,6 +13,14 @@ pub struct Metrics {
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Cluster: room changes not handed to Redis because its queue was full.
+    pub cluster_events_dropped: AtomicU64,
+    /// Cluster: times a Redis connection was found lost (each one is repaired).
+    pub redis_reconnects: AtomicU64,
+    /// Cluster: gaps in a room's seq filled from the stored history.
+    pub redis_gap_fills: AtomicU64,
+    /// Cluster: the last health-check round trip to Redis, in microseconds.
+    pub redis_rtt_us: AtomicU64,
     /// One counter per code, in the order of `ErrorCode::ALL`.
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -40,6 +48,14 @@ impl Metrics {
         counter(&mut out, "kindred_messages_in_total", "Chat messages accepted (sent).", &self.messages_in);
         counter(&mut out, "kindred_deliveries_total", "Frames queued to connections by room fan-out.", &self.deliveries);
         counter(&mut out, "kindred_slow_consumer_closes_total", "Connections closed with 4408 for not keeping up.", &self.slow_consumer_closes);
+        counter(&mut out, "kindred_cluster_events_dropped_total", "Room changes not sent to Redis because its queue was full.", &self.cluster_events_dropped);
+        counter(&mut out, "kindred_redis_reconnects_total", "Redis connections found lost and repaired.", &self.redis_reconnects);
+        counter(&mut out, "kindred_redis_gap_fills_total", "Gaps in a room's seq filled from Redis history.", &self.redis_gap_fills);
+        let _ = writeln!(
+            out,
+            "# HELP kindred_redis_rtt_seconds Last health-check round trip to Redis.\n# TYPE kindred_redis_rtt_seconds gauge\nkindred_redis_rtt_seconds {:.6}",
+            self.redis_rtt_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "# HELP kindred_errors_total Error frames sent, by code.\n# TYPE kindred_errors_total counter");
         for (code, value) in ErrorCode::ALL.iter().zip(&self.errors) {
             let _ = writeln!(out, "kindred_errors_total{{code=\"{}\"}} {}", code.as_str(), value.load(Ordering::Relaxed));

@@ -1,7 +1,11 @@
 //! Moderation state that outlives a restart — bans, mutes, open reports,
 //! forgotten accounts — and the append-only audit log. In the embedded
 //! default both live in the data dir: state as one JSON file replaced
-//! atomically on every change, the audit log as JSON lines, fsynced.
+//! atomically on every change, the audit log as JSON lines, fsynced. In a
+//! cluster both live in Redis: the state as one versioned document changed by
+//! compare-and-set (a change made on two nodes at once is retried, never
+//! lost) and published to every node, which keeps a copy for its checks;
+//! the audit log as a stream.
 //! Authorization and the effects on live rooms are the session's and the hub's.
 
 use crate::rooms::rfc3339;
@@ -12,6 +16,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The Redis key of the moderation document, and the channel its changes go out on.
+pub const REDIS_KEY: &str = "kindred:moderation";
+pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
+pub const CONTROL_CHANNEL: &str = "kindred:control";
+
+/// Replace the document only if nobody changed it since it was read; tell every node.
+const CAS_SCRIPT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local v = 0
+if cur then v = tonumber(string.match(cur, '^{"v":(%d+)')) end
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'D' .. ARGV[2])
+return 1
+"#;
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,8 +54,8 @@ impl Sanction {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Persisted {
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Persisted {
     #[serde(default)]
     bans: Vec<Sanction>,
     #[serde(default)]
@@ -67,13 +88,56 @@ pub struct AuditEntry {
 pub enum StoreError {
     #[error("moderation state could not be saved: {0}")]
     Io(#[from] std::io::Error),
+    #[error("moderation state could not be saved: the shared store is unavailable")]
+    Unavailable,
+}
+
+impl StoreError {
+    pub fn code(&self) -> kindred_protocol::ErrorCode {
+        match self {
+            StoreError::Io(_) => kindred_protocol::ErrorCode::Internal,
+            StoreError::Unavailable => kindred_protocol::ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> StoreError {
+        tracing::warn!(error = %e, "moderation store: Redis error");
+        StoreError::Unavailable
+    }
+}
+
+enum Backend {
+    File { state_path: PathBuf, audit_path: PathBuf },
+    Redis(redis::aio::ConnectionManager),
+}
+
+/// The moderation document as stored in Redis; `v` first, so the CAS script can read it.
+#[derive(Serialize, Deserialize)]
+struct Versioned {
+    v: u64,
+    state: Persisted,
 }
 
 pub struct ModerationStore {
-    state_path: PathBuf,
-    audit_path: PathBuf,
+    backend: Backend,
     state: Mutex<Persisted>,
+    /// The version of `state` (Redis backend).
+    version: AtomicU64,
+    /// Whether `state` was read from Redis since the process started (Redis backend).
+    loaded: AtomicBool,
+    /// One change at a time from this node.
+    changing: tokio::sync::Mutex<()>,
     audit: Mutex<()>,
+}
+
+/// A Redis call that gives up instead of waiting for a reconnect.
+async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(StoreError::Unavailable),
+    }
 }
 
 impl ModerationStore {
@@ -86,40 +150,130 @@ impl ModerationStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(e.into()),
         };
-        Ok(ModerationStore { state_path, audit_path: data_dir.join("audit.jsonl"), state: Mutex::new(state), audit: Mutex::new(()) })
+        let backend = Backend::File { state_path, audit_path: data_dir.join("audit.jsonl") };
+        Ok(Self::with_backend(backend, state, true))
     }
 
-    /// Change the state and write it out before returning; the lock is held
-    /// through the write so two changes can never be saved out of order.
-    fn change<T>(&self, f: impl FnOnce(&mut Persisted) -> T) -> Result<T, StoreError> {
-        let mut state = self.state.lock();
-        let now = Utc::now();
-        let out = f(&mut state);
-        state.bans.retain(|s| s.active(now));
-        state.mutes.retain(|s| s.active(now));
-        let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
-        crate::store::write_atomic(&self.state_path, &bytes, true)?;
-        Ok(out)
+    /// The cluster store: nothing is read until [`ModerationStore::reload`].
+    pub fn redis(conn: redis::aio::ConnectionManager) -> ModerationStore {
+        Self::with_backend(Backend::Redis(conn), Persisted::default(), false)
+    }
+
+    fn with_backend(backend: Backend, state: Persisted, loaded: bool) -> ModerationStore {
+        ModerationStore {
+            backend,
+            state: Mutex::new(state),
+            version: AtomicU64::new(0),
+            loaded: AtomicBool::new(loaded),
+            changing: tokio::sync::Mutex::new(()),
+            audit: Mutex::new(()),
+        }
+    }
+
+    /// Whether this node holds the shared state (always, on one node).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Read the shared state again (cluster: at start and after a reconnect).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let Backend::Redis(conn) = &self.backend else { return Ok(()) };
+        let (v, state) = Self::fetch(&mut conn.clone()).await?;
+        self.install(v, state, true);
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn fetch(conn: &mut redis::aio::ConnectionManager) -> Result<(u64, Persisted), StoreError> {
+        let doc: Option<String> = bounded(redis::cmd("GET").arg(REDIS_KEY).query_async(conn)).await?;
+        match doc {
+            None => Ok((0, Persisted::default())),
+            Some(doc) => match serde_json::from_str::<Versioned>(&doc) {
+                Ok(d) => Ok((d.v, d.state)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the moderation document in Redis is not valid");
+                    Err(StoreError::Unavailable)
+                }
+            },
+        }
+    }
+
+    /// A newer document from another node (the control channel); older ones are ignored.
+    pub fn install_published(&self, doc: &str) {
+        match serde_json::from_str::<Versioned>(doc) {
+            Ok(d) => self.install(d.v, d.state, false),
+            Err(e) => tracing::error!(error = %e, "a published moderation document is not valid"),
+        }
+    }
+
+    /// `force`: what Redis holds now is the truth even if older (it lost data).
+    fn install(&self, v: u64, state: Persisted, force: bool) {
+        let mut current = self.state.lock();
+        if force || v > self.version.load(Ordering::Acquire) {
+            *current = state;
+            self.version.store(v, Ordering::Release);
+        }
+    }
+
+    /// Change the state and store it before returning. One node: the file is
+    /// written under the lock, so two changes are never saved out of order.
+    /// Cluster: read, change, compare-and-set, retried when another node won.
+    async fn change<T>(&self, f: impl Fn(&mut Persisted) -> T) -> Result<T, StoreError> {
+        let prune = |state: &mut Persisted| {
+            let now = Utc::now();
+            state.bans.retain(|s| s.active(now));
+            state.mutes.retain(|s| s.active(now));
+        };
+        match &self.backend {
+            Backend::File { state_path, .. } => {
+                let mut state = self.state.lock();
+                let out = f(&mut state);
+                prune(&mut state);
+                let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
+                crate::store::write_atomic(state_path, &bytes, true)?;
+                Ok(out)
+            }
+            Backend::Redis(conn) => {
+                let _one = self.changing.lock().await;
+                let mut conn = conn.clone();
+                let script = redis::Script::new(CAS_SCRIPT);
+                for _ in 0..20 {
+                    let (v, mut state) = Self::fetch(&mut conn).await?;
+                    let out = f(&mut state);
+                    prune(&mut state);
+                    let doc = serde_json::to_string(&Versioned { v: v + 1, state }).expect("moderation state serializes");
+                    let done: i64 = bounded(script.key(REDIS_KEY).arg(v).arg(&doc).arg(CONTROL_CHANNEL).invoke_async(&mut conn)).await?;
+                    if done == 1 {
+                        self.install_published(&doc);
+                        return Ok(out);
+                    }
+                }
+                tracing::error!("moderation change gave up after 20 conflicting writes");
+                Err(StoreError::Unavailable)
+            }
+        }
     }
 
     fn find(list: &[Sanction], room: Option<&RoomId>, account: &AccountId, now: DateTime<Utc>) -> Option<Sanction> {
         list.iter().find(|s| s.room.as_ref() == room && &s.account == account && s.active(now)).cloned()
     }
 
-    pub fn ban(&self, sanction: Sanction) -> Result<(), StoreError> {
+    pub async fn ban(&self, sanction: Sanction) -> Result<(), StoreError> {
         self.change(|s| {
             s.bans.retain(|b| !(b.room == sanction.room && b.account == sanction.account));
-            s.bans.push(sanction);
+            s.bans.push(sanction.clone());
         })
+        .await
     }
 
     /// Lift a ban; true if there was one.
-    pub fn unban(&self, room: Option<&RoomId>, account: &AccountId) -> Result<bool, StoreError> {
+    pub async fn unban(&self, room: Option<&RoomId>, account: &AccountId) -> Result<bool, StoreError> {
         self.change(|s| {
             let before = s.bans.len();
             s.bans.retain(|b| !(b.room.as_ref() == room && &b.account == account));
             before != s.bans.len()
         })
+        .await
     }
 
     /// The ban keeping `account` out of `room` (or the service), if any.
@@ -144,35 +298,38 @@ impl ModerationStore {
             .map(|s| s.account.clone())
     }
 
-    pub fn mute(&self, sanction: Sanction) -> Result<(), StoreError> {
+    pub async fn mute(&self, sanction: Sanction) -> Result<(), StoreError> {
         self.change(|s| {
             s.mutes.retain(|m| !(m.room == sanction.room && m.account == sanction.account));
-            s.mutes.push(sanction);
+            s.mutes.push(sanction.clone());
         })
+        .await
     }
 
-    pub fn unmute(&self, room: &RoomId, account: &AccountId) -> Result<bool, StoreError> {
+    pub async fn unmute(&self, room: &RoomId, account: &AccountId) -> Result<bool, StoreError> {
         self.change(|s| {
             let before = s.mutes.len();
             s.mutes.retain(|m| !(m.room.as_ref() == Some(room) && &m.account == account));
             before != s.mutes.len()
         })
+        .await
     }
 
     pub fn muted(&self, room: &RoomId, account: &AccountId) -> Option<Sanction> {
         Self::find(&self.state.lock().mutes, Some(room), account, Utc::now())
     }
 
-    pub fn add_report(&self, room: &RoomId, report: Report) -> Result<(), StoreError> {
-        self.change(|s| s.reports.push((room.clone(), report)))
+    pub async fn add_report(&self, room: &RoomId, report: Report) -> Result<(), StoreError> {
+        self.change(|s| s.reports.push((room.clone(), report.clone()))).await
     }
 
     /// Close a report; the report if it was open.
-    pub fn resolve_report(&self, room: &RoomId, id: &ReportId) -> Result<Option<Report>, StoreError> {
+    pub async fn resolve_report(&self, room: &RoomId, id: &ReportId) -> Result<Option<Report>, StoreError> {
         self.change(|s| {
             let at = s.reports.iter().position(|(r, rep)| r == room && &rep.id == id)?;
             Some(s.reports.remove(at).1)
         })
+        .await
     }
 
     /// Open reports, of one room or (None) all.
@@ -183,11 +340,12 @@ impl ModerationStore {
 
     /// Forget an account: its reports' quoted texts and its open reports go; its
     /// session tokens stop working. Bans stay bans.
-    pub fn forget(&self, account: &AccountId, member_ids: &HashMap<RoomId, MemberId>) -> Result<(), StoreError> {
+    pub async fn forget(&self, account: &AccountId, member_ids: &HashMap<RoomId, MemberId>) -> Result<(), StoreError> {
         self.change(|s| {
             s.forgotten.insert(account.clone());
             s.reports.retain(|(room, rep)| member_ids.get(room).is_none_or(|m| &rep.by != m && &rep.message.from.member_id != m));
         })
+        .await
     }
 
     pub fn is_forgotten(&self, account: &AccountId) -> bool {
@@ -195,23 +353,42 @@ impl ModerationStore {
     }
 
     /// Append to the audit log and make it durable.
-    pub fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(&entry).expect("audit entries serialize");
-        line.push(b'\n');
-        let _guard = self.audit.lock();
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.audit_path)?;
-        file.write_all(&line)?;
-        file.sync_data()?;
-        Ok(())
+        match &self.backend {
+            Backend::File { audit_path, .. } => {
+                line.push(b'\n');
+                let _guard = self.audit.lock();
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(audit_path)?;
+                file.write_all(&line)?;
+                file.sync_data()?;
+                Ok(())
+            }
+            Backend::Redis(conn) => {
+                let cmd = redis::cmd("XADD").arg(REDIS_AUDIT_KEY).arg("*").arg("j").arg(line).clone();
+                bounded(cmd.exec_async(&mut conn.clone())).await
+            }
+        }
     }
 
     /// The newest `limit` audit entries, oldest first.
-    pub fn audit_log(&self, limit: usize) -> Vec<AuditEntry> {
-        let _guard = self.audit.lock();
-        let Ok(text) = std::fs::read_to_string(&self.audit_path) else { return Vec::new() };
-        let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let skip = entries.len().saturating_sub(limit);
-        entries.into_iter().skip(skip).collect()
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        match &self.backend {
+            Backend::File { audit_path, .. } => {
+                let _guard = self.audit.lock();
+                let Ok(text) = std::fs::read_to_string(audit_path) else { return Ok(Vec::new()) };
+                let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+                let skip = entries.len().saturating_sub(limit);
+                Ok(entries.into_iter().skip(skip).collect())
+            }
+            Backend::Redis(conn) => {
+                let cmd = redis::cmd("XREVRANGE").arg(REDIS_AUDIT_KEY).arg("+").arg("-").arg("COUNT").arg(limit).clone();
+                let rows: Vec<(String, HashMap<String, String>)> = bounded(cmd.query_async(&mut conn.clone())).await?;
+                let mut entries: Vec<AuditEntry> = rows.iter().filter_map(|(_, f)| serde_json::from_str(f.get("j")?).ok()).collect();
+                entries.reverse();
+                Ok(entries)
+            }
+        }
     }
 }
 
@@ -219,23 +396,23 @@ impl ModerationStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sanctions_survive_reopening_and_expire() {
+    #[tokio::test]
+    async fn sanctions_survive_reopening_and_expire() {
         let dir = std::env::temp_dir().join(format!("kindred-mod-{:x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let account = AccountId::from("a_1");
         let room = RoomId::from("grief");
         {
             let store = ModerationStore::open(&dir).unwrap();
-            store.ban(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: None, reason: Some("r".into()) }).unwrap();
-            store.mute(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: Some(Utc::now() - chrono::Duration::seconds(1)), reason: None }).unwrap();
-            store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room.clone()), target: None, reason: None, detail: None }).unwrap();
+            store.ban(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: None, reason: Some("r".into()) }).await.unwrap();
+            store.mute(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: Some(Utc::now() - chrono::Duration::seconds(1)), reason: None }).await.unwrap();
+            store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room.clone()), target: None, reason: None, detail: None }).await.unwrap();
         }
         let store = ModerationStore::open(&dir).unwrap();
         assert!(store.banned(&room, &account).is_some());
         assert!(store.banned(&"anxiety".into(), &account).is_none());
         assert!(store.muted(&room, &account).is_none(), "an expired mute is over");
-        assert_eq!(store.audit_log(10).len(), 1);
+        assert_eq!(store.audit_log(10).await.unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -19,6 +19,10 @@ impl Broker for LocalBroker {
         room.broadcast(&frame, audience);
     }
 
+    fn activate<'a>(&'a self, _room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn is_ready(&self) -> bool {
         true
     }

@@ -2,9 +2,11 @@
 //! room's messages their order and durability and carries room events to
 //! every node; the hub delivers what it hands back. [`local::LocalBroker`]
 //! is the embedded default (one node, no external service); a Redis broker
+//! [`redis::RedisBroker`]
 //! implements the same trait for horizontal scaling. Nothing here knows sessions.
 
 pub mod local;
+pub mod redis;
 
 use crate::hub::{Audience, Draft, Frame, Room};
 use kindred_protocol::ChatMessage;
@@ -29,6 +31,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Deliver an ephemeral event (typing, presence, updates) to the room on every node.
     fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>);
+
+    /// Make the room ready for a local member to join: in a cluster, subscribe
+    /// to it and load its history and presence unless this node already has.
+    fn activate<'a>(&'a self, room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Whether the broker can accept messages now (`/readyz`).
     fn is_ready(&self) -> bool;

@@ -435,6 +435,12 @@ impl Session {
             outbox: self.outbox.clone(),
             muted,
         };
+        if let Some(target) = self.app.hub.room(&room) {
+            if let Err(e) = self.app.broker.activate(&target).await {
+                let body = ErrorBody::new(ErrorCode::Unavailable, format!("Could not join now: {e}. Please try again.")).retry_after(1000);
+                return self.error(body.with_id(id)).await;
+            }
+        }
         match self.app.hub.join(&room, request) {
             Ok(joined) => {
                 self.rooms.insert(room.clone(), joined.me.clone());

@@ -55,10 +55,22 @@ impl Session {
         }
     }
 
-    fn audit(&self, action: &str, room: Option<&RoomId>, target: Option<String>, reason: Option<String>, detail: Option<serde_json::Value>) {
+    /// Write an audit entry (built now; the returned future holds no borrow of the session).
+    fn audit(
+        &self,
+        action: &str,
+        room: Option<&RoomId>,
+        target: Option<String>,
+        reason: Option<String>,
+        detail: Option<serde_json::Value>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let entry = AuditEntry { at: rfc3339(Utc::now()), by: self.actor(room), action: action.into(), room: room.cloned(), target, reason, detail };
-        if let Err(e) = self.app.moderation.audit(entry) {
-            tracing::error!(error = %e, action, "audit log write failed");
+        let app = self.app.clone();
+        async move {
+            let action = entry.action.clone();
+            if let Err(e) = app.moderation.audit(entry).await {
+                tracing::error!(error = %e, action, "audit log write failed");
+            }
         }
     }
 
@@ -93,16 +105,16 @@ impl Session {
                 if !note_ok(reason) {
                     Err(too_long("reason"))
                 } else {
-                    self.mute(&room, member_id, *duration_s, reason.clone()).map(|()| (Some(member_id.0.clone()), reason.clone()))
+                    Self::mute(&self.app, &room, member_id, *duration_s, reason.clone()).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
             }
             ModerationAction::Unmute { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
-                Some(account) => match self.app.moderation.unmute(&room_id, &account) {
+                Some(account) => match self.app.moderation.unmute(&room_id, &account).await {
                     Ok(_) => {
                         room.set_muted(member_id, None);
                         Ok((Some(member_id.0.clone()), reason.clone()))
                     }
-                    Err(e) => Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+                    Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
                 },
                 None => Err(not_found("member")),
             },
@@ -120,14 +132,14 @@ impl Session {
                 } else if *service && self.identity.as_ref().is_none_or(|i| i.role != Role::Admin) {
                     Err(forbidden("Only admins can ban someone from the whole service."))
                 } else {
-                    self.ban(&room, member_id, *duration_s, reason.clone(), *service).map(|()| (Some(member_id.0.clone()), reason.clone()))
+                    Self::ban(&self.app, &room, member_id, *duration_s, reason.clone(), *service).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
             }
             ModerationAction::Unban { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
-                Some(account) => match self.app.moderation.unban(Some(&room_id), &account) {
+                Some(account) => match self.app.moderation.unban(Some(&room_id), &account).await {
                     Ok(true) => Ok((Some(member_id.0.clone()), reason.clone())),
                     Ok(false) => Err(not_found("ban")),
-                    Err(e) => Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+                    Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
                 },
                 None => Err(not_found("member")),
             },
@@ -170,19 +182,19 @@ impl Session {
         };
         match result {
             Ok((target, reason)) => {
-                self.audit(action.name(), Some(&room_id), target, reason, None);
+                self.audit(action.name(), Some(&room_id), target, reason, None).await;
                 self.reply(&ServerMessage::Moderated { id }).await
             }
             Err(e) => self.error(e.with_id(id)).await,
         }
     }
 
-    fn mute(&self, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>) -> Result<(), ErrorBody> {
+    async fn mute(app: &Arc<crate::App>, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>) -> Result<(), ErrorBody> {
         let room_id = room.id();
         let Some(account) = room.account_of(member_id) else { return Err(not_found("member")) };
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(365 * 86400) as i64));
         let sanction = Sanction { room: Some(room_id.clone()), account: account.clone(), member_id: Some(member_id.clone()), until, reason: reason.clone() };
-        self.app.moderation.mute(sanction).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        app.moderation.mute(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
         room.set_muted(member_id, Some(until.map(rfc3339)));
         let text = match &reason {
             Some(r) => format!("A facilitator has muted you for now: {r}"),
@@ -191,7 +203,7 @@ impl Session {
         room.send_to(member_id, &encode(&warning(&room_id, text)));
         if let Some(d) = duration_s {
             // The mute ends by itself: tell the room when it does (unless lifted or renewed).
-            let app = self.app.clone();
+            let app = app.clone();
             let room = room.clone();
             let member_id = member_id.clone();
             tokio::spawn(async move {
@@ -204,11 +216,11 @@ impl Session {
         Ok(())
     }
 
-    fn ban(&self, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>, service: bool) -> Result<(), ErrorBody> {
+    async fn ban(app: &Arc<crate::App>, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>, service: bool) -> Result<(), ErrorBody> {
         let room_id = room.id();
         let account = room
             .account_of(member_id)
-            .or_else(|| self.app.moderation.account_of(&room_id, member_id))
+            .or_else(|| app.moderation.account_of(&room_id, member_id))
             .ok_or_else(|| not_found("member"))?;
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(10 * 365 * 86400) as i64));
         let sanction = Sanction {
@@ -218,11 +230,11 @@ impl Session {
             until,
             reason: reason.clone(),
         };
-        self.app.moderation.ban(sanction).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        app.moderation.ban(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
         let removed = ServerMessage::Removed { room: room_id, reason: RemovedReason::Banned, note: reason, until: until.map(rfc3339) };
         room.remove_member(member_id, &encode(&removed));
         if service {
-            if let Some(conns) = self.app.accounts.get(&account) {
+            if let Some(conns) = app.accounts.get(&account) {
                 for (_, control) in conns.iter() {
                     control.close(CloseCode::Banned);
                 }
@@ -245,12 +257,12 @@ impl Session {
             by: me.member_id.clone(),
             at: rfc3339(Utc::now()),
         };
-        if let Err(e) = self.app.moderation.add_report(&room_id, report.clone()) {
-            return self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await;
+        if let Err(e) = self.app.moderation.add_report(&room_id, report.clone()).await {
+            return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await;
         }
         // The one place message text enters the audit log: the message a member reported.
         let detail = serde_json::json!({ "report_id": report.id, "message_id": report.message.message_id, "quoted": report.message.text });
-        self.audit("report", Some(&room_id), Some(report.message.from.member_id.0.clone()), Some(report.reason.clone()), Some(detail));
+        self.audit("report", Some(&room_id), Some(report.message.from.member_id.0.clone()), Some(report.reason.clone()), Some(detail)).await;
         let filed = ServerMessage::ReportFiled { room: room_id.clone(), report: report.clone() };
         room.broadcast(&encode(&filed), crate::hub::Audience::Staff);
         self.reply(&ServerMessage::Reported { id, report_id: report.id }).await
@@ -260,13 +272,13 @@ impl Session {
         if !self.may_moderate(&room_id) {
             return self.error(forbidden("Only the room's facilitators can resolve reports.").with_id(id)).await;
         }
-        match self.app.moderation.resolve_report(&room_id, &report_id) {
+        match self.app.moderation.resolve_report(&room_id, &report_id).await {
             Ok(Some(_)) => {
                 let how = match resolution {
                     ReportResolution::Dismissed => "dismissed",
                     ReportResolution::Acted => "acted",
                 };
-                self.audit("resolve_report", Some(&room_id), Some(report_id.0.clone()), Some(how.into()), None);
+                self.audit("resolve_report", Some(&room_id), Some(report_id.0.clone()), Some(how.into()), None).await;
                 if let Some(room) = self.app.hub.room(&room_id) {
                     let note = ServerMessage::ReportResolved { id: None, room: room_id.clone(), report_id: report_id.clone() };
                     room.broadcast(&encode(&note), crate::hub::Audience::Staff);
@@ -274,7 +286,7 @@ impl Session {
                 self.reply(&ServerMessage::ReportResolved { id, room: room_id, report_id }).await
             }
             Ok(None) => self.error(not_found("open report").with_id(id)).await,
-            Err(e) => self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await,
+            Err(e) => self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await,
         }
     }
 
@@ -321,12 +333,12 @@ impl Session {
             member_ids.insert(room_id.clone(), self.app.auth.member_id(&account, &room_id));
             room.delete_by_account(&account);
         }
-        if let Err(e) = self.app.moderation.forget(&account, &member_ids) {
-            return self.error(ErrorBody::new(ErrorCode::Internal, e.to_string()).with_id(id)).await;
+        if let Err(e) = self.app.moderation.forget(&account, &member_ids).await {
+            return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await;
         }
         // The audit log notes that an erasure happened, not who it was
         // (`actor` with no room names no one).
-        self.audit("forget_me", None, None, None, None);
+        self.audit("forget_me", None, None, None, None).await;
         self.reply(&ServerMessage::Forgotten { id }).await?;
         Err(End::Close(CloseCode::Normal, "forgotten"))
     }

@@ -249,7 +249,7 @@ async fn reports_reach_facilitators_now_and_later_until_resolved() {
     let mut later = server.staff(Role::Facilitator, None, "families-of-addiction").await;
     assert!(later.try_recv(Duration::from_millis(300)).await.is_none_or(|m| !matches!(m, ServerMessage::ReportFiled { .. })));
     // The audit log holds the report (with the quoted text) and the resolution.
-    let audit = server.app.moderation.audit_log(10);
+    let audit = server.app.moderation.audit_log(10).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["report", "resolve_report"]);
 }

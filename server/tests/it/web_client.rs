@@ -19,7 +19,7 @@ fn is_root() -> bool {
 }
 
 /// Install Debian packages when missing, or fail saying how to.
-fn ensure_packages(binary: &str, packages: &[&str]) {
+pub(crate) fn ensure_packages(binary: &str, packages: &[&str]) {
     if have(binary) {
         return;
     }

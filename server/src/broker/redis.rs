@@ -1,0 +1,716 @@
+//! The cluster broker: nodes share rooms through Redis.
+//!
+//! - **Order and durability.** One Lua script gives a message its room's
+//!   next `seq`, appends it to the room's history stream (entry id `seq-n`,
+//!   MAXLEN and a TTL) and publishes it, atomically. `sent` is only answered
+//!   after the script returned. Every node, the sender's included, delivers
+//!   what its subscription brings in `seq` order ([`Room::deliver`]); a gap
+//!   is filled from the stream. A lost subscription (disconnect, or a push
+//!   this node could not queue) is treated as possible loss and every warm
+//!   room is repaired from the stream.
+//! - **Epochs.** Each room's history has an epoch kept beside its `seq`. If
+//!   Redis loses it (flushed, or restarted without persistence), the next
+//!   append makes a new one and nodes ask their clients to reconnect, so
+//!   resumes come back `recovered: false` instead of silently skipping.
+//! - **Connections.** One RESP3 subscriber per node with automatic
+//!   resubscription; a room's channel is subscribed while this node has a
+//!   connection in it ("warm"), with a short linger; no pattern subscriptions.
+//!   Publishing, scripts and state go over a separate multiplexed
+//!   (pipelining) connection; room changes are batched into pipelines.
+//! - **Shared state.** Presence is a hash per room whose entries name their
+//!   node; nodes heartbeat into a sorted set and the entries of a node silent
+//!   for `presence_ttl` are dropped by the others. Room settings are a
+//!   document per room. Moderation state is the moderation store's.
+
+use super::{BoxFuture, Broker, BrokerError};
+use crate::config::Limits;
+use crate::hub::{Audience, ConnId, Control, Draft, Event, Frame, Hub, Outgoing, RemoteMember, Room, Stored};
+use crate::metrics::Metrics;
+use crate::moderation::{CONTROL_CHANNEL, ModerationStore};
+use dashmap::DashMap;
+use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushKind, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Give a message its seq, store it, publish it: one atomic step.
+/// KEYS: meta, log. ARGV: new epoch, staff (1/0), message JSON, account JSON,
+/// message id, now (ms), max entries, retention (ms), channel.
+const APPEND: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq
+if ARGV[2] == '1' then
+  seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+else
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+end
+local now = tonumber(ARGV[6])
+local maxlen = tonumber(ARGV[7])
+local retention = tonumber(ARGV[8])
+if maxlen > 0 and retention > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-*', 'm', ARGV[3], 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
+  local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 16)
+  for _, e in ipairs(old) do
+    local f = e[2]
+    local t = nil
+    for i = 1, #f, 2 do if f[i] == 't' then t = tonumber(f[i + 1]) end end
+    if t and t < now - retention then redis.call('XDEL', KEYS[2], e[1]) else break end
+  end
+  redis.call('PEXPIRE', KEYS[2], retention)
+end
+redis.call('PUBLISH', ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
+return {epoch, seq}
+"#;
+
+/// Delete one message from a room's history. KEYS: log. ARGV: seq, message id.
+const DELETE: &str = r#"
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'i' and f[i + 1] == ARGV[2] then redis.call('XDEL', KEYS[1], e[1]) end
+  end
+end
+return 0
+"#;
+
+/// Delete every message one account wrote in a room. KEYS: log. ARGV: account JSON.
+const FORGET: &str = r#"
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'a' and f[i + 1] == ARGV[1] then redis.call('XDEL', KEYS[1], e[1]) end
+  end
+end
+return 0
+"#;
+
+const NODES_KEY: &str = "kindred:nodes";
+/// How long a Redis call may take before the node treats Redis as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a room stays subscribed after its last local connection left.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// A room's keys share one hash tag, so a room lives on one Redis Cluster slot.
+struct Keys {
+    meta: String,
+    log: String,
+    members: String,
+    settings: String,
+    channel: String,
+}
+
+impl Keys {
+    fn of(room: &RoomId) -> Keys {
+        Keys {
+            meta: format!("kindred:{{{room}}}:meta"),
+            log: format!("kindred:{{{room}}}:log"),
+            members: format!("kindred:{{{room}}}:members"),
+            settings: format!("kindred:{{{room}}}:settings"),
+            channel: format!("kindred:{{{room}}}:ch"),
+        }
+    }
+
+    fn room_of_channel(channel: &str) -> Option<RoomId> {
+        let inner = channel.strip_prefix("kindred:{")?.strip_suffix("}:ch")?;
+        Some(RoomId::from(inner))
+    }
+}
+
+/// A room change as it travels between nodes.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    n: String,
+    #[serde(flatten)]
+    e: Event,
+}
+
+/// A member's entry in a room's shared presence.
+#[derive(Serialize, Deserialize)]
+struct PresenceEntry {
+    member: Member,
+    account: AccountId,
+}
+
+/// Connections per account on this node (the app's), so a service ban made
+/// on another node closes them here too.
+pub type Accounts = Arc<DashMap<AccountId, Vec<(ConnId, Arc<Control>)>>>;
+
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    node: Arc<str>,
+    hub: Hub,
+    moderation: Arc<ModerationStore>,
+    accounts: Accounts,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    publisher: ConnectionManager,
+    subscriber: ConnectionManager,
+    /// Per room: whether this node is subscribed and holds its history.
+    warm: DashMap<RoomId, Arc<tokio::sync::Mutex<bool>>>,
+    /// Both connections answer and every warm room has been repaired since the last loss.
+    ready: AtomicBool,
+    /// Something may have been missed: the subscriber disconnected or a push was dropped.
+    lost: AtomicBool,
+    presence_ttl: Duration,
+    append: redis::Script,
+}
+
+/// The connections a node needs, made lazily (they connect in the background
+/// and reconnect by themselves).
+pub struct Connections {
+    pub publisher: ConnectionManager,
+    subscriber: ConnectionManager,
+    pushes: mpsc::Receiver<redis::PushInfo>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Connections {
+    pub fn open(url: &str) -> anyhow::Result<Connections> {
+        use redis::IntoConnectionInfo;
+        let info = url.into_connection_info().map_err(|e| anyhow::anyhow!("--redis is not a valid Redis URL: {e}"))?;
+        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let config = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(CALL_TIMEOUT))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(1))
+        };
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config())?;
+        // Pushes go through a bounded queue; one that does not fit marks the
+        // subscription as lossy, and the health loop repairs every room.
+        let (tx, pushes) = mpsc::channel(65_536);
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let sender = move |info: redis::PushInfo| -> Result<(), ()> {
+            if info.kind == PushKind::Disconnection {
+                flag.store(true, Ordering::Release);
+            }
+            tx.try_send(info).map_err(|_| flag.store(true, Ordering::Release))
+        };
+        let subscriber = ConnectionManager::new_lazy_with_config(
+            client,
+            config().set_push_sender(sender).set_automatic_resubscription(),
+        )?;
+        Ok(Connections { publisher, subscriber, pushes, lost })
+    }
+}
+
+/// What the broker needs from the app.
+pub struct Parts {
+    pub node: String,
+    pub hub: Hub,
+    pub moderation: Arc<ModerationStore>,
+    pub accounts: Accounts,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub presence_ttl: Duration,
+    pub link: mpsc::Receiver<Outgoing>,
+    pub shutdown: CancellationToken,
+}
+
+async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "Redis call failed");
+            Err(BrokerError::Unavailable)
+        }
+        Err(_) => Err(BrokerError::Unavailable),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The instant a message stored at `ms` (wall clock) was stored, for age-based pruning.
+fn instant_of(ms: u64) -> Instant {
+    let age = Duration::from_millis(now_ms().saturating_sub(ms));
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+/// One history entry: id `seq-n`, fields m (message JSON), a (account JSON), t (ms).
+fn parse_entry(id: &str, fields: &HashMap<String, String>) -> Option<Stored> {
+    let seq: u64 = id.split('-').next()?.parse().ok()?;
+    let mut msg: ChatMessage = serde_json::from_str(fields.get("m")?).ok()?;
+    msg.seq = seq;
+    let account: AccountId = serde_json::from_str(fields.get("a")?).ok()?;
+    let at = instant_of(fields.get("t")?.parse().ok()?);
+    Some(Stored { msg, account, at })
+}
+
+type Entries = Vec<(String, HashMap<String, String>)>;
+
+fn parse_entries(rows: Entries) -> Vec<Stored> {
+    rows.iter().filter_map(|(id, f)| parse_entry(id, f)).collect()
+}
+
+impl RedisBroker {
+    /// Start the broker's tasks: the push dispatcher, the outgoing pipeline and the health loop.
+    pub fn start(conns: Connections, parts: Parts) -> RedisBroker {
+        let Connections { publisher, subscriber, pushes, lost } = conns;
+        let node: Arc<str> = format!("{}-{:08x}", parts.node, rand::random::<u32>()).into();
+        let shared = Arc::new(Shared {
+            node,
+            hub: parts.hub,
+            moderation: parts.moderation,
+            accounts: parts.accounts,
+            limits: parts.limits,
+            metrics: parts.metrics,
+            publisher,
+            subscriber,
+            warm: DashMap::new(),
+            ready: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            presence_ttl: parts.presence_ttl,
+            append: redis::Script::new(APPEND),
+        });
+        tokio::spawn(dispatch(shared.clone(), pushes, parts.shutdown.clone()));
+        tokio::spawn(outgoing(shared.clone(), parts.link, parts.shutdown.clone()));
+        tokio::spawn(health(shared.clone(), lost, parts.shutdown));
+        RedisBroker { shared }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+}
+
+impl Broker for RedisBroker {
+    fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            if !s.ready.load(Ordering::Acquire) {
+                return Err(BrokerError::Unavailable);
+            }
+            let def = room.def();
+            let keys = Keys::of(&def.id);
+            let retention_ms = u64::from(def.history_minutes.unwrap_or(s.limits.history_minutes)) * 60_000;
+            let account = serde_json::to_string(&draft.account).expect("ids serialize");
+            let body = serde_json::to_string(&draft.msg).expect("protocol types serialize");
+            let mut invocation = s.append.key(&keys.meta);
+            invocation
+                .key(&keys.log)
+                .arg(format!("e{:x}", rand::random::<u64>()))
+                .arg(if draft.msg.staff { "1" } else { "0" })
+                .arg(body)
+                .arg(account)
+                .arg(&draft.msg.message_id.0)
+                .arg(now_ms())
+                .arg(s.limits.history_max_messages)
+                .arg(retention_ms)
+                .arg(&keys.channel);
+            let (_epoch, seq): (String, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
+            let mut msg = draft.msg;
+            msg.seq = seq;
+            Ok(msg)
+        })
+    }
+
+    fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>) {
+        room.broadcast(&frame, audience);
+    }
+
+    fn activate<'a>(&'a self, room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if !self.shared.ready.load(Ordering::Acquire) && !self.is_warm(room) {
+                return Err(BrokerError::Unavailable);
+            }
+            activate(&self.shared, room).await
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+}
+
+impl RedisBroker {
+    fn is_warm(&self, room: &Arc<Room>) -> bool {
+        self.shared.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w))
+    }
+}
+
+/// Subscribe to a room and load its history, presence and settings, unless this node already has.
+async fn activate(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
+    let id = room.id();
+    let lock = s.warm.entry(id.clone()).or_default().clone();
+    let mut warm = lock.lock().await;
+    if *warm {
+        return Ok(());
+    }
+    room.begin_load();
+    let keys = Keys::of(&id);
+    bounded(s.subscriber.clone().subscribe(&keys.channel)).await?;
+    load(s, room).await?;
+    presence_sync(s, room).await?;
+    *warm = true;
+    tracing::debug!(room = %id, "room warm on this node");
+    Ok(())
+}
+
+/// Read a room's history, position and settings in one transaction and install them.
+async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
+    let keys = Keys::of(&room.id());
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("HSETNX").arg(&keys.meta).arg("epoch").arg(format!("e{:x}", rand::random::<u64>())).ignore()
+        .cmd("HSETNX").arg(&keys.meta).arg("seq").arg(0).ignore()
+        .cmd("HMGET").arg(&keys.meta).arg("epoch").arg("seq")
+        .cmd("XREVRANGE").arg(&keys.log).arg("+").arg("-").arg("COUNT").arg(s.limits.history_max_messages.max(1))
+        .cmd("GET").arg(&keys.settings);
+    let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) =
+        bounded(pipe.query_async(&mut s.publisher.clone())).await?;
+    rows.reverse();
+    if let Some(settings) = settings.and_then(|j| serde_json::from_str(&j).ok()) {
+        room.set_settings(settings);
+    }
+    if let Some((from, to)) = room.load(&epoch, seq, parse_entries(rows)) {
+        spawn_fill(s.clone(), room.clone(), from, to);
+    }
+    Ok(())
+}
+
+fn spawn_fill(s: Arc<Shared>, room: Arc<Room>, from: u64, to: u64) {
+    tokio::spawn(async move {
+        if let Err(e) = fill(&s, &room, from, to).await {
+            tracing::warn!(room = %room.id(), error = %e, "gap fill failed; the next repair retries");
+            s.lost.store(true, Ordering::Release);
+        }
+    });
+}
+
+/// Deliver `from..=to` from the stored history (and anything after it that was missed).
+async fn fill(s: &Arc<Shared>, room: &Arc<Room>, mut from: u64, mut to: u64) -> Result<(), BrokerError> {
+    let keys = Keys::of(&room.id());
+    loop {
+        Metrics::add(&s.metrics.redis_gap_fills, 1);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HGET").arg(&keys.meta).arg("epoch").cmd("XRANGE").arg(&keys.log).arg(from).arg(to);
+        let (epoch, rows): (Option<String>, Entries) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
+        let (mine, _) = room.position();
+        if epoch.as_deref() != Some(mine.as_str()) {
+            // The history this node holds is gone from Redis: start over.
+            room.begin_load();
+            return load(s, room).await;
+        }
+        match room.filled(&mine, to, parse_entries(rows)) {
+            Some((f, t)) => (from, to) = (f, t),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// After a possible loss: deliver whatever was stored after this node's position.
+async fn repair(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
+    let keys = Keys::of(&room.id());
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("HMGET").arg(&keys.meta).arg("epoch").arg("seq");
+    let ((epoch, seq),): ((Option<String>, Option<u64>),) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
+    let (mine, at) = room.position();
+    match (epoch, seq) {
+        (Some(epoch), Some(seq)) if epoch == mine => {
+            if seq > at {
+                fill(s, room, at + 1, seq).await?;
+            }
+            Ok(())
+        }
+        _ => {
+            room.begin_load();
+            load(s, room).await
+        }
+    }
+}
+
+/// Put this node's members in the room's shared presence, drop entries of
+/// nodes gone silent, and show this node's members everyone else's.
+async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
+    let keys = Keys::of(&room.id());
+    let mut conn = s.publisher.clone();
+    let mine = room.local_members();
+    let mut pipe = redis::pipe();
+    for (member, account) in &mine {
+        let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("serializes");
+        pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
+    }
+    let since = now_ms().saturating_sub(s.presence_ttl.as_millis() as u64);
+    pipe.cmd("HGETALL").arg(&keys.members).cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf");
+    let (all, alive): (HashMap<String, String>, Vec<String>) = bounded(pipe.query_async(&mut conn)).await?;
+    let alive: HashSet<String> = alive.into_iter().collect();
+    let local: HashSet<String> = mine.iter().map(|(m, _)| m.member_id.0.clone()).collect();
+    let mut remote = Vec::new();
+    let mut stale = Vec::new();
+    for (field, value) in all {
+        let Some((node, member_id)) = field.split_once('|') else { continue };
+        if node == &*s.node {
+            if !local.contains(member_id) {
+                stale.push(field.clone());
+            }
+        } else if !alive.contains(node) {
+            stale.push(field.clone());
+        } else if let Ok(entry) = serde_json::from_str::<PresenceEntry>(&value) {
+            remote.push(RemoteMember { node: node.into(), member: entry.member, account: entry.account });
+        }
+    }
+    if !stale.is_empty() {
+        bounded(redis::cmd("HDEL").arg(&keys.members).arg(stale).exec_async(&mut conn)).await?;
+    }
+    room.sync_remote_members(remote);
+    Ok(())
+}
+
+/// Unsubscribe from a room once it has had no local connection for a while.
+async fn deactivate(s: Arc<Shared>, room: RoomId) {
+    tokio::time::sleep(LINGER).await;
+    let Some(lock) = s.warm.get(&room).map(|l| l.clone()) else { return };
+    let mut warm = lock.lock().await;
+    let Some(r) = s.hub.room(&room) else { return };
+    if !*warm || r.conn_count() > 0 {
+        return;
+    }
+    if let Err(e) = bounded(s.subscriber.clone().unsubscribe(Keys::of(&room).channel)).await {
+        tracing::debug!(room = %room, error = %e, "unsubscribe failed; resubscription will carry it");
+    }
+    r.sync_remote_members(Vec::new());
+    *warm = false;
+    tracing::debug!(room = %room, "room cold on this node");
+}
+
+/// Apply what the subscription brings: messages, room changes, moderation state.
+async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, shutdown: CancellationToken) {
+    loop {
+        let push = tokio::select! {
+            push = pushes.recv() => match push { Some(p) => p, None => return },
+            () = shutdown.cancelled() => return,
+        };
+        match push.kind {
+            PushKind::Message => {
+                let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (push.data.first(), push.data.get(1)) else {
+                    continue;
+                };
+                let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
+                if channel == CONTROL_CHANNEL {
+                    if let Some(doc) = payload.strip_prefix('D') {
+                        s.moderation.install_published(doc);
+                        enforce_service_bans(&s);
+                    }
+                } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
+                    on_room_payload(&s, &room, payload);
+                }
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("lost the Redis subscription; every room is repaired once it is back");
+                Metrics::add(&s.metrics.redis_reconnects, 1);
+                s.ready.store(false, Ordering::Release);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
+    if let Some(rest) = payload.strip_prefix('M') {
+        let mut parts = rest.splitn(5, '\n');
+        let (Some(epoch), Some(seq), Some(t), Some(account), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(seq), Ok(t), Ok(account), Ok(mut msg)) =
+            (seq.parse::<u64>(), t.parse::<u64>(), serde_json::from_str::<AccountId>(account), serde_json::from_str::<ChatMessage>(body))
+        else {
+            tracing::error!(room = %room.id(), "a published message could not be read");
+            return;
+        };
+        msg.seq = seq;
+        if room.position().0 != epoch {
+            // A history this node does not hold: Redis lost the old one. Reload.
+            let (s, room) = (s.clone(), room.clone());
+            tokio::spawn(async move {
+                room.begin_load();
+                if load(&s, &room).await.is_err() {
+                    s.lost.store(true, Ordering::Release);
+                }
+            });
+            return;
+        }
+        if let Some((from, to)) = room.deliver(epoch, Stored { msg, account, at: instant_of(t) }) {
+            spawn_fill(s.clone(), room.clone(), from, to);
+        }
+    } else if let Some(rest) = payload.strip_prefix('E') {
+        match serde_json::from_str::<Envelope>(rest) {
+            Ok(env) if env.n != *s.node => room.apply_remote(&Arc::from(env.n.as_str()), env.e),
+            Ok(_) => {}
+            Err(e) => tracing::error!(room = %room.id(), error = %e, "a room event could not be read"),
+        }
+    }
+}
+
+/// A service ban (or erasure) made on another node closes this node's connections of that account.
+fn enforce_service_bans(s: &Arc<Shared>) {
+    for entry in s.accounts.iter() {
+        let account = entry.key();
+        if s.moderation.banned_from_service(account).is_some() {
+            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Banned));
+        } else if s.moderation.is_forgotten(account) {
+            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Unauthorized));
+        }
+    }
+}
+
+/// Carry this node's room changes to Redis, batched into pipelines.
+async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let n = tokio::select! {
+            n = link.recv_many(&mut batch, 256) => n,
+            () = shutdown.cancelled() => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for out in batch.drain(..) {
+            match out {
+                Outgoing::Event(room, event) => add_event(&s, &mut pipe, &room, event),
+                Outgoing::Present(room, member, account) => {
+                    let keys = Keys::of(&room);
+                    let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account }).expect("serializes");
+                    pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
+                }
+                Outgoing::Idle(room) => {
+                    tokio::spawn(deactivate(s.clone(), room));
+                }
+            }
+        }
+        if let Err(e) = bounded(pipe.exec_async(&mut s.publisher.clone())).await {
+            tracing::warn!(error = %e, "room changes not carried to Redis; presence is repaired by the next sync");
+            s.lost.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event) {
+    let keys = Keys::of(room);
+    match &event {
+        Event::Joined { member, account } => {
+            let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("serializes");
+            pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
+        }
+        Event::Left { member_id } => {
+            pipe.cmd("HDEL").arg(&keys.members).arg(format!("{}|{}", s.node, member_id)).ignore();
+        }
+        Event::Settings(settings) => {
+            pipe.cmd("SET").arg(&keys.settings).arg(serde_json::to_string(settings).expect("serializes")).ignore();
+        }
+        Event::Deleted { message_id, seq } => {
+            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(&message_id.0).ignore();
+        }
+        Event::Forget { account } => {
+            pipe.cmd("EVAL").arg(FORGET).arg(1).arg(&keys.log).arg(serde_json::to_string(account).expect("serializes")).ignore();
+        }
+        Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
+    }
+    let body = serde_json::to_string(&Envelope { n: s.node.to_string(), e: event }).expect("events serialize");
+    pipe.cmd("PUBLISH").arg(&keys.channel).arg(format!("E{body}")).ignore();
+}
+
+/// Keep both connections alive, say whether this node is ready, heartbeat
+/// its presence, and repair every warm room after a possible loss.
+async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationToken) {
+    let mut control_subscribed = false;
+    let mut last_sync = Instant::now() - s.presence_ttl;
+    let mut interval = tokio::time::interval(Duration::from_millis(500));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        let started = Instant::now();
+        let publisher_ok = bounded(redis::cmd("PING").exec_async(&mut s.publisher.clone())).await.is_ok();
+        if publisher_ok {
+            s.metrics.redis_rtt_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        let subscriber_ok = bounded(redis::cmd("PING").exec_async(&mut s.subscriber.clone())).await.is_ok();
+        if subscriber_ok && !control_subscribed {
+            control_subscribed = bounded(s.subscriber.clone().subscribe(CONTROL_CHANNEL)).await.is_ok();
+        }
+        let up = publisher_ok && subscriber_ok && control_subscribed;
+        if !up {
+            if s.ready.swap(false, Ordering::AcqRel) {
+                tracing::warn!("Redis is unavailable; this node refuses messages until it is back");
+                Metrics::add(&s.metrics.redis_reconnects, 1);
+            }
+            continue;
+        }
+        let was_lost = lost.swap(false, Ordering::AcqRel) | s.lost.swap(false, Ordering::AcqRel);
+        let due = last_sync.elapsed() >= s.presence_ttl / 3;
+        if !s.ready.load(Ordering::Acquire) || was_lost || due {
+            let repairing = !s.ready.load(Ordering::Acquire) || was_lost;
+            match recover(&s, repairing).await {
+                Ok(()) => {
+                    last_sync = Instant::now();
+                    if !s.ready.swap(true, Ordering::AcqRel) {
+                        tracing::info!(node = %s.node, "Redis connected; this node is ready");
+                    }
+                }
+                Err(_) => {
+                    s.lost.store(true, Ordering::Release);
+                    s.ready.store(false, Ordering::Release);
+                }
+            }
+        }
+    }
+    // Leaving: take this node's members out of every room it holds now.
+    let mut pipe = redis::pipe();
+    for room in s.hub.rooms() {
+        let keys = Keys::of(&room.id());
+        for (member, _) in room.local_members() {
+            pipe.cmd("HDEL").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).ignore();
+            let left = Envelope { n: s.node.to_string(), e: Event::Left { member_id: member.member_id.clone() } };
+            pipe.cmd("PUBLISH").arg(&keys.channel).arg(format!("E{}", serde_json::to_string(&left).expect("serializes"))).ignore();
+        }
+    }
+    pipe.cmd("ZREM").arg(NODES_KEY).arg(&*s.node).ignore();
+    let _ = bounded(pipe.exec_async(&mut s.publisher.clone())).await;
+}
+
+/// Heartbeat and presence for every warm room; with `repairing`, also the
+/// moderation state and every warm room's history.
+async fn recover(s: &Arc<Shared>, repairing: bool) -> Result<(), BrokerError> {
+    let mut conn = s.publisher.clone();
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZADD").arg(NODES_KEY).arg(now).arg(&*s.node).ignore();
+    pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now.saturating_sub(10 * s.presence_ttl.as_millis() as u64)).ignore();
+    bounded(pipe.exec_async(&mut conn)).await?;
+    if repairing {
+        s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
+        enforce_service_bans(s);
+    }
+    let warm: Vec<RoomId> = s.warm.iter().filter(|w| w.value().try_lock().is_ok_and(|w| *w)).map(|w| w.key().clone()).collect();
+    for id in warm {
+        let Some(room) = s.hub.room(&id) else { continue };
+        if repairing {
+            repair(s, &room).await?;
+        }
+        presence_sync(s, &room).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! Several nodes sharing rooms through a real `redis-server` (started here on
+//! an ephemeral port, with append-only persistence, and killed to test
+//! faults): one order everywhere, presence and moderation across nodes, a
+//! killed node's members resuming on another, and no acknowledged message
+//! lost when Redis itself dies.
+
+use crate::common::*;
+use futures_util::future::join_all;
+use kindred_protocol::{ChatMessage, ClientMessage, ErrorCode, ModerationAction, Position, Role, RoomId, ServerMessage};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "cluster-test-secret-cluster-test-secret-0123";
+const ROOM: &str = "grief";
+
+/// A `redis-server` on an ephemeral port with its own directory; killed on drop.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        crate::web_client::ensure_packages("redis-server", &["redis-server"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Redis { child: None, port, dir: TempDir::new() };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Start (again) on the same port and directory: what was fsynced to the
+    /// append-only file comes back.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--daemonize", "no", "--protected-mode", "no", "--dir"])
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not answer on port {}", self.port);
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        tcp.write_all(b"PING\r\n").is_ok() && tcp.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An in-process node of the cluster, ready (connected and repaired).
+async fn node(redis: &Redis, name: &str) -> TestServer {
+    let url = redis.url();
+    let server = TestServer::with(|c| {
+        c.redis = Some(url);
+        c.node = name.into();
+        c.jwt_secret = Some(SECRET.into());
+        c.presence_ttl = Duration::from_secs(3);
+        c.limits.messages_per_10s = 10_000;
+    })
+    .await;
+    wait_ready(&server, true).await;
+    server
+}
+
+async fn wait_ready(server: &TestServer, ready: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.app.broker.is_ready() != ready {
+        assert!(Instant::now() < deadline, "node never became {}", if ready { "ready" } else { "not ready" });
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn joined_member(server: &TestServer, handle: &str) -> (TestClient, String) {
+    let (mut c, welcome) = server.member(Some(handle)).await;
+    c.join(ROOM).await;
+    (c, token_of(&welcome))
+}
+
+/// Send without waiting; the reply is collected later.
+async fn send_text(c: &mut TestClient, text: &str) -> kindred_protocol::RequestId {
+    let id = c.next_id();
+    c.send(&ClientMessage::Send { id: Some(id.clone()), room: RoomId::from(ROOM), text: text.into(), reply_to: None, cw: None, staff: false })
+        .await;
+    id
+}
+
+fn ids(msgs: &[ChatMessage]) -> Vec<(u64, String)> {
+    msgs.iter().map(|m| (m.seq, m.message_id.0.clone())).collect()
+}
+
+fn assert_contiguous(msgs: &[ChatMessage]) {
+    for pair in msgs.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap or a duplicate in {:?}", ids(msgs));
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_share_a_room_in_one_order() {
+    let redis = Redis::start();
+    let nodes = [node(&redis, "a").await, node(&redis, "b").await, node(&redis, "c").await];
+    let (mut ann, _) = joined_member(&nodes[0], "Ann").await;
+    let (mut bo, _) = joined_member(&nodes[1], "Bo").await;
+    // Presence crosses nodes: the third member sees the other two in `joined`.
+    let (mut cy, welcome) = nodes[2].member(Some("Cy")).await;
+    let _ = welcome;
+    let joined = cy.join(ROOM).await;
+    let ServerMessage::Joined { members, .. } = &joined else { panic!() };
+    let mut handles: Vec<&str> = members.iter().map(|m| m.handle.as_str()).collect();
+    handles.sort();
+    assert_eq!(handles, ["Ann", "Bo", "Cy"]);
+    ann.expect("Cy's presence on node a", |m| matches!(m, ServerMessage::Presence { joined: Some(j), member_count: 3, .. } if j.handle == "Cy"))
+        .await;
+
+    // Typing on one node reaches the others.
+    cy.send(&ClientMessage::Typing { id: None, room: RoomId::from(ROOM) }).await;
+    bo.expect("typing from node c", |m| matches!(m, ServerMessage::Typing { .. })).await;
+
+    // Everyone sends at once; every node must deliver one and the same order.
+    const EACH: usize = 25;
+    let mut clients = [ann, bo, cy];
+    join_all(clients.iter_mut().enumerate().map(|(i, c)| async move {
+        for n in 0..EACH {
+            send_text(c, &format!("node {i} message {n}")).await;
+        }
+    }))
+    .await;
+    let seen: Vec<Vec<ChatMessage>> = join_all(clients.iter_mut().map(|c| c.messages(3 * EACH))).await;
+    assert_contiguous(&seen[0]);
+    assert_eq!(ids(&seen[0]), ids(&seen[1]), "nodes a and b disagree on the order");
+    assert_eq!(ids(&seen[0]), ids(&seen[2]), "nodes a and c disagree on the order");
+
+    // A newcomer on any node gets that same history from Redis.
+    let (mut late, _) = nodes[1].member(Some("Dee")).await;
+    let joined = late.join(ROOM).await;
+    let (_, history, _, seq, _) = joined_parts(&joined);
+    assert_eq!(seq, seen[0].last().unwrap().seq);
+    assert_eq!(ids(&history[history.len() - 50..]), ids(&seen[0][seen[0].len() - 50..]));
+}
+
+#[tokio::test]
+async fn moderation_on_one_node_is_enforced_on_another() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let c = node(&redis, "c").await;
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let (mut mo, mo_token) = joined_member(&b, "Mo").await;
+    let (mut watcher, _) = joined_member(&c, "Wren").await;
+    let mo_id = match sam.expect("Mo's presence", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.handle == "Mo")).await {
+        ServerMessage::Presence { joined: Some(j), .. } => j.member_id,
+        _ => unreachable!(),
+    };
+
+    // Delete on node a: gone on node c, and from the history node b serves.
+    let (message_id, _) = mo.say(ROOM, "a message to delete").await;
+    sam.expect("the message on node a", |m| matches!(m, ServerMessage::Message(_))).await;
+    let reply = sam.moderate(ROOM, ModerationAction::DeleteMessage { message_id: kindred_protocol::MessageId(message_id.clone()), reason: None }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    watcher.expect("message_deleted on node c", |m| matches!(m, ServerMessage::MessageDeleted { message_id: id, .. } if id.0 == message_id)).await;
+    let (mut fresh, _) = b.member(Some("Fay")).await;
+    let joined = fresh.join(ROOM).await;
+    assert!(joined_parts(&joined).1.iter().all(|m| m.message_id.0 != message_id), "deleted message still in history");
+
+    // Slow mode set on node a holds on node b.
+    assert!(matches!(sam.moderate(ROOM, ModerationAction::SlowMode { seconds: 30 }).await, ServerMessage::Moderated { .. }));
+    mo.expect("room_update with slow mode on node b", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.slow_mode_s == 30)).await;
+    mo.say(ROOM, "first one is fine").await;
+    send_text(&mut mo, "second one is too soon").await;
+    mo.expect_error(ErrorCode::SlowMode).await;
+    assert!(matches!(sam.moderate(ROOM, ModerationAction::SlowMode { seconds: 0 }).await, ServerMessage::Moderated { .. }));
+    mo.expect("slow mode off", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.slow_mode_s == 0)).await;
+
+    // Mute on node a: node b refuses the member's sends.
+    let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: mo_id.clone(), duration_s: None, reason: None }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    mo.expect("member_update muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
+    send_text(&mut mo, "can I still talk?").await;
+    mo.expect_error(ErrorCode::Muted).await;
+
+    // Ban on node a: the member on node b is removed, and no node lets it back in.
+    let reply = sam.moderate(ROOM, ModerationAction::Ban { member_id: mo_id.clone(), duration_s: None, reason: Some("harm".into()), service: false }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    mo.expect("removed on node b", |m| matches!(m, ServerMessage::Removed { .. })).await;
+    watcher.expect("Mo leaves, seen on node c", |m| matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == mo_id)).await;
+    for _ in 0..2 {
+        let id = mo.next_id();
+        mo.send(&ClientMessage::Join { id: Some(id), room: RoomId::from(ROOM), accept_rules: Some(1), since: None }).await;
+        mo.expect_error(ErrorCode::Banned).await;
+    }
+    let mut elsewhere = c.client().await;
+    elsewhere.hello(Some(&mo_token), None).await;
+    let id = elsewhere.next_id();
+    elsewhere.send(&ClientMessage::Join { id: Some(id), room: RoomId::from(ROOM), accept_rules: Some(1), since: None }).await;
+    elsewhere.expect_error(ErrorCode::Banned).await;
+}
+
+/// A `kindred serve --redis` process; killed (SIGKILL) on drop.
+struct NodeProcess {
+    child: Child,
+    url: String,
+}
+
+impl NodeProcess {
+    fn start(redis: &Redis, name: &str, data: &TempDir) -> NodeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--node", name, "--presence-ttl-s", "3", "--messages-per-10s", "10000", "--redis", &redis.url(), "--data-dir"])
+            .arg(&data.0)
+            .env("KINDRED_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kindred starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("kindred listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+        NodeProcess { child, url: format!("ws://{addr}/ws") }
+    }
+
+    async fn wait_ready(&self) {
+        let addr: std::net::SocketAddr = self.url.trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !crate::session::http_get(addr, "/readyz").await.starts_with("HTTP/1.1 200") {
+            assert!(Instant::now() < deadline, "node process never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
+    let redis = Redis::start();
+    let data = TempDir::new();
+    let mut doomed = NodeProcess::start(&redis, "doomed", &data);
+    doomed.wait_ready().await;
+    let survivor = node(&redis, "survivor").await;
+
+    // Rae is on the node that will die; Sol and Tam are on the survivor.
+    let mut rae = TestClient::connect(&doomed.url).await;
+    let welcome = rae.hello(None, Some("Rae")).await;
+    let rae_token = token_of(&welcome);
+    let joined = rae.join(ROOM).await;
+    let rae_id = joined_parts(&joined).0.member_id.clone();
+    let mut passer = TestClient::connect(&doomed.url).await;
+    passer.hello(None, Some("Pat")).await;
+    let pat_id = joined_parts(&passer.join(ROOM).await).0.member_id.clone();
+    let (mut sol, _) = joined_member(&survivor, "Sol").await;
+
+    for n in 0..5 {
+        rae.say(ROOM, &format!("before {n}")).await;
+    }
+    // (`say` skips frames while it waits for `sent`: read what Sol saw.)
+    let before = sol.messages(5).await;
+    let last_seen = before.last().unwrap().seq;
+    let epoch = joined_parts(&joined).2.to_owned();
+
+    doomed.kill();
+    // The room goes on while Rae is away.
+    for n in 0..5 {
+        sol.say(ROOM, &format!("while away {n}")).await;
+    }
+
+    // Rae reconnects to the survivor and resumes from what it last saw.
+    let mut back = survivor.client().await;
+    back.hello(Some(&rae_token), None).await;
+    let resumed = back.join_since(ROOM, Some(Position { epoch, seq: last_seen })).await;
+    let (me, history, _, seq, recovered) = joined_parts(&resumed);
+    assert!(recovered, "the resume should be recovered");
+    assert_eq!(me.member_id, rae_id, "same member after moving nodes");
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, (0..5).map(|n| format!("while away {n}")).collect::<Vec<_>>(), "exactly the missed messages");
+    assert_eq!(history.first().unwrap().seq, last_seen + 1);
+    assert_contiguous(history);
+    assert_eq!(seq, history.last().unwrap().seq);
+
+    // Pat, who did not come back, disappears from the room once the dead node's heartbeat lapses.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = sol.try_recv(deadline.saturating_duration_since(Instant::now())).await;
+        match left {
+            Some(ServerMessage::Presence { left: Some(l), .. }) if l == pat_id => break,
+            Some(_) => {}
+            None => panic!("Pat was never dropped after the dead node's heartbeat lapsed"),
+        }
+    }
+    let (mut newcomer, _) = survivor.member(Some("Nia")).await;
+    let ServerMessage::Joined { members, .. } = newcomer.join(ROOM).await else { panic!() };
+    assert!(members.iter().all(|m| m.member_id != pat_id), "a dead node's member is still listed");
+    assert!(members.iter().any(|m| m.member_id == rae_id), "Rae, resumed on the survivor, is listed");
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_loses_no_acknowledged_message() {
+    let mut redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut bo, _) = joined_member(&b, "Bo").await;
+
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        acked.push(ann.say(ROOM, &format!("before {n}")).await);
+    }
+    // (Read now: the waits below skip other frames.)
+    let mut got = bo.messages(acked.len()).await;
+    redis.kill();
+
+    // Nodes keep their sessions, say they are not ready, and never ack a send.
+    wait_ready(&a, false).await;
+    let readyz = crate::session::http_get(a.addr, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    send_text(&mut ann, "during the outage").await;
+    let e = ann.expect_error(ErrorCode::Unavailable).await;
+    assert!(e.retry_after_ms.is_some(), "unavailable is retryable");
+    ann.assert_alive().await;
+    bo.assert_alive().await;
+
+    redis.restart();
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+    for n in 0..10 {
+        acked.push(ann.say(ROOM, &format!("after {n}")).await);
+    }
+
+    // Bo, on the other node, got every acknowledged message once, in order.
+    got.extend(bo.messages(acked.len() - got.len()).await);
+    let got: Vec<(String, u64)> = got.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
+    assert_eq!(got, acked);
+    // And Redis still holds them: a newcomer on node b sees all twenty.
+    let (mut late, _) = b.member(Some("Lee")).await;
+    let joined = late.join(ROOM).await;
+    let history: Vec<(String, u64)> = joined_parts(&joined).1.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
+    assert_eq!(history, acked);
+}
+
+/// Send until `sent`, retrying while the node answers `unavailable` (as a client does).
+async fn say_retrying(c: &mut TestClient, text: &str) -> (String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let id = send_text(c, text).await;
+        let reply = c
+            .expect("sent", |m| match m {
+                ServerMessage::Sent { id: Some(i), .. } => *i == id,
+                ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
+                _ => false,
+            })
+            .await;
+        match reply {
+            ServerMessage::Sent { message_id, seq, .. } => return (message_id.0, seq),
+            ServerMessage::Error(e) if e.code == ErrorCode::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(e.retry_after_ms.unwrap_or(100).min(200))).await;
+            }
+            other => panic!("send failed: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_missed_while_the_subscription_was_down_is_filled_from_history() {
+    // Node b's subscriber is cut (CLIENT KILL) while node a keeps sending:
+    // b must deliver what it missed from the stream, in order.
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let mut acked = Vec::new();
+    for n in 0..3 {
+        acked.push(ann.say(ROOM, &format!("one {n}")).await);
+    }
+    // Kill every pub/sub client: node b's (and a's) subscription drops and
+    // comes back; messages published in between reach nobody by pub/sub.
+    let killer = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    (&killer).write_all(b"CLIENT KILL TYPE pubsub\r\n").unwrap();
+    for n in 0..3 {
+        acked.push(say_retrying(&mut ann, &format!("two {n}")).await);
+    }
+    let got = bo.messages(acked.len()).await;
+    let got: Vec<(String, u64)> = got.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
+    assert_eq!(got, acked);
+}
