@@ -66,7 +66,10 @@ async fn record(app: &App, by: &str, action: &str, room: Option<&RoomId>, detail
     }
 }
 
-/// Rooms made or changed through the API, and rooms closed through it.
+const CLOSED_NOTE: &str = "This room has closed. Thank you for being here.";
+
+/// Rooms made or changed through the API, and rooms closed through it: a
+/// file in the data dir on one node, a shared document in a cluster.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SavedRooms {
     #[serde(default)]
@@ -99,7 +102,43 @@ impl SavedRooms {
         Ok(())
     }
 
-    fn change(app: &App, f: impl FnOnce(&mut SavedRooms)) -> Result<(), ApiError> {
+    /// The Redis key of the rooms document (cluster), and the prefix of its published copies.
+    pub const REDIS_KEY: &'static str = "kindred:rooms";
+    pub const PUBLISHED_PREFIX: &'static str = "R";
+
+    /// Make `hub` hold the configured rooms (`base`) with these changes
+    /// applied: rooms added, changed (only when they differ) and closed.
+    /// Cluster nodes call it with every published rooms document.
+    pub fn reconcile(self, hub: &crate::hub::Hub, base: &[RoomDef]) {
+        let mut defs = base.to_vec();
+        if let Err(e) = self.apply(&mut defs) {
+            tracing::error!(error = %e, "the shared rooms document is not valid; rooms left as they are");
+            return;
+        }
+        let wanted: std::collections::HashSet<RoomId> = defs.iter().map(|d| d.id.clone()).collect();
+        let spec_text = |def: &RoomDef| serde_json::to_string(&def.spec()).expect("specs serialize");
+        for def in defs {
+            match hub.room(&def.id) {
+                Some(room) if spec_text(&room.def()) != spec_text(&def) => room.set_def(def),
+                Some(_) => {}
+                None => {
+                    hub.add_room(def);
+                }
+            }
+        }
+        for room in hub.rooms() {
+            if !wanted.contains(&room.id()) {
+                hub.remove_room(&room.id(), CLOSED_NOTE);
+            }
+        }
+    }
+
+    async fn change(app: &App, f: impl Fn(&mut SavedRooms)) -> Result<(), ApiError> {
+        if let Some(doc) = &app.shared_rooms {
+            let unavailable = |e: crate::store::Unavailable| ApiError(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string());
+            doc.update(|saved: &mut SavedRooms| f(saved)).await.map_err(unavailable)?;
+            return Ok(());
+        }
         // One writer at a time: the audit lock is not needed, the file is small.
         static LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let _guard = LOCK.lock();
@@ -135,8 +174,9 @@ async fn create_room(State(app): State<Arc<App>>, headers: HeaderMap, body: Resu
     SavedRooms::change(&app, |saved| {
         saved.closed.retain(|c| c != &id);
         saved.rooms.retain(|r| r.id != id.0);
-        saved.rooms.push(spec);
-    })?;
+        saved.rooms.push(spec.clone());
+    })
+    .await?;
     record(&app, &by, "create_room", Some(&id), None).await;
     let summary = app.hub.room(&id).map(|r| r.summary());
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "room": summary }))).into_response())
@@ -199,7 +239,8 @@ async fn update_room(
     SavedRooms::change(&app, |saved| {
         saved.rooms.retain(|r| r.id != id);
         saved.rooms.push(spec.clone());
-    })?;
+    })
+    .await?;
     record(&app, &by, "update_room", Some(&room.id()), Some(serde_json::json!({ "rules_version": spec.rules_version }))).await;
     Ok(Json(serde_json::json!({ "room": room.summary() })).into_response())
 }
@@ -207,7 +248,7 @@ async fn update_room(
 async fn close_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let by = admin(&app, &headers)?;
     let room_id = RoomId(id.clone());
-    if !app.hub.remove_room(&room_id, "This room has closed. Thank you for being here.") {
+    if !app.hub.remove_room(&room_id, CLOSED_NOTE) {
         return Err(not_found(&id));
     }
     SavedRooms::change(&app, |saved| {
@@ -215,7 +256,8 @@ async fn close_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
         if !saved.closed.contains(&room_id) {
             saved.closed.push(room_id.clone());
         }
-    })?;
+    })
+    .await?;
     record(&app, &by, "close_room", Some(&room_id), None).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

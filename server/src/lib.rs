@@ -57,6 +57,8 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     /// Open connections per account, so a service ban closes them all.
     pub accounts: broker::redis::Accounts,
+    /// Cluster: rooms made, changed or closed through the admin API, shared by every node.
+    pub shared_rooms: Option<store::SharedDoc>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
     accepted_rules: DashMap<(AccountId, RoomId), u32>,
 }
@@ -72,10 +74,14 @@ impl App {
         let safety = safety::Safety::new(config.safety.clone());
         let limits = Arc::new(config.limits.clone());
         let mut rooms = config.rooms.clone();
-        api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
+        if config.redis.is_none() {
+            // In a cluster the shared rooms document is applied once Redis answers.
+            api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
+        }
         let metrics = Arc::new(metrics::Metrics::default());
         let shutdown = CancellationToken::new();
         let accounts: broker::redis::Accounts = Arc::default();
+        let mut shared_rooms = None;
         let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
             None => {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
@@ -87,6 +93,8 @@ impl App {
                 let hub = Hub::new(rooms, limits.clone(), metrics.clone(), Some(link));
                 let conns = broker::redis::Connections::open(url)?;
                 let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
+                let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, api::SavedRooms::PUBLISHED_PREFIX);
+                shared_rooms = Some(rooms_doc.clone());
                 let parts = broker::redis::Parts {
                     node: config.node.clone(),
                     hub: hub.clone(),
@@ -95,6 +103,8 @@ impl App {
                     limits,
                     metrics: metrics.clone(),
                     presence_ttl: config.presence_ttl,
+                    rooms: rooms_doc,
+                    base_rooms: config.rooms.clone(),
                     link: link_rx,
                     shutdown: shutdown.clone(),
                 };
@@ -113,6 +123,7 @@ impl App {
             safety,
             metrics,
             accounts,
+            shared_rooms,
             accepted_rules: DashMap::new(),
         }))
     }
@@ -154,5 +165,6 @@ pub async fn run(listener: TcpListener, app: Arc<App>) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!(left = app.tracker.len(), "shutdown: connections still open after the drain timeout");
     }
+    app.broker.close().await;
     Ok(())
 }

@@ -16,23 +16,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
+use crate::store::{SharedDoc, Versioned, bounded};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The Redis key of the moderation document, and the channel its changes go out on.
+/// The Redis keys of the moderation document and the audit stream.
 pub const REDIS_KEY: &str = "kindred:moderation";
 pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
-pub const CONTROL_CHANNEL: &str = "kindred:control";
-
-/// Replace the document only if nobody changed it since it was read; tell every node.
-const CAS_SCRIPT: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-local v = 0
-if cur then v = tonumber(string.match(cur, '^{"v":(%d+)')) end
-if v ~= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], 'D' .. ARGV[2])
-return 1
-"#;
+/// The prefix of a published moderation document on the control channel.
+pub const PUBLISHED_PREFIX: &str = "D";
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,23 +92,15 @@ impl StoreError {
     }
 }
 
-impl From<redis::RedisError> for StoreError {
-    fn from(e: redis::RedisError) -> StoreError {
-        tracing::warn!(error = %e, "moderation store: Redis error");
+impl From<crate::store::Unavailable> for StoreError {
+    fn from(_: crate::store::Unavailable) -> StoreError {
         StoreError::Unavailable
     }
 }
 
 enum Backend {
     File { state_path: PathBuf, audit_path: PathBuf },
-    Redis(redis::aio::ConnectionManager),
-}
-
-/// The moderation document as stored in Redis; `v` first, so the CAS script can read it.
-#[derive(Serialize, Deserialize)]
-struct Versioned {
-    v: u64,
-    state: Persisted,
+    Redis { doc: SharedDoc, conn: redis::aio::ConnectionManager },
 }
 
 pub struct ModerationStore {
@@ -132,13 +115,7 @@ pub struct ModerationStore {
     audit: Mutex<()>,
 }
 
-/// A Redis call that gives up instead of waiting for a reconnect.
-async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), f).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(StoreError::Unavailable),
-    }
-}
+
 
 impl ModerationStore {
     /// Open (or start) the store in `data_dir`.
@@ -156,7 +133,8 @@ impl ModerationStore {
 
     /// The cluster store: nothing is read until [`ModerationStore::reload`].
     pub fn redis(conn: redis::aio::ConnectionManager) -> ModerationStore {
-        Self::with_backend(Backend::Redis(conn), Persisted::default(), false)
+        let doc = SharedDoc::new(conn.clone(), REDIS_KEY, PUBLISHED_PREFIX);
+        Self::with_backend(Backend::Redis { doc, conn }, Persisted::default(), false)
     }
 
     fn with_backend(backend: Backend, state: Persisted, loaded: bool) -> ModerationStore {
@@ -177,31 +155,17 @@ impl ModerationStore {
 
     /// Read the shared state again (cluster: at start and after a reconnect).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let Backend::Redis(conn) = &self.backend else { return Ok(()) };
-        let (v, state) = Self::fetch(&mut conn.clone()).await?;
+        let Backend::Redis { doc, .. } = &self.backend else { return Ok(()) };
+        let (v, state) = doc.fetch::<Persisted>().await?;
         self.install(v, state, true);
         self.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
-    async fn fetch(conn: &mut redis::aio::ConnectionManager) -> Result<(u64, Persisted), StoreError> {
-        let doc: Option<String> = bounded(redis::cmd("GET").arg(REDIS_KEY).query_async(conn)).await?;
-        match doc {
-            None => Ok((0, Persisted::default())),
-            Some(doc) => match serde_json::from_str::<Versioned>(&doc) {
-                Ok(d) => Ok((d.v, d.state)),
-                Err(e) => {
-                    tracing::error!(error = %e, "the moderation document in Redis is not valid");
-                    Err(StoreError::Unavailable)
-                }
-            },
-        }
-    }
-
     /// A newer document from another node (the control channel); older ones are ignored.
     pub fn install_published(&self, doc: &str) {
-        match serde_json::from_str::<Versioned>(doc) {
-            Ok(d) => self.install(d.v, d.state, false),
+        match serde_json::from_str::<Versioned<Persisted>>(doc) {
+            Ok(d) => self.install(d.v, d.doc, false),
             Err(e) => tracing::error!(error = %e, "a published moderation document is not valid"),
         }
     }
@@ -233,23 +197,17 @@ impl ModerationStore {
                 crate::store::write_atomic(state_path, &bytes, true)?;
                 Ok(out)
             }
-            Backend::Redis(conn) => {
+            Backend::Redis { doc, .. } => {
                 let _one = self.changing.lock().await;
-                let mut conn = conn.clone();
-                let script = redis::Script::new(CAS_SCRIPT);
-                for _ in 0..20 {
-                    let (v, mut state) = Self::fetch(&mut conn).await?;
-                    let out = f(&mut state);
-                    prune(&mut state);
-                    let doc = serde_json::to_string(&Versioned { v: v + 1, state }).expect("moderation state serializes");
-                    let done: i64 = bounded(script.key(REDIS_KEY).arg(v).arg(&doc).arg(CONTROL_CHANNEL).invoke_async(&mut conn)).await?;
-                    if done == 1 {
-                        self.install_published(&doc);
-                        return Ok(out);
-                    }
-                }
-                tracing::error!("moderation change gave up after 20 conflicting writes");
-                Err(StoreError::Unavailable)
+                let (out, text) = doc
+                    .update(|state: &mut Persisted| {
+                        let out = f(state);
+                        prune(state);
+                        out
+                    })
+                    .await?;
+                self.install_published(&text);
+                Ok(out)
             }
         }
     }
@@ -364,9 +322,9 @@ impl ModerationStore {
                 file.sync_data()?;
                 Ok(())
             }
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let cmd = redis::cmd("XADD").arg(REDIS_AUDIT_KEY).arg("*").arg("j").arg(line).clone();
-                bounded(cmd.exec_async(&mut conn.clone())).await
+                Ok(bounded(cmd.exec_async(&mut conn.clone())).await?)
             }
         }
     }
@@ -381,7 +339,7 @@ impl ModerationStore {
                 let skip = entries.len().saturating_sub(limit);
                 Ok(entries.into_iter().skip(skip).collect())
             }
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let cmd = redis::cmd("XREVRANGE").arg(REDIS_AUDIT_KEY).arg("+").arg("-").arg("COUNT").arg(limit).clone();
                 let rows: Vec<(String, HashMap<String, String>)> = bounded(cmd.query_async(&mut conn.clone())).await?;
                 let mut entries: Vec<AuditEntry> = rows.iter().filter_map(|(_, f)| serde_json::from_str(f.get("j")?).ok()).collect();

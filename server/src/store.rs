@@ -1,6 +1,7 @@
-//! What outlives a restart in the embedded default: files in the data dir,
+//! What outlives a restart. In the embedded default: files in the data dir,
 //! each replaced by write-to-temporary, fsync and rename, so a crash
-//! mid-write leaves the old version or the new one, never half of each.
+//! mid-write leaves the old version or the new one, never half of each. In a
+//! cluster: [`SharedDoc`], a versioned JSON document in Redis.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +26,99 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
     std::fs::rename(&tmp, path)?;
     // Make the rename itself durable.
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Replace the document only if nobody changed it since it was read, and
+/// tell every node. KEYS: the document. ARGV: version read, new document,
+/// channel, prefix for the published copy.
+const CAS_SCRIPT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local v = 0
+if cur then v = tonumber(string.match(cur, '^{"v":(%d+)')) end
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ARGV[2])
+return 1
+"#;
+
+/// Where cluster nodes publish changes to shared documents (moderation, rooms).
+pub const CONTROL_CHANNEL: &str = "kindred:control";
+
+/// A document as stored in Redis; `v` first, so the CAS script can read it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Versioned<D> {
+    pub v: u64,
+    pub doc: D,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the shared store is unavailable")]
+pub struct Unavailable;
+
+impl From<redis::RedisError> for Unavailable {
+    fn from(e: redis::RedisError) -> Unavailable {
+        tracing::warn!(error = %e, "shared store: Redis error");
+        Unavailable
+    }
+}
+
+/// A Redis call that gives up after 2 s instead of waiting for a reconnect.
+pub async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, Unavailable> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(Unavailable),
+    }
+}
+
+/// A small JSON document every node shares (cluster mode): read, changed by
+/// compare-and-set (a change made on two nodes at once is retried, never
+/// lost), and published on [`CONTROL_CHANNEL`] behind a one-letter prefix so
+/// every node can apply it in order.
+#[derive(Clone)]
+pub struct SharedDoc {
+    conn: redis::aio::ConnectionManager,
+    key: &'static str,
+    prefix: &'static str,
+}
+
+impl SharedDoc {
+    pub fn new(conn: redis::aio::ConnectionManager, key: &'static str, prefix: &'static str) -> SharedDoc {
+        SharedDoc { conn, key, prefix }
+    }
+
+    /// The document and its version (0 and the default when there is none).
+    pub async fn fetch<D: serde::de::DeserializeOwned + Default>(&self) -> Result<(u64, D), Unavailable> {
+        let text: Option<String> = bounded(redis::cmd("GET").arg(self.key).query_async(&mut self.conn.clone())).await?;
+        match text {
+            None => Ok((0, D::default())),
+            Some(text) => serde_json::from_str::<Versioned<D>>(&text).map(|d| (d.v, d.doc)).map_err(|e| {
+                tracing::error!(key = self.key, error = %e, "a shared document in Redis is not valid");
+                Unavailable
+            }),
+        }
+    }
+
+    /// Apply `f` to the current document and store it; returns `f`'s result
+    /// and the stored text (a [`Versioned`]).
+    pub async fn update<D, T>(&self, f: impl Fn(&mut D) -> T) -> Result<(T, String), Unavailable>
+    where
+        D: serde::Serialize + serde::de::DeserializeOwned + Default,
+    {
+        let script = redis::Script::new(CAS_SCRIPT);
+        for _ in 0..20 {
+            let (v, mut doc) = self.fetch::<D>().await?;
+            let out = f(&mut doc);
+            let text = serde_json::to_string(&Versioned { v: v + 1, doc }).expect("documents serialize");
+            let mut invocation = script.key(self.key);
+            invocation.arg(v).arg(&text).arg(CONTROL_CHANNEL).arg(self.prefix);
+            let done: i64 = bounded(invocation.invoke_async(&mut self.conn.clone())).await?;
+            if done == 1 {
+                return Ok((out, text));
+            }
+        }
+        tracing::error!(key = self.key, "a shared document change gave up after 20 conflicting writes");
+        Err(Unavailable)
+    }
 }
 
 #[cfg(test)]

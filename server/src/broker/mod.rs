@@ -38,4 +38,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker can accept messages now (`/readyz`).
     fn is_ready(&self) -> bool;
+
+    /// At shutdown, once sessions are drained: let the cluster know this
+    /// node's members are gone (no-op on one node).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

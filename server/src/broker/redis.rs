@@ -26,7 +26,10 @@ use super::{BoxFuture, Broker, BrokerError};
 use crate::config::Limits;
 use crate::hub::{Audience, ConnId, Control, Draft, Event, Frame, Hub, Outgoing, RemoteMember, Room, Stored};
 use crate::metrics::Metrics;
-use crate::moderation::{CONTROL_CHANNEL, ModerationStore};
+use crate::moderation::ModerationStore;
+use crate::api::SavedRooms;
+use crate::rooms::RoomDef;
+use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
 use dashmap::DashMap;
 use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -166,7 +169,11 @@ struct Shared {
     /// Something may have been missed: the subscriber disconnected or a push was dropped.
     lost: AtomicBool,
     presence_ttl: Duration,
+    rooms: SharedDoc,
+    base_rooms: Vec<RoomDef>,
     append: redis::Script,
+    /// Cancelled once this node has taken its members out of the shared presence at shutdown.
+    left: CancellationToken,
 }
 
 /// The connections a node needs, made lazily (they connect in the background
@@ -220,6 +227,9 @@ pub struct Parts {
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub presence_ttl: Duration,
+    /// Rooms made, changed or closed through the admin API, and the configured rooms they apply to.
+    pub rooms: SharedDoc,
+    pub base_rooms: Vec<RoomDef>,
     pub link: mpsc::Receiver<Outgoing>,
     pub shutdown: CancellationToken,
 }
@@ -279,7 +289,10 @@ impl RedisBroker {
             ready: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             presence_ttl: parts.presence_ttl,
+            rooms: parts.rooms,
+            base_rooms: parts.base_rooms,
             append: redis::Script::new(APPEND),
+            left: CancellationToken::new(),
         });
         tokio::spawn(dispatch(shared.clone(), pushes, parts.shutdown.clone()));
         tokio::spawn(outgoing(shared.clone(), parts.link, parts.shutdown.clone()));
@@ -338,6 +351,12 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(CALL_TIMEOUT, self.shared.left.cancelled()).await;
+        })
     }
 }
 
@@ -506,9 +525,14 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
                 };
                 let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
                 if channel == CONTROL_CHANNEL {
-                    if let Some(doc) = payload.strip_prefix('D') {
+                    if let Some(doc) = payload.strip_prefix(crate::moderation::PUBLISHED_PREFIX) {
                         s.moderation.install_published(doc);
                         enforce_service_bans(&s);
+                    } else if let Some(doc) = payload.strip_prefix(SavedRooms::PUBLISHED_PREFIX) {
+                        match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
+                            Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
+                            Err(e) => tracing::error!(error = %e, "a published rooms document is not valid"),
+                        }
                     }
                 } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
                     on_room_payload(&s, &room, payload);
@@ -689,6 +713,7 @@ async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationTok
     }
     pipe.cmd("ZREM").arg(NODES_KEY).arg(&*s.node).ignore();
     let _ = bounded(pipe.exec_async(&mut s.publisher.clone())).await;
+    s.left.cancel();
 }
 
 /// Heartbeat and presence for every warm room; with `repairing`, also the
@@ -703,6 +728,8 @@ async fn recover(s: &Arc<Shared>, repairing: bool) -> Result<(), BrokerError> {
     if repairing {
         s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
         enforce_service_bans(s);
+        let (_, rooms) = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
+        rooms.reconcile(&s.hub, &s.base_rooms);
     }
     let warm: Vec<RoomId> = s.warm.iter().filter(|w| w.value().try_lock().is_ok_and(|w| *w)).map(|w| w.key().clone()).collect();
     for id in warm {

@@ -5,7 +5,7 @@ use kindred_protocol::{ClientMessage, ErrorCode, ModerationAction as A, NoticeKi
 use std::time::Duration;
 
 /// A raw HTTP/1.1 request; (status, body).
-async fn request(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+pub(crate) async fn request(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
@@ -26,7 +26,7 @@ fn admin_token(server: &TestServer) -> String {
     server.app.auth.staff_token(Role::Admin, "Alex Admin", None, Duration::from_secs(3600))
 }
 
-const NEW_ROOM: &str = r#"{"id":"widowed-young","name":"Widowed young","topic":"grief","description":"For people who lost a partner early.","tags":["grief","partner"],"capacity":12,"rules":"Be gentle.","rules_version":1}"#;
+pub(crate) const NEW_ROOM: &str = r#"{"id":"widowed-young","name":"Widowed young","topic":"grief","description":"For people who lost a partner early.","tags":["grief","partner"],"capacity":12,"rules":"Be gentle.","rules_version":1}"#;
 
 #[tokio::test]
 async fn only_admins_may_use_the_api() {

@@ -398,27 +398,190 @@ async fn say_retrying(c: &mut TestClient, text: &str) -> (String, u64) {
     }
 }
 
+/// A raw Redis connection for the tests' own commands.
+struct RedisCli(std::net::TcpStream);
+
+impl RedisCli {
+    fn connect(redis: &Redis) -> RedisCli {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        RedisCli(tcp)
+    }
+
+    /// Send one command; the raw reply (read until the server pauses).
+    fn cmd(&mut self, args: &[&str]) -> String {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = self.0.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
 #[tokio::test]
-async fn a_message_missed_while_the_subscription_was_down_is_filled_from_history() {
-    // Node b's subscriber is cut (CLIENT KILL) while node a keeps sending:
-    // b must deliver what it missed from the stream, in order.
+async fn messages_published_while_a_subscription_was_down_are_delivered_from_history() {
+    // Node b's subscriber is cut and kept from reconnecting (maxclients)
+    // while node a sends; nothing is sent afterwards, so only the repair
+    // after the reconnect can bring those messages to node b.
     let redis = Redis::start();
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let (mut ann, _) = joined_member(&a, "Ann").await;
     let (mut bo, _) = joined_member(&b, "Bo").await;
-    let mut acked = Vec::new();
+    // Bo is also in a second room, so node b's subscriber is the one with three channels.
+    bo.join("anxiety").await;
+    let mut acked = vec![ann.say(ROOM, "before").await];
+    let mut got = bo.messages(1).await;
+
+    let mut cli = RedisCli::connect(&redis);
+    let clients = cli.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    let subscriber = clients.lines().find(|l| l.contains(" sub=3 ")).unwrap_or_else(|| panic!("node b's subscriber in {clients}"));
+    let id = subscriber.split_whitespace().find_map(|f| f.strip_prefix("id=")).unwrap().to_owned();
+    let connected = cli.cmd(&["CLIENT", "LIST"]).lines().filter(|l| l.contains("id=")).count();
+    assert!(cli.cmd(&["CONFIG", "SET", "maxclients", &(connected - 1).to_string()]).starts_with("+OK"));
+    assert!(cli.cmd(&["CLIENT", "KILL", "ID", &id]).starts_with(":1"));
+    wait_ready(&b, false).await;
+
     for n in 0..3 {
-        acked.push(ann.say(ROOM, &format!("one {n}")).await);
+        acked.push(ann.say(ROOM, &format!("while node b is deaf {n}")).await);
     }
-    // Kill every pub/sub client: node b's (and a's) subscription drops and
-    // comes back; messages published in between reach nobody by pub/sub.
-    let killer = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    (&killer).write_all(b"CLIENT KILL TYPE pubsub\r\n").unwrap();
-    for n in 0..3 {
-        acked.push(say_retrying(&mut ann, &format!("two {n}")).await);
-    }
-    let got = bo.messages(acked.len()).await;
+    assert!(bo.try_recv(Duration::from_millis(300)).await.is_none_or(|m| !matches!(m, ServerMessage::Message(_))));
+    assert!(cli.cmd(&["CONFIG", "SET", "maxclients", "10000"]).starts_with("+OK"));
+    wait_ready(&b, true).await;
+
+    got.extend(bo.messages(3).await);
     let got: Vec<(String, u64)> = got.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
     assert_eq!(got, acked);
+}
+
+#[tokio::test]
+async fn reports_alerts_and_service_bans_cross_nodes() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let (mut mo, _) = b.member(Some("Mo")).await;
+    let mo_id = joined_parts(&mo.join(ROOM).await).0.member_id.clone();
+    let (mut wren, _) = joined_member(&b, "Wren").await;
+
+    // A crisis message on node b: the facilitator on node a gets the alert.
+    let (crisis_id, _) = mo.say(ROOM, "honestly I just want to die, I can't do this anymore").await;
+    sam.expect("crisis alert on node a", |m| matches!(m, ServerMessage::Alert { message, .. } if message.message_id.0 == crisis_id)).await;
+
+    // A report filed on node b reaches the facilitator on node a, and one
+    // who arrives later on node b sees it open.
+    let (reported, _) = mo.say(ROOM, "something hurtful").await;
+    wren.expect("the message", |m| matches!(m, ServerMessage::Message(msg) if msg.message_id.0 == reported)).await;
+    let id = wren.next_id();
+    wren.send(&ClientMessage::Report { id: Some(id), room: RoomId::from(ROOM), message_id: kindred_protocol::MessageId(reported.clone()), reason: "unkind".into() })
+        .await;
+    wren.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await;
+    sam.expect("report_filed on node a", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported))
+        .await;
+    let mut later = b.client().await;
+    later.hello(Some(&b.app.auth.staff_token(Role::Facilitator, "Kit", None, Duration::from_secs(600))), None).await;
+    later.join(ROOM).await;
+    later.expect("the open report on node b", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported))
+        .await;
+
+    // An admin's service ban on node a closes the member's connection on node b (4403).
+    let mut admin = a.staff(Role::Admin, None, ROOM).await;
+    let reply = admin.moderate(ROOM, ModerationAction::Ban { member_id: mo_id, duration_s: None, reason: None, service: true }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    assert_eq!(mo.closed(Duration::from_secs(5)).await, Closed::Code(4403));
+}
+
+#[tokio::test]
+async fn rooms_made_through_the_api_on_one_node_open_on_every_node() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let admin = a.app.auth.staff_token(Role::Admin, "Alex Admin", None, Duration::from_secs(600));
+    let (status, body) = crate::admin_api::request(&a, "POST", "/api/rooms", Some(&admin), Some(crate::admin_api::NEW_ROOM)).await;
+    assert_eq!(status, 201, "{body}");
+    // Node b learns of it and members can join it there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.app.hub.room(&RoomId::from("widowed-young")).is_none() {
+        assert!(Instant::now() < deadline, "node b never saw the new room");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut m, _) = b.member(Some("Ivy")).await;
+    m.join("widowed-young").await;
+    // Closed through node b: the member on node b is told, and node a drops it too.
+    let (status, body) = crate::admin_api::request(&b, "DELETE", "/api/rooms/widowed-young", Some(&admin), None).await;
+    assert_eq!(status, 204, "{body}");
+    m.expect("removed: closed", |msg| matches!(msg, ServerMessage::Removed { reason: kindred_protocol::RemovedReason::Closed, .. })).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.app.hub.room(&RoomId::from("widowed-young")).is_some() {
+        assert!(Instant::now() < deadline, "node a still lists the closed room");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A node started later gets the shared directory from Redis.
+    let c = node(&redis, "c").await;
+    assert!(c.app.hub.room(&RoomId::from("widowed-young")).is_none());
+}
+
+#[tokio::test]
+async fn a_node_shutting_down_takes_its_members_out_at_once() {
+    // A long presence TTL: only the graceful path can make them leave in time.
+    let redis = Redis::start();
+    let url = redis.url();
+    let going = TestServer::with(|c| {
+        c.redis = Some(url);
+        c.node = "going".into();
+        c.jwt_secret = Some(SECRET.into());
+        c.presence_ttl = Duration::from_secs(600);
+    })
+    .await;
+    wait_ready(&going, true).await;
+    let staying = node(&redis, "staying").await;
+    let (_leaver, _) = joined_member(&going, "Lou").await;
+    let (mut watcher, _) = joined_member(&staying, "Wes").await;
+    going.shutdown().await;
+    watcher.expect("Lou leaves when its node shuts down", |m| matches!(m, ServerMessage::Presence { left: Some(_), member_count: 1, .. })).await;
+}
+
+#[tokio::test]
+async fn a_stalled_redis_never_gets_a_false_sent_and_recovers() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let mut acked = vec![ann.say(ROOM, "before the stall").await];
+    let mut got = bo.messages(1).await;
+
+    // SIGSTOP: Redis accepts connections' bytes but answers nothing.
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    send_text(&mut ann, "while Redis is stalled").await;
+    let e = ann.expect_error(ErrorCode::Unavailable).await;
+    assert!(e.retry_after_ms.is_some());
+    wait_ready(&a, false).await;
+    ann.assert_alive().await;
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+    acked.push(say_retrying(&mut ann, "after the stall").await);
+    // Whatever the stalled script did, Bo sees each acknowledged message once, in order.
+    loop {
+        got.extend(bo.messages(1).await);
+        if got.last().is_some_and(|m| m.message_id.0 == acked[1].0) {
+            break;
+        }
+    }
+    let got: Vec<(String, u64)> = got.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
+    assert_eq!(got.first(), acked.first());
+    assert_eq!(got.last(), acked.last());
+    assert!(got.windows(2).all(|w| w[1].1 == w[0].1 + 1), "a gap or duplicate: {got:?}");
 }
