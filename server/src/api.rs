@@ -103,7 +103,7 @@ impl SavedRooms {
     }
 
     /// The Redis key of the rooms document (cluster), and the prefix of its published copies.
-    pub const REDIS_KEY: &'static str = "kindred:rooms";
+    pub const REDIS_KEY: &'static str = "kindred:{control}:rooms";
     pub const PUBLISHED_PREFIX: &'static str = "R";
 
     /// Make `hub` hold the configured rooms (`base`) with these changes

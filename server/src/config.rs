@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// through Redis. Without it the node runs alone with no external service.
     #[arg(long, env = "KINDRED_REDIS_URL")]
     pub redis: Option<String>,
+    /// `--redis` names Redis Cluster nodes (comma-separated seed URLs); rooms use sharded pub/sub.
+    #[arg(long, env = "KINDRED_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
     /// Cluster: seconds after which a node that stopped heartbeating loses its members.
     #[arg(long, env = "KINDRED_PRESENCE_TTL_S", default_value_t = 30)]
     pub presence_ttl_s: u64,
@@ -175,8 +178,10 @@ pub struct Config {
     pub jwt_algorithm: jsonwebtoken::Algorithm,
     pub jwt_public_key: Option<PathBuf>,
     pub safety: crate::safety::SafetyConfig,
-    /// Cluster mode: the Redis URL (None: one node, nothing external).
+    /// Cluster mode: the Redis URL (None: one node, nothing external)…
     pub redis: Option<String>,
+    /// …or the seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
     /// Cluster: how long a silent node's members stay listed.
     pub presence_ttl: Duration,
 }
@@ -197,6 +202,7 @@ impl Config {
             jwt_public_key: None,
             safety: crate::safety::SafetyConfig::default(),
             redis: None,
+            redis_cluster: false,
             presence_ttl: Duration::from_secs(30),
         }
     }
@@ -228,6 +234,7 @@ impl Config {
         config.jwt_secret = args.jwt_secret.clone();
         config.node = args.node.clone();
         config.redis = args.redis.clone().filter(|u| !u.is_empty());
+        config.redis_cluster = args.redis_cluster;
         config.presence_ttl = Duration::from_secs(args.presence_ttl_s.max(1));
         config.jwt_issuer = args.jwt_issuer.clone();
         config.jwt_audience = args.jwt_audience.clone();

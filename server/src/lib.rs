@@ -91,7 +91,7 @@ impl App {
                 // Room changes queue here for Redis; bounded, so a slow Redis cannot grow memory.
                 let (link, link_rx) = tokio::sync::mpsc::channel(65_536);
                 let hub = Hub::new(rooms, limits.clone(), metrics.clone(), Some(link));
-                let conns = broker::redis::Connections::open(url)?;
+                let conns = broker::redis::Connections::open(url, config.redis_cluster)?;
                 let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
                 let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, api::SavedRooms::PUBLISHED_PREFIX);
                 shared_rooms = Some(rooms_doc.clone());

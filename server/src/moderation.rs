@@ -20,7 +20,7 @@ use crate::store::{SharedDoc, Versioned, bounded};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The Redis keys of the moderation document and the audit stream.
-pub const REDIS_KEY: &str = "kindred:moderation";
+pub const REDIS_KEY: &str = "kindred:{control}:moderation";
 pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
 /// The prefix of a published moderation document on the control channel.
 pub const PUBLISHED_PREFIX: &str = "D";
@@ -100,7 +100,7 @@ impl From<crate::store::Unavailable> for StoreError {
 
 enum Backend {
     File { state_path: PathBuf, audit_path: PathBuf },
-    Redis { doc: SharedDoc, conn: redis::aio::ConnectionManager },
+    Redis { doc: SharedDoc, conn: crate::store::RedisConn },
 }
 
 pub struct ModerationStore {
@@ -132,7 +132,7 @@ impl ModerationStore {
     }
 
     /// The cluster store: nothing is read until [`ModerationStore::reload`].
-    pub fn redis(conn: redis::aio::ConnectionManager) -> ModerationStore {
+    pub fn redis(conn: crate::store::RedisConn) -> ModerationStore {
         let doc = SharedDoc::new(conn.clone(), REDIS_KEY, PUBLISHED_PREFIX);
         Self::with_backend(Backend::Redis { doc, conn }, Persisted::default(), false)
     }

@@ -30,19 +30,93 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
 
 /// Replace the document only if nobody changed it since it was read, and
 /// tell every node. KEYS: the document. ARGV: version read, new document,
-/// channel, prefix for the published copy.
+/// channel, prefix for the published copy, PUBLISH or SPUBLISH.
 const CAS_SCRIPT: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local v = 0
 if cur then v = tonumber(string.match(cur, '^{"v":(%d+)')) end
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. ARGV[2])
+redis.call(ARGV[5], ARGV[3], ARGV[4] .. ARGV[2])
 return 1
 "#;
 
-/// Where cluster nodes publish changes to shared documents (moderation, rooms).
-pub const CONTROL_CHANNEL: &str = "kindred:control";
+/// Where cluster nodes publish changes to shared documents (moderation,
+/// rooms). The documents' keys share its hash tag, so on a Redis Cluster a
+/// script can change one and publish on it (sharded pub/sub).
+pub const CONTROL_CHANNEL: &str = "kindred:{control}:ch";
+
+/// A connection to Redis: one server (or a primary behind a stable address),
+/// or a Redis Cluster. Commands go through [`redis::aio::ConnectionLike`];
+/// pub/sub through [`RedisConn::subscribe`], which is sharded on a cluster.
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(redis::aio::ConnectionManager),
+    /// Connected on first use (a cluster client has no lazy constructor).
+    Cluster(redis::cluster::ClusterClient, std::sync::Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>),
+}
+
+impl RedisConn {
+    async fn cluster(
+        client: &redis::cluster::ClusterClient,
+        cell: &tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
+    ) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        cell.get_or_try_init(|| client.get_async_connection()).await.cloned()
+    }
+
+    /// `PUBLISH`, or `SPUBLISH` on a cluster.
+    pub fn publish_command(&self) -> &'static str {
+        match self {
+            RedisConn::Single(_) => "PUBLISH",
+            RedisConn::Cluster(..) => "SPUBLISH",
+        }
+    }
+
+    /// Subscribe to a channel (`SSUBSCRIBE` on a cluster); resubscribed after a reconnect.
+    pub async fn subscribe(&self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            RedisConn::Single(c) => c.clone().subscribe(channel).await,
+            RedisConn::Cluster(client, cell) => Self::cluster(client, cell).await?.ssubscribe(channel).await,
+        }
+    }
+
+    pub async fn unsubscribe(&self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            RedisConn::Single(c) => c.clone().unsubscribe(channel).await,
+            RedisConn::Cluster(client, cell) => Self::cluster(client, cell).await?.sunsubscribe(channel).await,
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(client, cell) => Box::pin(async move { Self::cluster(client, cell).await?.req_packed_command(cmd).await }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(client, cell) => {
+                Box::pin(async move { Self::cluster(client, cell).await?.req_packed_commands(pipeline, offset, count).await })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(..) => 0,
+        }
+    }
+}
 
 /// A document as stored in Redis; `v` first, so the CAS script can read it.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -76,13 +150,13 @@ pub async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<
 /// every node can apply it in order.
 #[derive(Clone)]
 pub struct SharedDoc {
-    conn: redis::aio::ConnectionManager,
+    conn: RedisConn,
     key: &'static str,
     prefix: &'static str,
 }
 
 impl SharedDoc {
-    pub fn new(conn: redis::aio::ConnectionManager, key: &'static str, prefix: &'static str) -> SharedDoc {
+    pub fn new(conn: RedisConn, key: &'static str, prefix: &'static str) -> SharedDoc {
         SharedDoc { conn, key, prefix }
     }
 
@@ -110,7 +184,7 @@ impl SharedDoc {
             let out = f(&mut doc);
             let text = serde_json::to_string(&Versioned { v: v + 1, doc }).expect("documents serialize");
             let mut invocation = script.key(self.key);
-            invocation.arg(v).arg(&text).arg(CONTROL_CHANNEL).arg(self.prefix);
+            invocation.arg(v).arg(&text).arg(CONTROL_CHANNEL).arg(self.prefix).arg(self.conn.publish_command());
             let done: i64 = bounded(invocation.invoke_async(&mut self.conn.clone())).await?;
             if done == 1 {
                 return Ok((out, text));

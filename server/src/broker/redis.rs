@@ -16,7 +16,10 @@
 //!   resubscription; a room's channel is subscribed while this node has a
 //!   connection in it ("warm"), with a short linger; no pattern subscriptions.
 //!   Publishing, scripts and state go over a separate multiplexed
-//!   (pipelining) connection; room changes are batched into pipelines.
+//!   (pipelining) connection; room changes are batched into pipelines, one
+//!   per room. On a Redis Cluster every room's keys and channel share its
+//!   hash tag, so each room lives on one slot and uses sharded pub/sub
+//!   (`SPUBLISH`/`SSUBSCRIBE`, also from inside the scripts).
 //! - **Shared state.** Presence is a hash per room whose entries name their
 //!   node; nodes heartbeat into a sorted set and the entries of a node silent
 //!   for `presence_ttl` are dropped by the others. Room settings are a
@@ -32,6 +35,7 @@ use crate::rooms::RoomDef;
 use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
 use dashmap::DashMap;
 use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
+use crate::store::RedisConn;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -44,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Give a message its seq, store it, publish it: one atomic step.
 /// KEYS: meta, log. ARGV: new epoch, staff (1/0), message JSON, account JSON,
-/// message id, now (ms), max entries, retention (ms), channel.
+/// message id, now (ms), max entries, retention (ms), channel, PUBLISH or SPUBLISH.
 const APPEND: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -72,7 +76,7 @@ if maxlen > 0 and retention > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], retention)
 end
-redis.call('PUBLISH', ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
+redis.call(ARGV[10], ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
 return {epoch, seq}
 "#;
 
@@ -160,8 +164,8 @@ struct Shared {
     accounts: Accounts,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
-    publisher: ConnectionManager,
-    subscriber: ConnectionManager,
+    publisher: RedisConn,
+    subscriber: RedisConn,
     /// Per room: whether this node is subscribed and holds its history.
     warm: DashMap<RoomId, Arc<tokio::sync::Mutex<bool>>>,
     /// Both connections answer and every warm room has been repaired since the last loss.
@@ -179,26 +183,15 @@ struct Shared {
 /// The connections a node needs, made lazily (they connect in the background
 /// and reconnect by themselves).
 pub struct Connections {
-    pub publisher: ConnectionManager,
-    subscriber: ConnectionManager,
+    pub publisher: RedisConn,
+    subscriber: RedisConn,
     pushes: mpsc::Receiver<redis::PushInfo>,
     lost: Arc<AtomicBool>,
 }
 
 impl Connections {
-    pub fn open(url: &str) -> anyhow::Result<Connections> {
-        use redis::IntoConnectionInfo;
-        let info = url.into_connection_info().map_err(|e| anyhow::anyhow!("--redis is not a valid Redis URL: {e}"))?;
-        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
-        let config = || {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(CALL_TIMEOUT))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(1))
-        };
-        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config())?;
+    /// `urls`: one Redis URL, or with `cluster`, the comma-separated seed nodes of a Redis Cluster.
+    pub fn open(urls: &str, cluster: bool) -> anyhow::Result<Connections> {
         // Pushes go through a bounded queue; one that does not fit marks the
         // subscription as lossy, and the health loop repairs every room.
         let (tx, pushes) = mpsc::channel(65_536);
@@ -210,11 +203,41 @@ impl Connections {
             }
             tx.try_send(info).map_err(|_| flag.store(true, Ordering::Release))
         };
+        if cluster {
+            let seeds: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            let builder = || {
+                redis::cluster::ClusterClient::builder(seeds.clone())
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .connection_timeout(Duration::from_secs(1))
+                    .response_timeout(CALL_TIMEOUT)
+                    .retries(2)
+            };
+            let publisher = builder().build().map_err(|e| anyhow::anyhow!("--redis is not a valid list of cluster nodes: {e}"))?;
+            let subscriber = builder().push_sender(sender).build()?;
+            return Ok(Connections {
+                publisher: RedisConn::Cluster(publisher, Arc::default()),
+                subscriber: RedisConn::Cluster(subscriber, Arc::default()),
+                pushes,
+                lost,
+            });
+        }
+        use redis::IntoConnectionInfo;
+        let info = urls.into_connection_info().map_err(|e| anyhow::anyhow!("--redis is not a valid Redis URL: {e}"))?;
+        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let config = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(CALL_TIMEOUT))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(1))
+        };
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config())?;
         let subscriber = ConnectionManager::new_lazy_with_config(
             client,
             config().set_push_sender(sender).set_automatic_resubscription(),
         )?;
-        Ok(Connections { publisher, subscriber, pushes, lost })
+        Ok(Connections { publisher: RedisConn::Single(publisher), subscriber: RedisConn::Single(subscriber), pushes, lost })
     }
 }
 
@@ -328,7 +351,8 @@ impl Broker for RedisBroker {
                 .arg(now_ms())
                 .arg(s.limits.history_max_messages)
                 .arg(retention_ms)
-                .arg(&keys.channel);
+                .arg(&keys.channel)
+                .arg(s.publisher.publish_command());
             let (_epoch, seq): (String, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
             let mut msg = draft.msg;
             msg.seq = seq;
@@ -376,7 +400,7 @@ async fn activate(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> 
     }
     room.begin_load();
     let keys = Keys::of(&id);
-    bounded(s.subscriber.clone().subscribe(&keys.channel)).await?;
+    bounded(s.subscriber.subscribe(&keys.channel)).await?;
     load(s, room).await?;
     presence_sync(s, room).await?;
     *warm = true;
@@ -469,8 +493,10 @@ async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerEr
         pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
     }
     let since = now_ms().saturating_sub(s.presence_ttl.as_millis() as u64);
-    pipe.cmd("HGETALL").arg(&keys.members).cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf");
-    let (all, alive): (HashMap<String, String>, Vec<String>) = bounded(pipe.query_async(&mut conn)).await?;
+    pipe.cmd("HGETALL").arg(&keys.members);
+    // (Two calls: on a Redis Cluster the node set and the room live on different slots.)
+    let (all,): (HashMap<String, String>,) = bounded(pipe.query_async(&mut conn)).await?;
+    let alive: Vec<String> = bounded(redis::cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf").query_async(&mut conn)).await?;
     let alive: HashSet<String> = alive.into_iter().collect();
     let local: HashSet<String> = mine.iter().map(|(m, _)| m.member_id.0.clone()).collect();
     let mut remote = Vec::new();
@@ -503,7 +529,7 @@ async fn deactivate(s: Arc<Shared>, room: RoomId) {
     if !*warm || r.conn_count() > 0 {
         return;
     }
-    if let Err(e) = bounded(s.subscriber.clone().unsubscribe(Keys::of(&room).channel)).await {
+    if let Err(e) = bounded(s.subscriber.unsubscribe(&Keys::of(&room).channel)).await {
         tracing::debug!(room = %room, error = %e, "unsubscribe failed; resubscription will carry it");
     }
     r.sync_remote_members(Vec::new());
@@ -519,7 +545,7 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
             () = shutdown.cancelled() => return,
         };
         match push.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (push.data.first(), push.data.get(1)) else {
                     continue;
                 };
@@ -536,6 +562,25 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
                     }
                 } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
                     on_room_payload(&s, &room, payload);
+                }
+            }
+            PushKind::Subscribe | PushKind::SSubscribe => {
+                // Also sent when the client resubscribes after a reconnect it
+                // may not have reported: repair the room, to be sure.
+                let room = push.data.first().and_then(|c| match c {
+                    Value::BulkString(c) => std::str::from_utf8(c).ok().and_then(Keys::room_of_channel),
+                    _ => None,
+                });
+                if let Some(room) = room.and_then(|id| s.hub.room(&id)) {
+                    let warm = s.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w));
+                    if warm {
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            if repair(&s, &room).await.is_err() {
+                                s.lost.store(true, Ordering::Release);
+                            }
+                        });
+                    }
                 }
             }
             PushKind::Disconnection => {
@@ -608,13 +653,15 @@ async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: 
         if n == 0 {
             return;
         }
-        let mut pipe = redis::pipe();
+        // One pipeline per room: on a Redis Cluster a pipeline must stay on one slot.
+        let mut pipes: HashMap<RoomId, redis::Pipeline> = HashMap::new();
         for out in batch.drain(..) {
             match out {
-                Outgoing::Event(room, event) => add_event(&s, &mut pipe, &room, event),
+                Outgoing::Event(room, event) => add_event(&s, pipes.entry(room.clone()).or_default(), &room, event),
                 Outgoing::Present(room, member, account) => {
                     let keys = Keys::of(&room);
                     let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account }).expect("serializes");
+                    let pipe = pipes.entry(room).or_default();
                     pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
                 }
                 Outgoing::Idle(room) => {
@@ -622,8 +669,12 @@ async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: 
                 }
             }
         }
-        if let Err(e) = bounded(pipe.exec_async(&mut s.publisher.clone())).await {
-            tracing::warn!(error = %e, "room changes not carried to Redis; presence is repaired by the next sync");
+        let sends = pipes.into_values().map(|pipe| {
+            let mut conn = s.publisher.clone();
+            async move { bounded(pipe.exec_async(&mut conn)).await }
+        });
+        if futures_util::future::join_all(sends).await.iter().any(Result::is_err) {
+            tracing::warn!("room changes not carried to Redis; presence is repaired by the next sync");
             s.lost.store(true, Ordering::Release);
         }
     }
@@ -651,7 +702,7 @@ fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event
         Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
     }
     let body = serde_json::to_string(&Envelope { n: s.node.to_string(), e: event }).expect("events serialize");
-    pipe.cmd("PUBLISH").arg(&keys.channel).arg(format!("E{body}")).ignore();
+    pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(format!("E{body}")).ignore();
 }
 
 /// Keep both connections alive, say whether this node is ready, heartbeat
@@ -673,7 +724,7 @@ async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationTok
         }
         let subscriber_ok = bounded(redis::cmd("PING").exec_async(&mut s.subscriber.clone())).await.is_ok();
         if subscriber_ok && !control_subscribed {
-            control_subscribed = bounded(s.subscriber.clone().subscribe(CONTROL_CHANNEL)).await.is_ok();
+            control_subscribed = bounded(s.subscriber.subscribe(CONTROL_CHANNEL)).await.is_ok();
         }
         let up = publisher_ok && subscriber_ok && control_subscribed;
         if !up {
@@ -702,17 +753,17 @@ async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationTok
         }
     }
     // Leaving: take this node's members out of every room it holds now.
-    let mut pipe = redis::pipe();
+    let mut sends = Vec::new();
     for room in s.hub.rooms() {
-        let keys = Keys::of(&room.id());
+        let mut pipe = redis::pipe();
         for (member, _) in room.local_members() {
-            pipe.cmd("HDEL").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).ignore();
-            let left = Envelope { n: s.node.to_string(), e: Event::Left { member_id: member.member_id.clone() } };
-            pipe.cmd("PUBLISH").arg(&keys.channel).arg(format!("E{}", serde_json::to_string(&left).expect("serializes"))).ignore();
+            add_event(&s, &mut pipe, &room.id(), Event::Left { member_id: member.member_id.clone() });
         }
+        let mut conn = s.publisher.clone();
+        sends.push(async move { bounded(pipe.exec_async(&mut conn)).await });
     }
-    pipe.cmd("ZREM").arg(NODES_KEY).arg(&*s.node).ignore();
-    let _ = bounded(pipe.exec_async(&mut s.publisher.clone())).await;
+    let _ = futures_util::future::join_all(sends).await;
+    let _ = bounded(redis::cmd("ZREM").arg(NODES_KEY).arg(&*s.node).exec_async(&mut s.publisher.clone())).await;
     s.left.cancel();
 }
 

@@ -585,3 +585,107 @@ async fn a_stalled_redis_never_gets_a_false_sent_and_recovers() {
     assert_eq!(got.last(), acked.last());
     assert!(got.windows(2).all(|w| w[1].1 == w[0].1 + 1), "a gap or duplicate: {got:?}");
 }
+
+/// A three-primary Redis Cluster on ephemeral ports; killed on drop.
+struct RedisCluster {
+    nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        crate::web_client::ensure_packages("redis-server", &["redis-server"]);
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let dir = TempDir::new();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "yes"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--protected-mode", "no", "--dir"])
+                .arg(&dir.0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            let node = Redis { child: Some(child), port, dir };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !node.ping() {
+                assert!(Instant::now() < deadline, "redis-server did not answer");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            nodes.push(node);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            let mut cli = RedisCli::connect(node);
+            while !cli.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    fn urls(&self) -> String {
+        self.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",")
+    }
+}
+
+#[tokio::test]
+async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
+    let cluster = RedisCluster::start();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let urls = cluster.urls();
+        let server = TestServer::with(|c| {
+            c.redis = Some(urls);
+            c.redis_cluster = true;
+            c.node = name.into();
+            c.jwt_secret = Some(SECRET.into());
+            c.presence_ttl = Duration::from_secs(3);
+            c.limits.messages_per_10s = 10_000;
+        })
+        .await;
+        wait_ready(&server, true).await;
+        nodes.push(server);
+    }
+    let mut sam = nodes[0].staff(Role::Facilitator, None, ROOM).await;
+    let (mut ann, _) = joined_member(&nodes[1], "Ann").await;
+    let (mut bo, _) = nodes[2].member(Some("Bo")).await;
+    let bo_id = joined_parts(&bo.join(ROOM).await).0.member_id.clone();
+
+    // Concurrent senders on two nodes: one order on all three.
+    join_all([&mut ann, &mut bo].into_iter().enumerate().map(|(i, c)| async move {
+        for n in 0..20 {
+            send_text(c, &format!("sender {i} message {n}")).await;
+        }
+    }))
+    .await;
+    let seen: Vec<Vec<ChatMessage>> = join_all([&mut sam, &mut ann, &mut bo].into_iter().map(|c| c.messages(40))).await;
+    assert_contiguous(&seen[0]);
+    assert_eq!(ids(&seen[0]), ids(&seen[1]));
+    assert_eq!(ids(&seen[0]), ids(&seen[2]));
+
+    // The room's channel is a shard channel, not a classic one.
+    let shard_channels: String = cluster.nodes.iter().map(|n| RedisCli::connect(n).cmd(&["PUBSUB", "SHARDCHANNELS"])).collect();
+    assert!(shard_channels.contains("kindred:{grief}:ch"), "{shard_channels}");
+
+    // Moderation state (its own slot) reaches every node: a mute on node a holds on node c.
+    let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: bo_id, duration_s: None, reason: None }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    bo.expect("muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
+    send_text(&mut bo, "am I muted?").await;
+    bo.expect_error(ErrorCode::Muted).await;
+
+    // History comes from the cluster for a newcomer.
+    let (mut late, _) = nodes[1].member(Some("Cy")).await;
+    let joined = late.join(ROOM).await;
+    assert_eq!(ids(joined_parts(&joined).1), ids(&seen[0]));
+}
