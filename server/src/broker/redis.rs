@@ -80,23 +80,14 @@ redis.call(ARGV[10], ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. 
 return {epoch, seq}
 "#;
 
-/// Delete one message from a room's history. KEYS: log. ARGV: seq, message id.
+/// Delete the history entries between two ids whose field equals a value:
+/// one message (`seq`..`seq`, `i`, message id) or everything one account
+/// wrote (`-`..`+`, `a`, account JSON). KEYS: log. ARGV: start, end, field, value.
 const DELETE: &str = r#"
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])) do
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])) do
   local f = e[2]
   for i = 1, #f, 2 do
-    if f[i] == 'i' and f[i + 1] == ARGV[2] then redis.call('XDEL', KEYS[1], e[1]) end
-  end
-end
-return 0
-"#;
-
-/// Delete every message one account wrote in a room. KEYS: log. ARGV: account JSON.
-const FORGET: &str = r#"
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
-  local f = e[2]
-  for i = 1, #f, 2 do
-    if f[i] == 'a' and f[i + 1] == ARGV[1] then redis.call('XDEL', KEYS[1], e[1]) end
+    if f[i] == ARGV[3] and f[i + 1] == ARGV[4] then redis.call('XDEL', KEYS[1], e[1]) end
   end
 end
 return 0
@@ -694,10 +685,11 @@ fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event
             pipe.cmd("SET").arg(&keys.settings).arg(serde_json::to_string(settings).expect("serializes")).ignore();
         }
         Event::Deleted { message_id, seq } => {
-            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(&message_id.0).ignore();
+            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(seq).arg("i").arg(&message_id.0).ignore();
         }
         Event::Forget { account } => {
-            pipe.cmd("EVAL").arg(FORGET).arg(1).arg(&keys.log).arg(serde_json::to_string(account).expect("serializes")).ignore();
+            let account = serde_json::to_string(account).expect("serializes");
+            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg("-").arg("+").arg("a").arg(account).ignore();
         }
         Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
     }

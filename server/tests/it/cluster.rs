@@ -7,7 +7,7 @@
 use crate::common::*;
 use futures_util::future::join_all;
 use kindred_protocol::{ChatMessage, ClientMessage, ErrorCode, ModerationAction, Position, Role, RoomId, ServerMessage};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,16 @@ async fn wait_ready(server: &TestServer, ready: bool) {
     }
 }
 
+/// Redis, two nodes, and Ann (on a) and Bo (on b) in the room.
+async fn two_nodes() -> (Redis, TestServer, TestServer, TestClient, TestClient) {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (ann, _) = joined_member(&a, "Ann").await;
+    let (bo, _) = joined_member(&b, "Bo").await;
+    (redis, a, b, ann, bo)
+}
+
 async fn joined_member(server: &TestServer, handle: &str) -> (TestClient, String) {
     let (mut c, welcome) = server.member(Some(handle)).await;
     c.join(ROOM).await;
@@ -184,6 +194,7 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     };
 
     // Delete on node a: gone on node c, and from the history node b serves.
+    let (kept_id, _) = mo.say(ROOM, "a message that stays").await;
     let (message_id, _) = mo.say(ROOM, "a message to delete").await;
     sam.expect("the message on node a", |m| matches!(m, ServerMessage::Message(_))).await;
     let reply = sam.moderate(ROOM, ModerationAction::DeleteMessage { message_id: kindred_protocol::MessageId(message_id.clone()), reason: None }).await;
@@ -192,6 +203,12 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     let (mut fresh, _) = b.member(Some("Fay")).await;
     let joined = fresh.join(ROOM).await;
     assert!(joined_parts(&joined).1.iter().all(|m| m.message_id.0 != message_id), "deleted message still in history");
+    // A node with nobody in the room yet loads its history from Redis: the message is gone there too.
+    let cold = node(&redis, "d").await;
+    let (mut newcomer, _) = cold.member(Some("Gus")).await;
+    let history = joined_parts(&newcomer.join(ROOM).await).1.to_vec();
+    assert!(history.iter().any(|m| m.message_id.0 == kept_id), "the room's history is loaded from Redis");
+    assert!(history.iter().all(|m| m.message_id.0 != message_id), "deleted message still in the stored history");
 
     // Slow mode set on node a holds on node b.
     assert!(matches!(sam.moderate(ROOM, ModerationAction::SlowMode { seconds: 30 }).await, ServerMessage::Moderated { .. }));
@@ -227,30 +244,21 @@ async fn moderation_on_one_node_is_enforced_on_another() {
 }
 
 /// A `kindred serve --redis` process; killed (SIGKILL) on drop.
-struct NodeProcess {
-    child: Child,
-    url: String,
-}
+struct NodeProcess(crate::process::Process);
 
 impl NodeProcess {
     fn start(redis: &Redis, name: &str, data: &TempDir) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kindred"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--node", name, "--presence-ttl-s", "3", "--messages-per-10s", "10000", "--redis", &redis.url(), "--data-dir"])
-            .arg(&data.0)
-            .env("KINDRED_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kindred starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("kindred listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
-        NodeProcess { child, url: format!("ws://{addr}/ws") }
+        let url = redis.url();
+        let args = ["--node", name, "--presence-ttl-s", "3", "--messages-per-10s", "10000", "--redis", &url, "--data-dir", data.0.to_str().unwrap()];
+        NodeProcess(crate::process::Process::spawn(&args, &[("KINDRED_JWT_SECRET", SECRET)]))
+    }
+
+    fn url(&self) -> &str {
+        &self.0.url
     }
 
     async fn wait_ready(&self) {
-        let addr: std::net::SocketAddr = self.url.trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
+        let addr: std::net::SocketAddr = self.url().trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         while !crate::session::http_get(addr, "/readyz").await.starts_with("HTTP/1.1 200") {
             assert!(Instant::now() < deadline, "node process never became ready");
@@ -259,14 +267,8 @@ impl NodeProcess {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
@@ -279,12 +281,12 @@ async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
     let survivor = node(&redis, "survivor").await;
 
     // Rae is on the node that will die; Sol and Tam are on the survivor.
-    let mut rae = TestClient::connect(&doomed.url).await;
+    let mut rae = TestClient::connect(doomed.url()).await;
     let welcome = rae.hello(None, Some("Rae")).await;
     let rae_token = token_of(&welcome);
     let joined = rae.join(ROOM).await;
     let rae_id = joined_parts(&joined).0.member_id.clone();
-    let mut passer = TestClient::connect(&doomed.url).await;
+    let mut passer = TestClient::connect(doomed.url()).await;
     passer.hello(None, Some("Pat")).await;
     let pat_id = joined_parts(&passer.join(ROOM).await).0.member_id.clone();
     let (mut sol, _) = joined_member(&survivor, "Sol").await;
@@ -334,11 +336,7 @@ async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
 
 #[tokio::test]
 async fn redis_killed_and_restarted_loses_no_acknowledged_message() {
-    let mut redis = Redis::start();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
-    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let (mut redis, a, b, mut ann, mut bo) = two_nodes().await;
 
     let mut acked = Vec::new();
     for n in 0..10 {
@@ -432,11 +430,7 @@ async fn messages_published_while_a_subscription_was_down_are_delivered_from_his
     // Node b's subscriber is cut and kept from reconnecting (maxclients)
     // while node a sends; nothing is sent afterwards, so only the repair
     // after the reconnect can bring those messages to node b.
-    let redis = Redis::start();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
-    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let (redis, _a, b, mut ann, mut bo) = two_nodes().await;
     // Bo is also in a second room, so node b's subscriber is the one with three channels.
     bo.join("anxiety").await;
     let mut acked = vec![ann.say(ROOM, "before").await];
@@ -552,11 +546,7 @@ async fn a_node_shutting_down_takes_its_members_out_at_once() {
 
 #[tokio::test]
 async fn a_stalled_redis_never_gets_a_false_sent_and_recovers() {
-    let redis = Redis::start();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
-    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let (redis, a, b, mut ann, mut bo) = two_nodes().await;
     let mut acked = vec![ann.say(ROOM, "before the stall").await];
     let mut got = bo.messages(1).await;
 

@@ -9,17 +9,25 @@ use std::process::{Child, Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_kindred");
 
 /// A `kindred serve` process on an ephemeral port; killed on drop.
-struct Process {
-    child: Child,
-    url: String,
+pub(crate) struct Process {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Process {
     fn start(data_dir: &std::path::Path) -> Process {
+        let data = data_dir.to_str().unwrap();
+        Process::spawn(&["--data-dir", data], &[])
+    }
+
+    /// `kindred serve --listen 127.0.0.1:0` with more flags and environment;
+    /// returns once it printed where it listens.
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env_remove("KINDRED_JWT_SECRET")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
