@@ -81,12 +81,17 @@ impl Drop for Redis {
 
 /// An in-process node of the cluster, ready (connected and repaired).
 async fn node(redis: &Redis, name: &str) -> TestServer {
-    let url = redis.url();
+    node_on(redis.url(), false, name, Duration::from_secs(3)).await
+}
+
+/// A ready node on `urls` (a Redis Cluster's seeds with `cluster`) whose silent peers expire after `ttl`.
+async fn node_on(urls: String, cluster: bool, name: &str, ttl: Duration) -> TestServer {
     let server = TestServer::with(|c| {
-        c.redis = Some(url);
+        c.redis = Some(urls);
+        c.redis_cluster = cluster;
         c.node = name.into();
         c.jwt_secret = Some(SECRET.into());
-        c.presence_ttl = Duration::from_secs(3);
+        c.presence_ttl = ttl;
         c.limits.messages_per_10s = 10_000;
     })
     .await;
@@ -528,15 +533,7 @@ async fn rooms_made_through_the_api_on_one_node_open_on_every_node() {
 async fn a_node_shutting_down_takes_its_members_out_at_once() {
     // A long presence TTL: only the graceful path can make them leave in time.
     let redis = Redis::start();
-    let url = redis.url();
-    let going = TestServer::with(|c| {
-        c.redis = Some(url);
-        c.node = "going".into();
-        c.jwt_secret = Some(SECRET.into());
-        c.presence_ttl = Duration::from_secs(600);
-    })
-    .await;
-    wait_ready(&going, true).await;
+    let going = node_on(redis.url(), false, "going", Duration::from_secs(600)).await;
     let staying = node(&redis, "staying").await;
     let (_leaver, _) = joined_member(&going, "Lou").await;
     let (mut watcher, _) = joined_member(&staying, "Wes").await;
@@ -633,18 +630,7 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     let cluster = RedisCluster::start();
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
-        let urls = cluster.urls();
-        let server = TestServer::with(|c| {
-            c.redis = Some(urls);
-            c.redis_cluster = true;
-            c.node = name.into();
-            c.jwt_secret = Some(SECRET.into());
-            c.presence_ttl = Duration::from_secs(3);
-            c.limits.messages_per_10s = 10_000;
-        })
-        .await;
-        wait_ready(&server, true).await;
-        nodes.push(server);
+        nodes.push(node_on(cluster.urls(), true, name, Duration::from_secs(3)).await);
     }
     let mut sam = nodes[0].staff(Role::Facilitator, None, ROOM).await;
     let (mut ann, _) = joined_member(&nodes[1], "Ann").await;
