@@ -191,14 +191,24 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     }
     drop(go_tx);
 
+    // The servers serve every shard: their CPU and memory are divided by the
+    // deliveries and connections of all shards, estimated from this one's share.
+    let share = mine.len() as f64 / plan.connections.max(1) as f64;
+    let all_shards = |n: u64| (n as f64 / share.max(1e-9)).round() as u64;
     // A connect storm is measured over the setup; everything else over the window.
     let server = match (server_start, server_setup_end, server_before, server_after) {
         (Some(start), Some(end), _, _) if plan.measure_setup => {
-            Some(Resources::measure(&plan.server_pids, start, start, end, setup_s, 0, joined_at_setup))
+            Some(Resources::measure(&plan.server_pids, start, start, end, setup_s, 0, all_shards(joined_at_setup)))
         }
-        (Some(start), _, Some(before), Some(after)) => {
-            Some(Resources::measure(&plan.server_pids, start, before, after, window, counts.deliveries, joined_at_setup))
-        }
+        (Some(start), _, Some(before), Some(after)) => Some(Resources::measure(
+            &plan.server_pids,
+            start,
+            before,
+            after,
+            window,
+            all_shards(counts.deliveries),
+            all_shards(joined_at_setup),
+        )),
         _ => None,
     };
     let generator = if plan.measure_setup {
@@ -206,7 +216,6 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     } else {
         Resources::measure(&[std::process::id()], own_start, own_before, own_after, window, counts.deliveries, 0)
     };
-    let share = mine.len() as f64 / plan.connections.max(1) as f64;
     let offered_msgs = plan.offered_msgs_per_s();
     Ok(Report {
         scenario: plan.scenario.into(),
