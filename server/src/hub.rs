@@ -184,6 +184,9 @@ struct RoomState {
     pending: BTreeMap<u64, Stored>,
     /// Cluster: the room's history is being (re)loaded; arrivals wait in `pending`.
     loading: bool,
+    /// Cluster: when another node's event last said who a member is (joined,
+    /// left, changed), so a presence snapshot read before it cannot undo it.
+    presence_news: HashMap<MemberId, Instant>,
 }
 
 /// One room's live state on this node.
@@ -218,6 +221,7 @@ impl Room {
                 epoch,
                 pending: BTreeMap::new(),
                 loading: false,
+                presence_news: HashMap::new(),
             }),
             limits,
         }
@@ -1005,6 +1009,11 @@ impl Room {
     pub fn apply_remote(&self, node: &Arc<str>, event: Event) {
         let room = self.id();
         let mut state = self.state.lock();
+        if let Event::Joined { member: Member { member_id, .. }, .. } | Event::Member { member: Member { member_id, .. } } | Event::Left { member_id } =
+            &event
+        {
+            state.presence_news.insert(member_id.clone(), Instant::now());
+        }
         match event {
             Event::Joined { member, account } => {
                 if let Some(p) = state.members.get_mut(&member.member_id) {
@@ -1072,16 +1081,27 @@ impl Room {
 
     /// Make the members other nodes hold match the shared presence list
     /// (after a reconnect, and periodically: a crashed node's members go).
-    pub fn sync_remote_members(&self, remote: Vec<RemoteMember>) {
+    /// `read_at`: when the list was read; a member some node's event spoke of
+    /// since then is left as that event made it.
+    pub fn sync_remote_members(&self, remote: Vec<RemoteMember>, read_at: Instant) {
         let room = self.id();
         let mut state = self.state.lock();
+        state.presence_news.retain(|_, at| at.elapsed() < Duration::from_secs(120));
+        let news = |state: &RoomState, m: &MemberId| state.presence_news.get(m).is_some_and(|at| *at >= read_at);
         let listed: std::collections::HashSet<&MemberId> = remote.iter().map(|r| &r.member.member_id).collect();
-        let gone: Vec<MemberId> =
-            state.members.values().filter(|p| !p.is_local() && !listed.contains(&p.member.member_id)).map(|p| p.member.member_id.clone()).collect();
+        let gone: Vec<MemberId> = state
+            .members
+            .values()
+            .filter(|p| !p.is_local() && !listed.contains(&p.member.member_id) && !news(&state, &p.member.member_id))
+            .map(|p| p.member.member_id.clone())
+            .collect();
         for member_id in gone {
             self.forget_member(&room, &mut state, &member_id);
         }
         for r in remote {
+            if news(&state, &r.member.member_id) {
+                continue;
+            }
             match state.members.get_mut(&r.member.member_id) {
                 Some(p) if p.is_local() => {}
                 Some(p) => {
@@ -1306,6 +1326,38 @@ mod tests {
         assert_eq!(room.filled("e1", 3, vec![stored(2)]), None);
         assert_eq!(seqs(&mut rx), [2, 4, 5]);
         assert_eq!(room.position(), ("e1".to_owned(), 5));
+    }
+
+    fn remote(id: &str) -> RemoteMember {
+        let member = Member {
+            member_id: MemberId::from(id),
+            handle: id.to_owned(),
+            role: Role::Member,
+            muted: false,
+            muted_until: None,
+            hand_raised: false,
+            has_floor: false,
+        };
+        RemoteMember { node: Arc::from("b"), member, account: AccountId::from("a_x") }
+    }
+
+    #[test]
+    fn a_presence_snapshot_older_than_an_event_does_not_undo_it() {
+        let (room, _rx) = cluster_room();
+        let node: Arc<str> = Arc::from("b");
+        room.sync_remote_members(vec![remote("m_old")], Instant::now());
+        assert!(room.member(&MemberId::from("m_old")).is_some());
+        let read_at = Instant::now();
+        // After the snapshot was read, one member joined and another left.
+        room.apply_remote(&node, Event::Joined { member: remote("m_new").member, account: AccountId::from("a_new") });
+        room.apply_remote(&node, Event::Left { member_id: MemberId::from("m_old") });
+        // The stale snapshot lists the leaver and lacks the newcomer.
+        room.sync_remote_members(vec![remote("m_old")], read_at);
+        assert!(room.member(&MemberId::from("m_new")).is_some(), "a newer join was undone");
+        assert!(room.member(&MemberId::from("m_old")).is_none(), "a newer leave was undone");
+        // A snapshot read after the events is applied as it is.
+        room.sync_remote_members(Vec::new(), Instant::now());
+        assert!(room.member(&MemberId::from("m_new")).is_none());
     }
 
     #[test]

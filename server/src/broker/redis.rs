@@ -484,6 +484,7 @@ async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerEr
         pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
     }
     let since = now_ms().saturating_sub(s.presence_ttl.as_millis() as u64);
+    let read_at = Instant::now();
     pipe.cmd("HGETALL").arg(&keys.members);
     // (Two calls: on a Redis Cluster the node set and the room live on different slots.)
     let (all,): (HashMap<String, String>,) = bounded(pipe.query_async(&mut conn)).await?;
@@ -507,7 +508,7 @@ async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerEr
     if !stale.is_empty() {
         bounded(redis::cmd("HDEL").arg(&keys.members).arg(stale).exec_async(&mut conn)).await?;
     }
-    room.sync_remote_members(remote);
+    room.sync_remote_members(remote, read_at);
     Ok(())
 }
 
@@ -523,7 +524,7 @@ async fn deactivate(s: Arc<Shared>, room: RoomId) {
     if let Err(e) = bounded(s.subscriber.unsubscribe(&Keys::of(&room).channel)).await {
         tracing::debug!(room = %room, error = %e, "unsubscribe failed; resubscription will carry it");
     }
-    r.sync_remote_members(Vec::new());
+    r.sync_remote_members(Vec::new(), Instant::now());
     *warm = false;
     tracing::debug!(room = %room, "room cold on this node");
 }
