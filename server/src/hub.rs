@@ -1175,13 +1175,12 @@ impl Room {
     pub fn deliver(&self, epoch: &str, stored: Stored) -> Option<(u64, u64)> {
         let def = self.def();
         let mut state = self.state.lock();
-        if epoch != state.epoch {
-            // From a history this node has not loaded yet (Redis lost its
-            // data, or a reload is racing): the reload that follows decides.
-            return None;
-        }
         if state.loading {
             state.pending.insert(pending_key(&stored), stored);
+            return None;
+        }
+        if epoch != state.epoch {
+            // From a history this node has not loaded (see `needs_reload`).
             return None;
         }
         if stored.msg.staff {
@@ -1203,6 +1202,13 @@ impl Room {
         state.last_seq = seq;
         self.push_and_send(&def, &mut state, stored);
         self.drain_pending(&def, &mut state)
+    }
+
+    /// Whether a message of `epoch` means this node holds a history Redis
+    /// no longer has (and no load is under way that will settle it).
+    pub fn needs_reload(&self, epoch: &str) -> bool {
+        let state = self.state.lock();
+        !state.loading && state.epoch != epoch
     }
 
     /// A gap `from..=to` was filled from Redis with `entries`; whatever is not

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use crate::store::{SharedDoc, Versioned, bounded};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The Redis keys of the moderation document and the audit stream.
 pub const REDIS_KEY: &str = "kindred:{control}:moderation";
@@ -106,8 +106,8 @@ enum Backend {
 pub struct ModerationStore {
     backend: Backend,
     state: Mutex<Persisted>,
-    /// The version of `state` (Redis backend).
-    version: AtomicU64,
+    /// The version and lineage of `state` (Redis backend).
+    version: Mutex<(u64, String)>,
     /// Whether `state` was read from Redis since the process started (Redis backend).
     loaded: AtomicBool,
     /// One change at a time from this node.
@@ -141,7 +141,7 @@ impl ModerationStore {
         ModerationStore {
             backend,
             state: Mutex::new(state),
-            version: AtomicU64::new(0),
+            version: Mutex::new((0, String::new())),
             loaded: AtomicBool::new(loaded),
             changing: tokio::sync::Mutex::new(()),
             audit: Mutex::new(()),
@@ -156,8 +156,8 @@ impl ModerationStore {
     /// Read the shared state again (cluster: at start and after a reconnect).
     pub async fn reload(&self) -> Result<(), StoreError> {
         let Backend::Redis { doc, .. } = &self.backend else { return Ok(()) };
-        let (v, state) = doc.fetch::<Persisted>().await?;
-        self.install(v, state, true);
+        let fetched = doc.fetch::<Persisted>().await?;
+        self.install(fetched, true);
         self.loaded.store(true, Ordering::Release);
         Ok(())
     }
@@ -165,17 +165,18 @@ impl ModerationStore {
     /// A newer document from another node (the control channel); older ones are ignored.
     pub fn install_published(&self, doc: &str) {
         match serde_json::from_str::<Versioned<Persisted>>(doc) {
-            Ok(d) => self.install(d.v, d.doc, false),
+            Ok(d) => self.install(d, false),
             Err(e) => tracing::error!(error = %e, "a published moderation document is not valid"),
         }
     }
 
-    /// `force`: what Redis holds now is the truth even if older (it lost data).
-    fn install(&self, v: u64, state: Persisted, force: bool) {
+    /// `force`: what Redis holds now is the truth, whatever this node held.
+    fn install(&self, d: Versioned<Persisted>, force: bool) {
         let mut current = self.state.lock();
-        if force || v > self.version.load(Ordering::Acquire) {
-            *current = state;
-            self.version.store(v, Ordering::Release);
+        let mut held = self.version.lock();
+        if force || d.supersedes(held.0, &held.1) {
+            *current = d.doc;
+            *held = (d.v, d.g);
         }
     }
 

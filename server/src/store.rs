@@ -119,10 +119,22 @@ impl redis::aio::ConnectionLike for RedisConn {
 }
 
 /// A document as stored in Redis; `v` first, so the CAS script can read it.
+/// `g` names the document's lineage: a document made afresh (Redis lost the
+/// old one) gets a new one, so nodes holding a higher `v` of the old lineage
+/// still take it.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Versioned<D> {
     pub v: u64,
+    #[serde(default)]
+    pub g: String,
     pub doc: D,
+}
+
+impl<D> Versioned<D> {
+    /// Whether this document replaces one at version `v` of lineage `g`.
+    pub fn supersedes(&self, v: u64, g: &str) -> bool {
+        self.g != g || self.v > v
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,12 +172,12 @@ impl SharedDoc {
         SharedDoc { conn, key, prefix }
     }
 
-    /// The document and its version (0 and the default when there is none).
-    pub async fn fetch<D: serde::de::DeserializeOwned + Default>(&self) -> Result<(u64, D), Unavailable> {
+    /// The document (version 0 of a new lineage, holding the default, when there is none).
+    pub async fn fetch<D: serde::de::DeserializeOwned + Default>(&self) -> Result<Versioned<D>, Unavailable> {
         let text: Option<String> = bounded(redis::cmd("GET").arg(self.key).query_async(&mut self.conn.clone())).await?;
         match text {
-            None => Ok((0, D::default())),
-            Some(text) => serde_json::from_str::<Versioned<D>>(&text).map(|d| (d.v, d.doc)).map_err(|e| {
+            None => Ok(Versioned { v: 0, g: format!("g{:x}", rand::random::<u64>()), doc: D::default() }),
+            Some(text) => serde_json::from_str::<Versioned<D>>(&text).map_err(|e| {
                 tracing::error!(key = self.key, error = %e, "a shared document in Redis is not valid");
                 Unavailable
             }),
@@ -180,9 +192,9 @@ impl SharedDoc {
     {
         let script = redis::Script::new(CAS_SCRIPT);
         for _ in 0..20 {
-            let (v, mut doc) = self.fetch::<D>().await?;
+            let Versioned { v, g, mut doc } = self.fetch::<D>().await?;
             let out = f(&mut doc);
-            let text = serde_json::to_string(&Versioned { v: v + 1, doc }).expect("documents serialize");
+            let text = serde_json::to_string(&Versioned { v: v + 1, g, doc }).expect("documents serialize");
             let mut invocation = script.key(self.key);
             invocation.arg(v).arg(&text).arg(CONTROL_CHANNEL).arg(self.prefix).arg(self.conn.publish_command());
             let done: i64 = bounded(invocation.invoke_async(&mut self.conn.clone())).await?;

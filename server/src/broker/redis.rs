@@ -599,7 +599,7 @@ fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
             return;
         };
         msg.seq = seq;
-        if room.position().0 != epoch {
+        if room.needs_reload(epoch) {
             // A history this node does not hold: Redis lost the old one. Reload.
             let (s, room) = (s.clone(), room.clone());
             tokio::spawn(async move {
@@ -772,8 +772,8 @@ async fn recover(s: &Arc<Shared>, repairing: bool) -> Result<(), BrokerError> {
     if repairing {
         s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
         enforce_service_bans(s);
-        let (_, rooms) = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
-        rooms.reconcile(&s.hub, &s.base_rooms);
+        let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
+        rooms.doc.reconcile(&s.hub, &s.base_rooms);
     }
     let warm: Vec<RoomId> = s.warm.iter().filter(|w| w.value().try_lock().is_ok_and(|w| *w)).map(|w| w.key().clone()).collect();
     for id in warm {

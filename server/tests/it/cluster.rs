@@ -665,3 +665,43 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     let joined = late.join(ROOM).await;
     assert_eq!(ids(joined_parts(&joined).1), ids(&seen[0]));
 }
+
+#[tokio::test]
+async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut bo, bo_token) = b.member(Some("Bo")).await;
+    let bo_token = token_of(&bo_token);
+    let joined = bo.join(ROOM).await;
+    let (old_epoch, bo_id) = (joined_parts(&joined).2.to_owned(), joined_parts(&joined).0.member_id.clone());
+    ann.say(ROOM, "before the flush").await;
+    let last = bo.messages(1).await.remove(0).seq;
+    // Two moderation changes: the shared moderation document is at version 2 on every node.
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    for action in [ModerationAction::Mute { member_id: bo_id.clone(), duration_s: None, reason: None }, ModerationAction::Unmute { member_id: bo_id.clone(), reason: None }] {
+        assert!(matches!(sam.moderate(ROOM, action).await, ServerMessage::Moderated { .. }));
+    }
+
+    assert!(RedisCli::connect(&redis).cmd(&["FLUSHALL"]).starts_with("+OK"));
+    // The next message starts a new history; every node learns it and asks its clients to resume.
+    let (after_id, _) = say_retrying(&mut ann, "after the flush").await;
+    assert_eq!(bo.closed(Duration::from_secs(5)).await, Closed::Code(1012));
+
+    let mut back = b.client().await;
+    back.hello(Some(&bo_token), None).await;
+    let resumed = back.join_since(ROOM, Some(Position { epoch: old_epoch.clone(), seq: last })).await;
+    let (_, history, epoch, _, recovered) = joined_parts(&resumed);
+    assert!(!recovered, "the old history is gone: the resume must say so");
+    assert_ne!(epoch, old_epoch);
+    assert!(history.iter().any(|m| m.message_id.0 == after_id), "the new history is served");
+
+    // Moderation made after the loss starts a new document at version 1; nodes must take it.
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: bo_id, duration_s: None, reason: None }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    back.expect("muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
+    send_text(&mut back, "am I muted after the flush?").await;
+    back.expect_error(ErrorCode::Muted).await;
+}
