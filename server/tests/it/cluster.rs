@@ -699,6 +699,11 @@ async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() 
 
     // Moderation made after the loss starts a new document at version 1; nodes must take it.
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.app.hub.room(&RoomId::from(ROOM)).unwrap().member(&bo_id).is_none() {
+        assert!(Instant::now() < deadline, "node a never saw Bo come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: bo_id, duration_s: None, reason: None }).await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
     back.expect("muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
