@@ -140,6 +140,19 @@ struct PresenceEntry {
     account: AccountId,
 }
 
+impl Shared {
+    /// This node's field for a member in a room's presence hash: `node|member_id`.
+    fn presence_field(&self, member_id: &kindred_protocol::MemberId) -> String {
+        format!("{}|{}", self.node, member_id)
+    }
+
+    /// Queue the write of a local member's presence entry.
+    fn set_present(&self, pipe: &mut redis::Pipeline, keys: &Keys, member: &Member, account: &AccountId) {
+        let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("presence entries serialize");
+        pipe.cmd("HSET").arg(&keys.members).arg(self.presence_field(&member.member_id)).arg(entry).ignore();
+    }
+}
+
 /// Connections per account on this node (the app's), so a service ban made
 /// on another node closes them here too.
 pub type Accounts = Arc<DashMap<AccountId, Vec<(ConnId, Arc<Control>)>>>;
@@ -480,8 +493,7 @@ async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerEr
     let mine = room.local_members();
     let mut pipe = redis::pipe();
     for (member, account) in &mine {
-        let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("serializes");
-        pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
+        s.set_present(&mut pipe, &keys, member, account);
     }
     let since = now_ms().saturating_sub(s.presence_ttl.as_millis() as u64);
     let read_at = Instant::now();
@@ -652,9 +664,7 @@ async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: 
                 Outgoing::Event(room, event) => add_event(&s, pipes.entry(room.clone()).or_default(), &room, event),
                 Outgoing::Present(room, member, account) => {
                     let keys = Keys::of(&room);
-                    let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account }).expect("serializes");
-                    let pipe = pipes.entry(room).or_default();
-                    pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
+                    s.set_present(pipes.entry(room).or_default(), &keys, &member, &account);
                 }
                 Outgoing::Idle(room) => {
                     tokio::spawn(deactivate(s.clone(), room));
@@ -675,12 +685,9 @@ async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: 
 fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event) {
     let keys = Keys::of(room);
     match &event {
-        Event::Joined { member, account } => {
-            let entry = serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("serializes");
-            pipe.cmd("HSET").arg(&keys.members).arg(format!("{}|{}", s.node, member.member_id)).arg(entry).ignore();
-        }
+        Event::Joined { member, account } => s.set_present(pipe, &keys, member, account),
         Event::Left { member_id } => {
-            pipe.cmd("HDEL").arg(&keys.members).arg(format!("{}|{}", s.node, member_id)).ignore();
+            pipe.cmd("HDEL").arg(&keys.members).arg(s.presence_field(member_id)).ignore();
         }
         Event::Settings(settings) => {
             pipe.cmd("SET").arg(&keys.settings).arg(serde_json::to_string(settings).expect("serializes")).ignore();
