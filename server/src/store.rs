@@ -49,19 +49,27 @@ pub const CONTROL_CHANNEL: &str = "kindred:{control}:ch";
 /// A connection to Redis: one server (or a primary behind a stable address),
 /// or a Redis Cluster. Commands go through [`redis::aio::ConnectionLike`];
 /// pub/sub through [`RedisConn::subscribe`], which is sharded on a cluster.
+/// Cheap to clone (one is cloned per call).
 #[derive(Clone)]
 pub enum RedisConn {
     Single(redis::aio::ConnectionManager),
-    /// Connected on first use (a cluster client has no lazy constructor).
-    Cluster(redis::cluster::ClusterClient, std::sync::Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>),
+    Cluster(std::sync::Arc<ClusterLink>),
+}
+
+/// A cluster client and its connection, made on first use (a cluster client
+/// has no lazy constructor).
+pub struct ClusterLink {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
 }
 
 impl RedisConn {
-    async fn cluster(
-        client: &redis::cluster::ClusterClient,
-        cell: &tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
-    ) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
-        cell.get_or_try_init(|| client.get_async_connection()).await.cloned()
+    pub fn cluster_of(client: redis::cluster::ClusterClient) -> RedisConn {
+        RedisConn::Cluster(std::sync::Arc::new(ClusterLink { client, conn: tokio::sync::OnceCell::new() }))
+    }
+
+    async fn cluster(link: &ClusterLink) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        link.conn.get_or_try_init(|| link.client.get_async_connection()).await.cloned()
     }
 
     /// `PUBLISH`, or `SPUBLISH` on a cluster.
@@ -76,14 +84,14 @@ impl RedisConn {
     pub async fn subscribe(&self, channel: &str) -> redis::RedisResult<()> {
         match self {
             RedisConn::Single(c) => c.clone().subscribe(channel).await,
-            RedisConn::Cluster(client, cell) => Self::cluster(client, cell).await?.ssubscribe(channel).await,
+            RedisConn::Cluster(link) => Self::cluster(link).await?.ssubscribe(channel).await,
         }
     }
 
     pub async fn unsubscribe(&self, channel: &str) -> redis::RedisResult<()> {
         match self {
             RedisConn::Single(c) => c.clone().unsubscribe(channel).await,
-            RedisConn::Cluster(client, cell) => Self::cluster(client, cell).await?.sunsubscribe(channel).await,
+            RedisConn::Cluster(link) => Self::cluster(link).await?.sunsubscribe(channel).await,
         }
     }
 }
@@ -92,7 +100,7 @@ impl redis::aio::ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(client, cell) => Box::pin(async move { Self::cluster(client, cell).await?.req_packed_command(cmd).await }),
+            RedisConn::Cluster(link) => Box::pin(async move { Self::cluster(link).await?.req_packed_command(cmd).await }),
         }
     }
 
@@ -104,9 +112,7 @@ impl redis::aio::ConnectionLike for RedisConn {
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(client, cell) => {
-                Box::pin(async move { Self::cluster(client, cell).await?.req_packed_commands(pipeline, offset, count).await })
-            }
+            RedisConn::Cluster(link) => Box::pin(async move { Self::cluster(link).await?.req_packed_commands(pipeline, offset, count).await }),
         }
     }
 

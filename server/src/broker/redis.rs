@@ -219,8 +219,8 @@ impl Connections {
             let publisher = builder().build().map_err(|e| anyhow::anyhow!("--redis is not a valid list of cluster nodes: {e}"))?;
             let subscriber = builder().push_sender(sender).build()?;
             return Ok(Connections {
-                publisher: RedisConn::Cluster(publisher, Arc::default()),
-                subscriber: RedisConn::Cluster(subscriber, Arc::default()),
+                publisher: RedisConn::cluster_of(publisher),
+                subscriber: RedisConn::cluster_of(subscriber),
                 pushes,
                 lost,
             });
