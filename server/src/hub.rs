@@ -615,10 +615,6 @@ impl Hub {
         Hub { inner: Arc::new(Inner { rooms, metrics, epoch, limits, link }) }
     }
 
-    pub fn epoch(&self) -> &str {
-        &self.inner.epoch
-    }
-
     pub fn room(&self, id: &RoomId) -> Option<Arc<Room>> {
         self.inner.rooms.get(id).map(|r| r.clone())
     }
@@ -1124,11 +1120,6 @@ impl Room {
         state.locked = s.locked;
         state.topic_now = s.topic_now;
         state.mode = s.mode;
-    }
-
-    pub fn settings(&self) -> Settings {
-        let state = self.state.lock();
-        Settings { slow_mode_s: state.slow_mode_s, locked: state.locked, topic_now: state.topic_now.clone(), mode: state.mode }
     }
 
     pub fn conn_count(&self) -> usize {

@@ -17,7 +17,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use crate::store::{SharedDoc, Versioned, bounded};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The Redis keys of the moderation document and the audit stream.
 pub const REDIS_KEY: &str = "kindred:{control}:moderation";
@@ -108,14 +107,10 @@ pub struct ModerationStore {
     state: Mutex<Persisted>,
     /// The version and lineage of `state` (Redis backend).
     version: Mutex<(u64, String)>,
-    /// Whether `state` was read from Redis since the process started (Redis backend).
-    loaded: AtomicBool,
     /// One change at a time from this node.
     changing: tokio::sync::Mutex<()>,
     audit: Mutex<()>,
 }
-
-
 
 impl ModerationStore {
     /// Open (or start) the store in `data_dir`.
@@ -128,29 +123,24 @@ impl ModerationStore {
             Err(e) => return Err(e.into()),
         };
         let backend = Backend::File { state_path, audit_path: data_dir.join("audit.jsonl") };
-        Ok(Self::with_backend(backend, state, true))
+        Ok(Self::with_backend(backend, state))
     }
 
-    /// The cluster store: nothing is read until [`ModerationStore::reload`].
+    /// The cluster store: nothing is read until [`ModerationStore::reload`]
+    /// (the broker does it before the node says it is ready).
     pub fn redis(conn: crate::store::RedisConn) -> ModerationStore {
         let doc = SharedDoc::new(conn.clone(), REDIS_KEY, PUBLISHED_PREFIX);
-        Self::with_backend(Backend::Redis { doc, conn }, Persisted::default(), false)
+        Self::with_backend(Backend::Redis { doc, conn }, Persisted::default())
     }
 
-    fn with_backend(backend: Backend, state: Persisted, loaded: bool) -> ModerationStore {
+    fn with_backend(backend: Backend, state: Persisted) -> ModerationStore {
         ModerationStore {
             backend,
             state: Mutex::new(state),
             version: Mutex::new((0, String::new())),
-            loaded: AtomicBool::new(loaded),
             changing: tokio::sync::Mutex::new(()),
             audit: Mutex::new(()),
         }
-    }
-
-    /// Whether this node holds the shared state (always, on one node).
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
     }
 
     /// Read the shared state again (cluster: at start and after a reconnect).
@@ -158,7 +148,6 @@ impl ModerationStore {
         let Backend::Redis { doc, .. } = &self.backend else { return Ok(()) };
         let fetched = doc.fetch::<Persisted>().await?;
         self.install(fetched, true);
-        self.loaded.store(true, Ordering::Release);
         Ok(())
     }
 

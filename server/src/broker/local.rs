@@ -2,7 +2,7 @@
 //! orders messages, so `append` completes at once.
 
 use super::{BoxFuture, Broker, BrokerError};
-use crate::hub::{Audience, Draft, Frame, Room};
+use crate::hub::{Draft, Room};
 use kindred_protocol::ChatMessage;
 use std::sync::Arc;
 
@@ -13,10 +13,6 @@ impl Broker for LocalBroker {
     fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>> {
         let msg = room.commit(draft);
         Box::pin(std::future::ready(Ok(msg)))
-    }
-
-    fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>) {
-        room.broadcast(&frame, audience);
     }
 
     fn activate<'a>(&'a self, _room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>> {

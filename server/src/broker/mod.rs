@@ -8,7 +8,7 @@
 pub mod local;
 pub mod redis;
 
-use crate::hub::{Audience, Draft, Frame, Room};
+use crate::hub::{Draft, Room};
 use kindred_protocol::ChatMessage;
 use std::future::Future;
 use std::pin::Pin;
@@ -28,9 +28,6 @@ pub trait Broker: Send + Sync + 'static {
     /// once the message is durable (this is what `sent` promises); by then it
     /// is on its way to every member on every node, in `seq` order.
     fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>>;
-
-    /// Deliver an ephemeral event (typing, presence, updates) to the room on every node.
-    fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>);
 
     /// Make the room ready for a local member to join: in a cluster, subscribe
     /// to it and load its history and presence unless this node already has.

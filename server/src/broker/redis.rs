@@ -27,7 +27,7 @@
 
 use super::{BoxFuture, Broker, BrokerError};
 use crate::config::Limits;
-use crate::hub::{Audience, ConnId, Control, Draft, Event, Frame, Hub, Outgoing, RemoteMember, Room, Stored};
+use crate::hub::{ConnId, Control, Draft, Event, Hub, Outgoing, RemoteMember, Room, Stored};
 use crate::metrics::Metrics;
 use crate::moderation::ModerationStore;
 use crate::api::SavedRooms;
@@ -326,10 +326,6 @@ impl RedisBroker {
         tokio::spawn(health(shared.clone(), lost, parts.shutdown));
         RedisBroker { shared }
     }
-
-    pub fn node(&self) -> &str {
-        &self.shared.node
-    }
 }
 
 impl Broker for RedisBroker {
@@ -362,10 +358,6 @@ impl Broker for RedisBroker {
             msg.seq = seq;
             Ok(msg)
         })
-    }
-
-    fn publish(&self, room: &Arc<Room>, frame: Frame, audience: Audience<'_>) {
-        room.broadcast(&frame, audience);
     }
 
     fn activate<'a>(&'a self, room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>> {
