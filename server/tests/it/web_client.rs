@@ -19,7 +19,13 @@ fn is_root() -> bool {
 }
 
 /// Install Debian packages when missing, or fail saying how to.
+///
+/// Tests run in parallel and several may need the same package at once: one
+/// installs while the others wait (two `apt-get`s at once fail on dpkg's lock,
+/// which `DPkg::Lock::Timeout` also waits for when another process holds it).
 pub(crate) fn ensure_packages(binary: &str, packages: &[&str]) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if have(binary) {
         return;
     }
@@ -29,7 +35,8 @@ pub(crate) fn ensure_packages(binary: &str, packages: &[&str]) {
         packages.join(" ")
     );
     let script = format!(
-        "(apt-get install -y --no-install-recommends {pk} || (apt-get update && apt-get install -y --no-install-recommends {pk})) >/tmp/kindred-apt.log 2>&1",
+        "(apt-get {o} install -y --no-install-recommends {pk} || (apt-get {o} update && apt-get {o} install -y --no-install-recommends {pk})) >/tmp/kindred-apt.log 2>&1",
+        o = "-o DPkg::Lock::Timeout=300",
         pk = packages.join(" ")
     );
     let ok = Command::new("sh").args(["-c", &script]).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
