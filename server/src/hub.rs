@@ -187,6 +187,10 @@ struct RoomState {
     /// Cluster: when another node's event last said who a member is (joined,
     /// left, changed), so a presence snapshot read before it cannot undo it.
     presence_news: HashMap<MemberId, Instant>,
+    /// Connections `fan_out` found closed or too slow, not yet removed.
+    dead: Vec<ConnId>,
+    /// A `fan_out` up the stack is removing `dead`: nested ones only add to it.
+    removing_dead: bool,
 }
 
 /// One room's live state on this node.
@@ -222,6 +226,8 @@ impl Room {
                 pending: BTreeMap::new(),
                 loading: false,
                 presence_news: HashMap::new(),
+                dead: Vec::new(),
+                removing_dead: false,
             }),
             limits,
         }
@@ -435,10 +441,15 @@ impl Room {
 
     /// Queue `frame` for the audience without waiting for anyone. Connections
     /// whose mailbox is full are told to close (4408) and leave the room.
+    ///
+    /// Removing a dead connection announces the member's departure, which is
+    /// a fan-out that may find more dead connections. They go on one worklist
+    /// drained by the outermost call: when a room's members all drop at once
+    /// (a proxy restart), recursing once per member would overflow the stack.
     fn fan_out(&self, room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>) {
-        let mut dead: Vec<ConnId> = Vec::new();
         let mut delivered = 0u64;
-        for (id, entry) in &state.conns {
+        let RoomState { conns, dead, .. } = state;
+        for (id, entry) in conns.iter() {
             let wanted = match audience {
                 Audience::All => true,
                 Audience::Staff => entry.staff,
@@ -460,12 +471,17 @@ impl Room {
             }
         }
         crate::metrics::Metrics::add(&self.metrics.deliveries, delivered);
-        for id in dead {
+        if state.removing_dead {
+            return;
+        }
+        state.removing_dead = true;
+        while let Some(id) = state.dead.pop() {
             if let Some(entry) = state.conns.remove(&id) {
                 tracing::debug!(room = %room, conn = id.0, "connection too slow or gone; removed from room");
                 self.drop_member_conn(room, state, &entry.member_id);
             }
         }
+        state.removing_dead = false;
     }
 
     fn prune(&self, def: &RoomDef, state: &mut RoomState) {
@@ -1336,6 +1352,46 @@ mod tests {
             has_floor: false,
         };
         RemoteMember { node: Arc::from("b"), member, account: AccountId::from("a_x") }
+    }
+
+    /// Regression: removing a dead connection announced the departure with a
+    /// fan-out that removed the next dead connection, and so on: one level of
+    /// recursion per member. A 2,000-member room whose connections all closed
+    /// at once overflowed the stack and aborted the server.
+    #[test]
+    fn a_room_whose_connections_all_close_at_once_empties_without_recursing() {
+        const MEMBERS: usize = 800;
+        // A small stack: recursing once per member overflows it many times over.
+        let worker = std::thread::Builder::new().stack_size(128 * 1024).spawn(|| {
+            let mut defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
+            defs.iter_mut().for_each(|d| d.capacity = 10_000);
+            let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), None);
+            let room = hub.room(&RoomId::from("grief")).unwrap();
+            let mut mailboxes = Vec::new();
+            for i in 0..MEMBERS {
+                let (tx, rx) = mpsc::channel(MEMBERS + 8);
+                let conn = ConnId::next();
+                let req = JoinRequest {
+                    conn,
+                    account: AccountId::from(format!("a_{i}").as_str()),
+                    member_id: MemberId::from(format!("m_{i}").as_str()),
+                    handle: format!("Member {i}"),
+                    role: Role::Facilitator,
+                    accept_rules: None,
+                    since: None,
+                    outbox: Outbox { tx, control: Arc::default() },
+                    muted: None,
+                };
+                room.join(req, Vec::new).unwrap();
+                mailboxes.push((conn, rx));
+            }
+            let (first, _kept) = mailboxes.remove(0);
+            drop(mailboxes);
+            // The one live member leaves; its departure finds every other connection closed.
+            assert!(room.leave(first));
+            room.member_count()
+        });
+        assert_eq!(worker.unwrap().join().unwrap(), 0, "every closed connection was removed");
     }
 
     #[test]
