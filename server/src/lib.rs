@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod coalesce;
 pub mod config;
 pub mod handles;
 pub mod http;
@@ -55,6 +56,8 @@ pub struct App {
     pub moderation: Arc<moderation::ModerationStore>,
     pub safety: safety::Safety,
     pub metrics: Arc<metrics::Metrics>,
+    /// How long busy connections hold their next write, from the node's delivery rate.
+    pub coalescing: coalesce::Coalescing,
     /// Open connections per account, so a service ban closes them all.
     pub accounts: broker::redis::Accounts,
     /// Cluster: rooms made, changed or closed through the admin API, shared by every node.
@@ -111,6 +114,7 @@ impl App {
                 (hub, moderation, Arc::new(broker::redis::RedisBroker::start(conns, parts)))
             }
         };
+        let coalescing = coalesce::Coalescing::new(&config.limits);
         Ok(Arc::new(App {
             config,
             hub,
@@ -121,6 +125,7 @@ impl App {
             per_ip: DashMap::new(),
             moderation,
             safety,
+            coalescing,
             metrics,
             accounts,
             shared_rooms,
@@ -148,6 +153,8 @@ impl App {
 pub async fn run(listener: TcpListener, app: Arc<App>) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
     let router = http::router(app.clone());
+    let follower = app.clone();
+    tokio::spawn(async move { follower.coalescing.follow(&follower.metrics, follower.shutdown.clone()).await });
     let shutdown = app.shutdown.clone();
     // Small frames must leave at once: with Nagle on, a frame written while an
     // earlier one is unacknowledged waits for the peer's delayed ACK (~40 ms).

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
+    /// Flushes of mailbox frames to sockets: deliveries / writes is frames per write.
+    pub socket_writes: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     /// Cluster: room changes not handed to Redis because its queue was full.
     pub cluster_events_dropped: AtomicU64,
@@ -47,6 +49,7 @@ impl Metrics {
         counter(&mut out, "kindred_frames_in_total", "Frames read from clients.", &self.frames_in);
         counter(&mut out, "kindred_messages_in_total", "Chat messages accepted (sent).", &self.messages_in);
         counter(&mut out, "kindred_deliveries_total", "Frames queued to connections by room fan-out.", &self.deliveries);
+        counter(&mut out, "kindred_socket_writes_total", "Flushes of queued frames to sockets (each one send; see write_coalesce_ms).", &self.socket_writes);
         counter(&mut out, "kindred_slow_consumer_closes_total", "Connections closed with 4408 for not keeping up.", &self.slow_consumer_closes);
         counter(&mut out, "kindred_cluster_events_dropped_total", "Room changes not sent to Redis because its queue was full.", &self.cluster_events_dropped);
         counter(&mut out, "kindred_redis_reconnects_total", "Redis connections found lost and repaired.", &self.redis_reconnects);

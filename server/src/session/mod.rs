@@ -20,6 +20,8 @@ use kindred_protocol::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -52,6 +54,19 @@ pub struct Session {
     bucket: TokenBucket,
     strikes: u32,
     last_seen: Instant,
+    /// When mailbox frames were last flushed to the socket.
+    last_flush: Instant,
+    /// Write coalescing: a frame that arrived within the hold after the last
+    /// write waits here, with the end of the hold, while the socket is still read.
+    /// Boxed: most connections never hold, and every byte here is per connection.
+    held: Option<Box<Held>>,
+}
+
+/// Mailbox frames waiting out the write-coalescing hold.
+struct Held {
+    frame: Frame,
+    more: Vec<Frame>,
+    until: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Serve one upgraded connection until it closes.
@@ -69,6 +84,8 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
         strikes: 0,
         last_seen: Instant::now(),
+        last_flush: Instant::now(),
+        held: None,
         app,
     };
     session.serve().await;
@@ -108,7 +125,14 @@ impl Session {
                     Err(End::Close(CloseCode::Restarting, "server restarting"))
                 }
                 code = control.closed() => Err(End::Close(code, close_reason(code))),
-                Some(frame) = self.rx.recv() => self.write_batch(frame).await,
+                Some(frame) = self.rx.recv(), if self.held.is_none() => self.on_mailbox(frame).await,
+                () = hold_ends(&mut self.held), if self.held.is_some() => match self.held.take() {
+                    Some(held) => {
+                        let Held { frame, more, .. } = *held;
+                        self.write_batch(frame, more).await
+                    }
+                    None => Ok(()),
+                },
                 incoming = self.socket.recv() => Box::pin(self.on_frame(incoming)).await,
                 _ = heartbeat.tick() => self.heartbeat(limits).await,
                 _ = &mut deadline, if deadline_armed => match self.identity {
@@ -191,14 +215,39 @@ impl Session {
         self.reply(&ServerMessage::Error(body)).await
     }
 
-    /// Write one mailbox frame and whatever else is queued, then flush once.
-    async fn write_batch(&mut self, first: Frame) -> Step {
-        let timeout = self.app.config.limits.write_timeout();
-        let control = self.outbox.control.clone();
+    /// A frame from the mailbox: written at once, or held if the connection
+    /// was written to less than the node's current hold ago (see `coalesce`).
+    /// Frames that arrive during the hold go out in the same write: under
+    /// fan-out load one `send` per hold instead of one per frame. The socket
+    /// is still read meanwhile; on a quiet node the hold is 0.
+    async fn on_mailbox(&mut self, frame: Frame) -> Step {
+        let until = self.last_flush + self.app.coalescing.hold();
+        if until <= Instant::now() {
+            return self.write_batch(frame, Vec::new()).await;
+        }
+        // While holding, the mailbox is not read, but its last waker would
+        // still wake this task for every frame queued: swap in a no-op one
+        // (taking what is already there), so the hold costs one wakeup.
+        let mut more = Vec::new();
+        let mut quiet = std::task::Context::from_waker(std::task::Waker::noop());
+        while let Poll::Ready(Some(frame)) = self.rx.poll_recv(&mut quiet) {
+            more.push(frame);
+        }
+        self.held = Some(Box::new(Held { frame, more, until: Box::pin(tokio::time::sleep_until(until.into())) }));
+        Ok(())
+    }
+
+    /// Write mailbox frames (`first`, `more`, then whatever else is queued), then flush once.
+    async fn write_batch(&mut self, first: Frame, more: Vec<Frame>) -> Step {
+        let limits = &self.app.config.limits;
+        let control = &self.outbox.control;
         let socket = &mut self.socket;
         let rx = &mut self.rx;
         let write = async {
             socket.feed(Message::Text(first)).await?;
+            for frame in more {
+                socket.feed(Message::Text(frame)).await?;
+            }
             for _ in 1..MAX_BATCH {
                 match rx.try_recv() {
                     Ok(frame) => socket.feed(Message::Text(frame)).await?,
@@ -207,14 +256,23 @@ impl Session {
             }
             socket.flush().await
         };
-        tokio::select! {
-            result = tokio::time::timeout(timeout, write) => match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) | Err(_) => Err(End::Gone),
+        let mut write = std::pin::pin!(write);
+        // Most writes finish at once (the socket has room): no timer and no
+        // close waiter are set up for those.
+        let done = match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+            Poll::Ready(result) => result.is_ok(),
+            Poll::Pending => tokio::select! {
+                result = tokio::time::timeout(limits.write_timeout(), write) => matches!(result, Ok(Ok(()))),
+                // The hub gave up on us while the socket was blocked.
+                code = control.closed() => return Err(End::Close(code, close_reason(code))),
             },
-            // The hub gave up on us while the socket was blocked.
-            code = control.closed() => Err(End::Close(code, close_reason(code))),
+        };
+        if !done {
+            return Err(End::Gone);
         }
+        self.last_flush = Instant::now();
+        Metrics::add(&self.app.metrics.socket_writes, 1);
+        Ok(())
     }
 
     async fn heartbeat(&mut self, limits: &crate::config::Limits) -> Step {
@@ -579,6 +637,14 @@ impl Session {
                 self.error(body.with_id(id)).await
             }
         }
+    }
+}
+
+/// Completes when the held frame's hold is over (never, with none held).
+async fn hold_ends(held: &mut Option<Box<Held>>) {
+    match held {
+        Some(held) => held.until.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

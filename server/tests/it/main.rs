@@ -6,6 +6,7 @@ mod common;
 mod admin_api;
 mod bad_input;
 mod cluster;
+mod coalescing;
 mod logs;
 mod messages;
 mod moderation;

@@ -1,0 +1,71 @@
+//! Write coalescing: a busy connection's frames share writes, and nothing is
+//! lost or reordered by waiting.
+
+use crate::common::*;
+use crate::session::http_get;
+use std::time::Duration;
+
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let page = http_get(server.addr, "/metrics").await;
+    let line = page.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {page}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Sends `n` messages at least 5 ms apart and returns how many socket writes the
+/// server made meanwhile, after checking every listener got every message in order.
+async fn paced_burst(server: &TestServer, n: usize) -> u64 {
+    let (mut sender, _) = server.member(None).await;
+    sender.join("grief").await;
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let (mut l, _) = server.member(None).await;
+        l.join("grief").await;
+        listeners.push(l);
+    }
+    // Let the joins' presence frames go out before counting.
+    for l in &mut listeners {
+        l.assert_alive().await;
+    }
+    sender.assert_alive().await;
+    // The hold follows the node's delivery rate, re-read every 250 ms: give it
+    // time to see the joins' presence frames (with coalescing on, any rate is full rate).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = metric(server, "kindred_socket_writes_total").await;
+    for i in 0..n {
+        sender.say("grief", &format!("message {i}")).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for l in &mut listeners {
+        let got = l.messages(n).await;
+        let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("message {i}")).collect();
+        assert_eq!(texts, want, "every message, in order");
+        assert!(got.windows(2).all(|w| w[1].seq == w[0].seq + 1), "contiguous seqs");
+    }
+    metric(server, "kindred_socket_writes_total").await - before
+}
+
+#[tokio::test]
+async fn a_busy_connections_frames_share_writes_in_order() {
+    const N: usize = 40;
+    // Coalescing at its longest from the first delivery on.
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 10_000;
+        c.limits.write_coalesce_ms = 50;
+        c.limits.write_coalesce_full_rate = 1;
+    })
+    .await;
+    let writes = paced_burst(&server, N).await;
+    // Four connections receive N frames each, 5 ms apart: written one by one
+    // that is about 4 × N writes; held 50 ms, a handful per connection.
+    assert!(writes <= N as u64, "{writes} writes for {} frames", 4 * N);
+
+    // With coalescing off the same load takes a write per frame, or nearly.
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 10_000;
+        c.limits.write_coalesce_ms = 0;
+    })
+    .await;
+    let writes = paced_burst(&server, N).await;
+    assert!(writes > 2 * N as u64, "{writes} writes for {} frames without coalescing", 4 * N);
+}
