@@ -64,7 +64,7 @@ impl Control {
 /// Where the hub delivers a connection's frames.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    pub tx: mpsc::Sender<Frame>,
+    pub tx: crate::mailbox::Sender,
     pub control: Arc<Control>,
 }
 
@@ -461,13 +461,13 @@ impl Room {
             }
             match entry.outbox.tx.try_send(frame.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(crate::mailbox::TrySendError::Full) => {
                     entry.outbox.control.close(CloseCode::TooSlow);
                     crate::metrics::Metrics::add(&self.metrics.slow_consumer_closes, 1);
                     dead.push(*id);
                 }
                 // The session ended and will leave the room itself; skip it.
-                Err(mpsc::error::TrySendError::Closed(_)) => dead.push(*id),
+                Err(crate::mailbox::TrySendError::Closed) => dead.push(*id),
             }
         }
         crate::metrics::Metrics::add(&self.metrics.deliveries, delivered);
@@ -1294,14 +1294,14 @@ mod tests {
     }
 
     /// A cluster room with one staff connection; returns the room and what the connection receives.
-    fn cluster_room() -> (Arc<Room>, mpsc::Receiver<Frame>) {
+    fn cluster_room() -> (Arc<Room>, crate::mailbox::Receiver) {
         let defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
         let (link, _link_rx) = mpsc::channel(1024);
         let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), Some(link));
         let room = hub.room(&RoomId::from("grief")).unwrap();
         room.begin_load();
         assert_eq!(room.load("e1", 0, Vec::new()), None);
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = crate::mailbox::mailbox(64);
         let req = JoinRequest {
             conn: ConnId::next(),
             account: AccountId::from("a_staff"),
@@ -1317,9 +1317,9 @@ mod tests {
         (room, rx)
     }
 
-    fn seqs(rx: &mut mpsc::Receiver<Frame>) -> Vec<u64> {
+    fn seqs(rx: &mut crate::mailbox::Receiver) -> Vec<u64> {
         let mut out = Vec::new();
-        while let Ok(frame) = rx.try_recv() {
+        while let Some(frame) = rx.try_recv() {
             if let Ok(ServerMessage::Message(m)) = serde_json::from_str(frame.as_str()) {
                 out.push(m.seq);
             }
@@ -1369,7 +1369,7 @@ mod tests {
             let room = hub.room(&RoomId::from("grief")).unwrap();
             let mut mailboxes = Vec::new();
             for i in 0..MEMBERS {
-                let (tx, rx) = mpsc::channel(MEMBERS + 8);
+                let (tx, rx) = crate::mailbox::mailbox(MEMBERS + 8);
                 let conn = ConnId::next();
                 let req = JoinRequest {
                     conn,

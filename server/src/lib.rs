@@ -19,6 +19,7 @@ pub mod config;
 pub mod handles;
 pub mod http;
 pub mod hub;
+pub mod mailbox;
 pub mod ratelimit;
 pub mod rooms;
 pub mod metrics;

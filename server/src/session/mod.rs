@@ -18,12 +18,10 @@ use kindred_protocol::{
     ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member,
     MessageId, Notice, NoticeKind, RequestId, RoomId, Sender, ServerInfo, ServerMessage,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 
 mod moderate;
@@ -45,12 +43,12 @@ pub struct Session {
     app: Arc<App>,
     conn: ConnId,
     socket: WebSocket,
-    rx: mpsc::Receiver<Frame>,
+    rx: crate::mailbox::Receiver,
     outbox: Outbox,
     identity: Option<Identity>,
     handle: String,
     /// Rooms this connection is in, with how it appears there.
-    rooms: HashMap<RoomId, Member>,
+    rooms: MyRooms,
     bucket: TokenBucket,
     strikes: u32,
     last_seen: Instant,
@@ -62,16 +60,52 @@ pub struct Session {
     held: Option<Box<Held>>,
 }
 
-/// Mailbox frames waiting out the write-coalescing hold.
+/// The rooms a connection is in (at most `max_rooms_per_connection`, usually
+/// one): a vector sized exactly, where a map would allocate room for four
+/// ~100-byte entries on every connection.
+#[derive(Default)]
+struct MyRooms(Vec<(RoomId, Member)>);
+
+impl MyRooms {
+    fn get(&self, room: &RoomId) -> Option<&Member> {
+        self.0.iter().find(|(id, _)| id == room).map(|(_, me)| me)
+    }
+    fn insert(&mut self, room: RoomId, me: Member) {
+        match self.0.iter_mut().find(|(id, _)| *id == room) {
+            Some(entry) => entry.1 = me,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((room, me));
+            }
+        }
+    }
+    fn remove(&mut self, room: &RoomId) -> Option<Member> {
+        let i = self.0.iter().position(|(id, _)| id == room)?;
+        Some(self.0.swap_remove(i).1)
+    }
+    fn retain(&mut self, mut keep: impl FnMut(&RoomId, &Member) -> bool) {
+        self.0.retain(|(id, me)| keep(id, me));
+    }
+    fn keys(&self) -> impl Iterator<Item = &RoomId> {
+        self.0.iter().map(|(id, _)| id)
+    }
+    fn contains_key(&self, room: &RoomId) -> bool {
+        self.get(room).is_some()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// A mailbox frame waiting out the write-coalescing hold.
 struct Held {
     frame: Frame,
-    more: Vec<Frame>,
     until: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Serve one upgraded connection until it closes.
 pub async fn run(app: Arc<App>, socket: WebSocket) {
-    let (tx, rx) = mpsc::channel(app.config.limits.mailbox_frames.max(1));
+    let (tx, rx) = crate::mailbox::mailbox(app.config.limits.mailbox_frames);
     let limits = &app.config.limits;
     let session = Session {
         conn: ConnId::next(),
@@ -80,7 +114,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         outbox: Outbox { tx, control: Arc::new(Control::default()) },
         identity: None,
         handle: String::new(),
-        rooms: HashMap::new(),
+        rooms: MyRooms::default(),
         bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
         strikes: 0,
         last_seen: Instant::now(),
@@ -125,12 +159,9 @@ impl Session {
                     Err(End::Close(CloseCode::Restarting, "server restarting"))
                 }
                 code = control.closed() => Err(End::Close(code, close_reason(code))),
-                Some(frame) = self.rx.recv(), if self.held.is_none() => self.on_mailbox(frame).await,
+                frame = self.rx.recv(), if self.held.is_none() => self.on_mailbox(frame).await,
                 () = hold_ends(&mut self.held), if self.held.is_some() => match self.held.take() {
-                    Some(held) => {
-                        let Held { frame, more, .. } = *held;
-                        self.write_batch(frame, more).await
-                    }
+                    Some(held) => self.write_batch(held.frame).await,
                     None => Ok(()),
                 },
                 incoming = self.socket.recv() => Box::pin(self.on_frame(incoming)).await,
@@ -223,35 +254,26 @@ impl Session {
     async fn on_mailbox(&mut self, frame: Frame) -> Step {
         let until = self.last_flush + self.app.coalescing.hold();
         if until <= Instant::now() {
-            return self.write_batch(frame, Vec::new()).await;
+            return self.write_batch(frame).await;
         }
-        // While holding, the mailbox is not read, but its last waker would
-        // still wake this task for every frame queued: swap in a no-op one
-        // (taking what is already there), so the hold costs one wakeup.
-        let mut more = Vec::new();
-        let mut quiet = std::task::Context::from_waker(std::task::Waker::noop());
-        while let Poll::Ready(Some(frame)) = self.rx.poll_recv(&mut quiet) {
-            more.push(frame);
-        }
-        self.held = Some(Box::new(Held { frame, more, until: Box::pin(tokio::time::sleep_until(until.into())) }));
+        // The mailbox is not read while holding, and frames queued meanwhile
+        // wake nobody (the mailbox's waker was used up delivering this one).
+        self.held = Some(Box::new(Held { frame, until: Box::pin(tokio::time::sleep_until(until.into())) }));
         Ok(())
     }
 
-    /// Write mailbox frames (`first`, `more`, then whatever else is queued), then flush once.
-    async fn write_batch(&mut self, first: Frame, more: Vec<Frame>) -> Step {
+    /// Write one mailbox frame and whatever else is queued, then flush once.
+    async fn write_batch(&mut self, first: Frame) -> Step {
         let limits = &self.app.config.limits;
         let control = &self.outbox.control;
         let socket = &mut self.socket;
         let rx = &mut self.rx;
         let write = async {
             socket.feed(Message::Text(first)).await?;
-            for frame in more {
-                socket.feed(Message::Text(frame)).await?;
-            }
             for _ in 1..MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(frame) => socket.feed(Message::Text(frame)).await?,
-                    Err(_) => break,
+                    Some(frame) => socket.feed(Message::Text(frame)).await?,
+                    None => break,
                 }
             }
             socket.flush().await
