@@ -701,8 +701,10 @@ fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event
 /// its presence, and repair every warm room after a possible loss.
 async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationToken) {
     let mut control_subscribed = false;
-    let mut last_sync = Instant::now() - s.presence_ttl;
-    let mut interval = tokio::time::interval(Duration::from_millis(500));
+    const TICK: Duration = Duration::from_millis(500);
+    let ticks_per_round = ((s.presence_ttl / 3).as_millis() / TICK.as_millis()).max(1) as u64;
+    let mut tick: u64 = 0;
+    let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -727,20 +729,21 @@ async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationTok
             continue;
         }
         let was_lost = lost.swap(false, Ordering::AcqRel) | s.lost.swap(false, Ordering::AcqRel);
-        let due = last_sync.elapsed() >= s.presence_ttl / 3;
-        if !s.ready.load(Ordering::Acquire) || was_lost || due {
-            let repairing = !s.ready.load(Ordering::Acquire) || was_lost;
-            match recover(&s, repairing).await {
-                Ok(()) => {
-                    last_sync = Instant::now();
-                    if !s.ready.swap(true, Ordering::AcqRel) {
-                        tracing::info!(node = %s.node, "Redis connected; this node is ready");
-                    }
+        let repairing = !s.ready.load(Ordering::Acquire) || was_lost;
+        // Every warm room's presence is synced once per third of the TTL, a
+        // slice of them on each tick: one pass over thousands of rooms at once
+        // was a burst of round trips that queued behind (and delayed) messages.
+        tick = tick.wrapping_add(1);
+        let share = if repairing { Share::All } else { Share::Slice(tick % ticks_per_round, ticks_per_round) };
+        match recover(&s, repairing, share).await {
+            Ok(()) => {
+                if !s.ready.swap(true, Ordering::AcqRel) {
+                    tracing::info!(node = %s.node, "Redis connected; this node is ready");
                 }
-                Err(_) => {
-                    s.lost.store(true, Ordering::Release);
-                    s.ready.store(false, Ordering::Release);
-                }
+            }
+            Err(_) => {
+                s.lost.store(true, Ordering::Release);
+                s.ready.store(false, Ordering::Release);
             }
         }
     }
@@ -759,9 +762,32 @@ async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationTok
     s.left.cancel();
 }
 
-/// Heartbeat and presence for every warm room; with `repairing`, also the
-/// moderation state and every warm room's history.
-async fn recover(s: &Arc<Shared>, repairing: bool) -> Result<(), BrokerError> {
+/// Which warm rooms a health tick syncs presence for.
+#[derive(Clone, Copy)]
+enum Share {
+    All,
+    /// Slice `k` of `n`: rooms whose id hashes to `k` modulo `n`.
+    Slice(u64, u64),
+}
+
+impl Share {
+    fn takes(self, room: &RoomId) -> bool {
+        match self {
+            Share::All => true,
+            Share::Slice(k, n) => {
+                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+                BuildHasherDefault::<DefaultHasher>::default().hash_one(room.0.as_str()) % n == k
+            }
+        }
+    }
+}
+
+/// Presence syncs run together (their round trips share the connection's writes and reads).
+const SYNCS_IN_FLIGHT: usize = 32;
+
+/// Heartbeat, and presence for this tick's share of the warm rooms; with
+/// `repairing`, also the moderation state and every warm room's history.
+async fn recover(s: &Arc<Shared>, repairing: bool, share: Share) -> Result<(), BrokerError> {
     let mut conn = s.publisher.clone();
     let now = now_ms();
     let mut pipe = redis::pipe();
@@ -774,13 +800,25 @@ async fn recover(s: &Arc<Shared>, repairing: bool) -> Result<(), BrokerError> {
         let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
         rooms.doc.reconcile(&s.hub, &s.base_rooms);
     }
-    let warm: Vec<RoomId> = s.warm.iter().filter(|w| w.value().try_lock().is_ok_and(|w| *w)).map(|w| w.key().clone()).collect();
-    for id in warm {
-        let Some(room) = s.hub.room(&id) else { continue };
-        if repairing {
-            repair(s, &room).await?;
+    let warm: Vec<Arc<Room>> = s
+        .warm
+        .iter()
+        .filter(|w| share.takes(w.key()) && w.value().try_lock().is_ok_and(|w| *w))
+        .filter_map(|w| s.hub.room(w.key()))
+        .collect();
+    if repairing {
+        for room in &warm {
+            repair(s, room).await?;
         }
-        presence_sync(s, &room).await?;
+    }
+    for rooms in warm.chunks(SYNCS_IN_FLIGHT) {
+        let mut syncs = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            syncs.push(presence_sync(s, room));
+        }
+        for result in futures_util::future::join_all(syncs).await {
+            result?;
+        }
     }
     Ok(())
 }
