@@ -218,16 +218,9 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     };
     let offered_msgs = plan.offered_msgs_per_s();
     Ok(Report {
-        scenario: plan.scenario.into(),
-        label: plan.label.clone(),
-        servers: dialer.servers(),
-        shard: format!("{}/{}", plan.shard.0, plan.shard.1),
-        rooms: plan.rooms,
-        members_per_room: plan.members,
         senders_per_room: plan.senders,
         connections: mine.len(),
         joined: joined_at_setup,
-        setup_failed: stats.setup_failed.load(Relaxed),
         dropped: stats.dropped.load(Relaxed),
         setup_s,
         sessions_per_s: joined_at_setup as f64 / setup_s.max(1e-9),
@@ -241,12 +234,26 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         deliveries_per_s: counts.deliveries as f64 / window.max(1e-9),
         latency_kind: if plan.measure_setup { "session_setup" } else { "end_to_end" }.into(),
         latency,
-        errors: stats.errors(),
-        close_codes: stats.closes(),
         server,
         generator,
-        ..Report::default()
+        ..base_report(&plan, &dialer, &stats)
     })
+}
+
+/// The fields every scenario's report fills the same way.
+fn base_report(plan: &Plan, dialer: &Dialer, stats: &Stats) -> Report {
+    Report {
+        scenario: plan.scenario.into(),
+        label: plan.label.clone(),
+        servers: dialer.servers(),
+        shard: format!("{}/{}", plan.shard.0, plan.shard.1),
+        rooms: plan.rooms,
+        members_per_room: plan.members,
+        setup_failed: stats.setup_failed.load(Relaxed),
+        errors: stats.errors(),
+        close_codes: stats.closes(),
+        ..Report::default()
+    }
 }
 
 /// One joined connection: count everything it receives; send on its timer if it is a sender.
@@ -478,24 +485,15 @@ pub async fn churn(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         _ => None,
     };
     Ok(Report {
-        scenario: plan.scenario.into(),
-        label: plan.label.clone(),
-        servers: dialer.servers(),
-        shard: format!("{}/{}", plan.shard.0, plan.shard.1),
-        rooms: plan.rooms,
-        members_per_room: plan.members,
         connections: workers,
         joined,
-        setup_failed: stats.setup_failed.load(Relaxed),
         setup_s: window,
         sessions_per_s: joined as f64 / window,
         duration_s: window,
         latency_kind: "session_setup".into(),
         latency: stats.total_latency(),
-        errors: stats.errors(),
-        close_codes: stats.closes(),
         server,
         generator: Resources::measure(&[std::process::id()], own_before, own_before, own_after, window, 0, 0),
-        ..Report::default()
+        ..base_report(&plan, &dialer, &stats)
     })
 }
