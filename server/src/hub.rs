@@ -1302,19 +1302,23 @@ mod tests {
         room.begin_load();
         assert_eq!(room.load("e1", 0, Vec::new()), None);
         let (tx, rx) = crate::mailbox::mailbox(64);
-        let req = JoinRequest {
-            conn: ConnId::next(),
-            account: AccountId::from("a_staff"),
-            member_id: MemberId::from("m_staff"),
-            handle: "Sam".into(),
+        room.join(staff_join(ConnId::next(), "staff", "Sam", tx), Vec::new).unwrap();
+        (room, rx)
+    }
+
+    /// A facilitator's join (no rules to accept), as account `a_{id}` and member `m_{id}`.
+    fn staff_join(conn: ConnId, id: &str, handle: &str, tx: crate::mailbox::Sender) -> JoinRequest {
+        JoinRequest {
+            conn,
+            account: AccountId::from(format!("a_{id}").as_str()),
+            member_id: MemberId::from(format!("m_{id}").as_str()),
+            handle: handle.into(),
             role: Role::Facilitator,
             accept_rules: None,
             since: None,
             outbox: Outbox { tx, control: Arc::default() },
             muted: None,
-        };
-        room.join(req, Vec::new).unwrap();
-        (room, rx)
+        }
     }
 
     fn seqs(rx: &mut crate::mailbox::Receiver) -> Vec<u64> {
@@ -1371,18 +1375,7 @@ mod tests {
             for i in 0..MEMBERS {
                 let (tx, rx) = crate::mailbox::mailbox(MEMBERS + 8);
                 let conn = ConnId::next();
-                let req = JoinRequest {
-                    conn,
-                    account: AccountId::from(format!("a_{i}").as_str()),
-                    member_id: MemberId::from(format!("m_{i}").as_str()),
-                    handle: format!("Member {i}"),
-                    role: Role::Facilitator,
-                    accept_rules: None,
-                    since: None,
-                    outbox: Outbox { tx, control: Arc::default() },
-                    muted: None,
-                };
-                room.join(req, Vec::new).unwrap();
+                room.join(staff_join(conn, &i.to_string(), &format!("Member {i}"), tx), Vec::new).unwrap();
                 mailboxes.push((conn, rx));
             }
             let (first, _kept) = mailboxes.remove(0);
