@@ -196,10 +196,27 @@ impl Session {
             });
         }
         if let End::Close(code, reason) = end {
+            // What the hub queued before asking us to close (a ban's `removed`,
+            // perhaps held for coalescing) goes out first; not for a reader too
+            // slow to take it.
+            if code != CloseCode::TooSlow {
+                Box::pin(self.flush_mailbox()).await;
+            }
             Box::pin(self.close(code, reason)).await;
         }
         Metrics::add(&self.app.metrics.connections_closed, 1);
         tracing::debug!(conn = self.conn.0, "connection closed");
+    }
+
+    /// Write the held frame and whatever is queued, best effort.
+    async fn flush_mailbox(&mut self) {
+        let first = match self.held.take() {
+            Some(held) => Some(held.frame),
+            None => self.rx.try_recv(),
+        };
+        if let Some(frame) = first {
+            let _ = self.write_batch(frame).await;
+        }
     }
 
     /// Send a close frame, then let the peer answer it, so unread input does

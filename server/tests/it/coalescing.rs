@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use crate::session::http_get;
+use kindred_protocol::ServerMessage;
 use std::time::Duration;
 
 async fn metric(server: &TestServer, name: &str) -> u64 {
@@ -68,4 +69,27 @@ async fn a_busy_connections_frames_share_writes_in_order() {
     .await;
     let writes = paced_burst(&server, N).await;
     assert!(writes > 2 * N as u64, "{writes} writes for {} frames without coalescing", 4 * N);
+}
+
+#[tokio::test]
+async fn a_held_notice_is_written_before_the_connection_closes() {
+    use kindred_protocol::{ModerationAction, RemovedReason, Role};
+    let server = TestServer::with(|c| {
+        c.limits.write_coalesce_ms = 500;
+        c.limits.write_coalesce_full_rate = 1;
+    })
+    .await;
+    let mut admin = server.staff(Role::Admin, None, "grief").await;
+    let (mut member, _) = server.member(None).await;
+    let joined = member.join("grief").await;
+    let member_id = joined_parts(&joined).0.member_id.clone();
+    // Wait until the hold is on, then give the member a frame: its next one is held.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    admin.say("grief", "welcome, everyone").await;
+    member.messages(1).await;
+    let ban = ModerationAction::Ban { member_id, duration_s: Some(3600), reason: Some("spam".into()), service: true };
+    assert!(matches!(admin.moderate("grief", ban).await, ServerMessage::Moderated { .. }));
+    // The `removed` notice was queued (and held) before the close was asked for.
+    member.expect("removed", |m| matches!(m, ServerMessage::Removed { reason: RemovedReason::Banned, .. })).await;
+    assert_eq!(member.closed(Duration::from_secs(5)).await, Closed::Code(4403));
 }
