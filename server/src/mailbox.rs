@@ -61,7 +61,7 @@ pub fn mailbox(capacity: usize) -> (Sender, Receiver) {
 
 impl Sender {
     pub fn try_send(&self, frame: Frame) -> Result<(), TrySendError> {
-        {
+        let was_empty = {
             let mut state = self.0.state.lock();
             if state.closed {
                 return Err(TrySendError::Closed);
@@ -70,9 +70,13 @@ impl Sender {
                 return Err(TrySendError::Full);
             }
             state.frames.push_back(frame);
+            state.frames.len() == 1
+        };
+        // Only a frame into an empty mailbox wakes the reader: it sleeps only
+        // after finding the mailbox empty, and reads on until it is empty again.
+        if was_empty {
+            self.0.reader.wake();
         }
-        // Takes the waker: frames queued before the reader looks again wake nobody.
-        self.0.reader.wake();
         Ok(())
     }
 }
