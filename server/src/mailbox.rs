@@ -3,9 +3,10 @@
 //! Why not `tokio::sync::mpsc`: its channel allocates about 1.5 KiB up front
 //! (a 32-slot block and two cache-padded halves), and most of the time a
 //! connection has nothing queued. This one is a `VecDeque` behind a mutex
-//! that allocates for what is queued and gives it back once drained, with an
-//! `AtomicWaker` for the one reader. The hub pushes with `try_send` and never
-//! waits: a full mailbox means the reader is too slow (closed with 4408).
+//! that allocates for what is queued (the reader gives it back once it is
+//! quiet), with an `AtomicWaker` for the one reader. The hub pushes with
+//! `try_send` and never waits: a full mailbox means the reader is too slow
+//! (closed with 4408).
 
 use crate::hub::Frame;
 use futures_util::task::AtomicWaker;
@@ -14,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A drained queue keeps at most this many slots; a larger one is freed.
+/// A drained queue keeps at most this many slots when its reader releases it.
 const KEEP_SLOTS: usize = 8;
 
 struct Shared {
@@ -84,30 +85,38 @@ impl Sender {
 impl Receiver {
     /// The next frame, if one is queued.
     pub fn try_recv(&mut self) -> Option<Frame> {
+        self.0.state.lock().frames.pop_front()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.state.lock().frames.is_empty()
+    }
+
+    /// Give back the slots of a drained queue beyond a few. Called by a
+    /// reader that is quiet for now; a busy one keeps them, rather than
+    /// growing the queue again on every batch.
+    pub fn release_slots(&mut self) {
         let mut state = self.0.state.lock();
-        let frame = state.frames.pop_front();
         if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
             state.frames = VecDeque::new();
         }
-        frame
     }
 
-    /// The next frame, or `Pending` with this task woken when one is queued.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Frame> {
-        if let Some(frame) = self.try_recv() {
-            return Poll::Ready(frame);
+    /// `Ready` once a frame is queued (it stays queued), or `Pending` with
+    /// this task woken when one is.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.is_empty() {
+            return Poll::Ready(());
         }
         self.0.reader.register(cx.waker());
         // A frame queued between the first look and the registration woke nobody: look again.
-        match self.try_recv() {
-            Some(frame) => Poll::Ready(frame),
-            None => Poll::Pending,
-        }
+        if self.is_empty() { Poll::Pending } else { Poll::Ready(()) }
     }
 
-    /// Wait for the next frame.
-    pub async fn recv(&mut self) -> Frame {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    /// Wait until a frame is queued.
+    pub async fn ready(&mut self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 }
 
@@ -143,13 +152,22 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_mailbox_gives_its_memory_back() {
+    fn a_drained_mailbox_keeps_its_slots_until_released() {
         let (tx, mut rx) = mailbox(512);
         for i in 0..100 {
             tx.try_send(frame(&i.to_string())).unwrap();
         }
         while rx.try_recv().is_some() {}
+        assert!(rx.0.state.lock().frames.capacity() >= 100, "a busy reader keeps its slots");
+        rx.release_slots();
         assert_eq!(rx.0.state.lock().frames.capacity(), 0);
+        // Not while something is queued.
+        for i in 0..100 {
+            tx.try_send(frame(&i.to_string())).unwrap();
+        }
+        rx.try_recv();
+        rx.release_slots();
+        assert_eq!(rx.try_recv().as_deref(), Some("1"));
     }
 
     #[test]
@@ -196,8 +214,8 @@ mod tests {
         for i in 0..N {
             let got = loop {
                 unpark.woken.store(false, Ordering::SeqCst);
-                if let Poll::Ready(frame) = rx.poll_recv(&mut cx) {
-                    break frame;
+                if rx.poll_ready(&mut cx).is_ready() {
+                    break rx.try_recv().expect("ready means a frame is queued");
                 }
                 // Parking may end early (a spurious or an earlier unpark); a frame
                 // queued for seconds with no wake at all is a lost wakeup.

@@ -54,10 +54,12 @@ pub struct Session {
     last_seen: Instant,
     /// When mailbox frames were last flushed to the socket.
     last_flush: Instant,
-    /// Write coalescing: a frame that arrived within the hold after the last
-    /// write waits here, with the end of the hold, while the socket is still read.
-    /// Boxed: most connections never hold, and every byte here is per connection.
-    held: Option<Box<Held>>,
+    /// Write coalescing (see `on_mailbox`): the timer that ends a hold, made
+    /// on the connection's first hold and reused after. Boxed: most
+    /// connections never hold, and every byte here is per connection.
+    hold: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A hold is running: queued frames wait for its end.
+    holding: bool,
 }
 
 /// The rooms a connection is in (at most `max_rooms_per_connection`, usually
@@ -97,12 +99,6 @@ impl MyRooms {
     }
 }
 
-/// A mailbox frame waiting out the write-coalescing hold.
-struct Held {
-    frame: Frame,
-    until: Pin<Box<tokio::time::Sleep>>,
-}
-
 /// Serve one upgraded connection until it closes.
 pub async fn run(app: Arc<App>, socket: WebSocket) {
     let (tx, rx) = crate::mailbox::mailbox(app.config.limits.mailbox_frames);
@@ -119,7 +115,8 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         strikes: 0,
         last_seen: Instant::now(),
         last_flush: Instant::now(),
-        held: None,
+        hold: None,
+        holding: false,
         app,
     };
     session.serve().await;
@@ -159,11 +156,8 @@ impl Session {
                     Err(End::Close(CloseCode::Restarting, "server restarting"))
                 }
                 code = control.closed() => Err(End::Close(code, close_reason(code))),
-                frame = self.rx.recv(), if self.held.is_none() => self.on_mailbox(frame).await,
-                () = hold_ends(&mut self.held), if self.held.is_some() => match self.held.take() {
-                    Some(held) => self.write_batch(held.frame).await,
-                    None => Ok(()),
-                },
+                () = self.rx.ready(), if !self.holding => self.on_mailbox().await,
+                () = hold_ends(&mut self.hold), if self.holding => self.on_hold_end().await,
                 incoming = self.socket.recv() => Box::pin(self.on_frame(incoming)).await,
                 _ = heartbeat.tick() => self.heartbeat(limits).await,
                 _ = &mut deadline, if deadline_armed => match self.identity {
@@ -208,15 +202,9 @@ impl Session {
         tracing::debug!(conn = self.conn.0, "connection closed");
     }
 
-    /// Write the held frame and whatever is queued, best effort.
+    /// Write whatever is queued (held or not), best effort.
     async fn flush_mailbox(&mut self) {
-        let first = match self.held.take() {
-            Some(held) => Some(held.frame),
-            None => self.rx.try_recv(),
-        };
-        if let Some(frame) = first {
-            let _ = self.write_batch(frame).await;
-        }
+        let _ = self.write_batch().await;
     }
 
     /// Send a close frame, then let the peer answer it, so unread input does
@@ -263,24 +251,54 @@ impl Session {
         self.reply(&ServerMessage::Error(body)).await
     }
 
-    /// A frame from the mailbox: written at once, or held if the connection
+    /// The mailbox has a frame: written at once, or held if the connection
     /// was written to less than the node's current hold ago (see `coalesce`).
     /// Frames that arrive during the hold go out in the same write: under
     /// fan-out load one `send` per hold instead of one per frame. The socket
     /// is still read meanwhile; on a quiet node the hold is 0.
-    async fn on_mailbox(&mut self, frame: Frame) -> Step {
+    async fn on_mailbox(&mut self) -> Step {
         let until = self.last_flush + self.app.coalescing.hold();
         if until <= Instant::now() {
-            return self.write_batch(frame).await;
+            self.write_batch().await?;
+            self.rx.release_slots();
+            return Ok(());
         }
-        // The mailbox is not read while holding, and frames queued meanwhile
-        // wake nobody (the mailbox's waker was used up delivering this one).
-        self.held = Some(Box::new(Held { frame, until: Box::pin(tokio::time::sleep_until(until.into())) }));
+        self.hold_until(until);
         Ok(())
     }
 
-    /// Write one mailbox frame and whatever else is queued, then flush once.
-    async fn write_batch(&mut self, first: Frame) -> Step {
+    /// A hold is over: write what it gathered. A connection that had frames
+    /// waiting is busy, so its next hold starts at once, without waiting to
+    /// be woken by the mailbox (one wakeup per write instead of two); one
+    /// that had none goes back to waiting on the mailbox.
+    async fn on_hold_end(&mut self) -> Step {
+        self.holding = false;
+        if self.rx.is_empty() {
+            self.rx.release_slots();
+            return Ok(());
+        }
+        self.write_batch().await?;
+        let hold = self.app.coalescing.hold();
+        if hold.is_zero() {
+            self.rx.release_slots();
+        } else {
+            self.hold_until(self.last_flush + hold);
+        }
+        Ok(())
+    }
+
+    /// Start a hold that ends at `until`, on the connection's reusable timer.
+    fn hold_until(&mut self, until: Instant) {
+        match &mut self.hold {
+            Some(timer) => timer.as_mut().reset(until.into()),
+            None => self.hold = Some(Box::pin(tokio::time::sleep_until(until.into()))),
+        }
+        self.holding = true;
+    }
+
+    /// Write what the mailbox holds (up to a batch), then flush once.
+    async fn write_batch(&mut self) -> Step {
+        let Some(first) = self.rx.try_recv() else { return Ok(()) };
         let limits = &self.app.config.limits;
         let control = &self.outbox.control;
         let socket = &mut self.socket;
@@ -679,10 +697,10 @@ impl Session {
     }
 }
 
-/// Completes when the held frame's hold is over (never, with none held).
-async fn hold_ends(held: &mut Option<Box<Held>>) {
-    match held {
-        Some(held) => held.until.as_mut().await,
+/// Completes when the hold's timer runs out (never, with no timer).
+async fn hold_ends(hold: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match hold {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }
