@@ -93,10 +93,13 @@ pub struct Limits {
     /// Seconds a write to one socket may take before the connection is dropped. Default 10.
     pub write_timeout_s: u32,
     /// Longest hold, in milliseconds, of a busy connection's next write so the
-    /// frames arriving meanwhile share one `send`. The hold is 0 on a quiet node
-    /// and grows with the node's fan-out rate, reaching this at
-    /// `write_coalesce_full_rate`; 0 turns coalescing off. Default 50.
+    /// frames arriving meanwhile share one `send`. The hold is 0 up to
+    /// `write_coalesce_start_rate` deliveries per second on the node, then
+    /// grows linearly with the rate, reaching this at
+    /// `write_coalesce_full_rate`; 0 turns coalescing off. Default 60.
     pub write_coalesce_ms: u32,
+    /// Deliveries per second of the node below which every frame is written at once. Default 50000.
+    pub write_coalesce_start_rate: u64,
     /// Deliveries per second at which the hold reaches `write_coalesce_ms`. Default 300000.
     pub write_coalesce_full_rate: u64,
     /// Seconds graceful shutdown waits for connections to close. Default 10.
@@ -133,7 +136,8 @@ impl Default for Limits {
             hello_timeout_s: 10,
             mailbox_frames: 512,
             write_timeout_s: 10,
-            write_coalesce_ms: 50,
+            write_coalesce_ms: 60,
+            write_coalesce_start_rate: 50_000,
             write_coalesce_full_rate: 300_000,
             drain_timeout_s: 10,
             history_max_messages: 500,

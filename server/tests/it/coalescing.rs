@@ -53,6 +53,7 @@ async fn a_busy_connections_frames_share_writes_in_order() {
     let server = TestServer::with(|c| {
         c.limits.messages_per_10s = 10_000;
         c.limits.write_coalesce_ms = 50;
+        c.limits.write_coalesce_start_rate = 0;
         c.limits.write_coalesce_full_rate = 1;
     })
     .await;
@@ -76,6 +77,7 @@ async fn a_held_notice_is_written_before_the_connection_closes() {
     use kindred_protocol::{ModerationAction, RemovedReason, Role};
     let server = TestServer::with(|c| {
         c.limits.write_coalesce_ms = 500;
+        c.limits.write_coalesce_start_rate = 0;
         c.limits.write_coalesce_full_rate = 1;
     })
     .await;
