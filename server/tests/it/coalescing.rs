@@ -95,3 +95,42 @@ async fn a_held_notice_is_written_before_the_connection_closes() {
     member.expect("removed", |m| matches!(m, ServerMessage::Removed { reason: RemovedReason::Banned, .. })).await;
     assert_eq!(member.closed(Duration::from_secs(5)).await, Closed::Code(4403));
 }
+
+#[tokio::test]
+async fn a_connection_whose_hold_gathered_nothing_is_written_at_once_again() {
+    const HOLD: Duration = Duration::from_millis(1500);
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 10_000;
+        c.limits.write_coalesce_ms = HOLD.as_millis() as u32;
+        c.limits.write_coalesce_start_rate = 0;
+        c.limits.write_coalesce_full_rate = 1;
+    })
+    .await;
+    let (mut listener, _) = server.member(None).await;
+    listener.join("grief").await;
+    let (mut sender, _) = server.member(None).await;
+    sender.join("grief").await;
+    // Chatter in another room keeps the node's rate, and so the hold, up.
+    let (mut chatter, _) = server.member(None).await;
+    chatter.join("anxiety").await;
+    chat_until(&mut chatter, std::time::Instant::now() + Duration::from_secs(1)).await;
+    // Written to moments ago, the listener holds this one; its next hold
+    // starts when it is written, and finds nothing.
+    sender.say("grief", "first").await;
+    assert_eq!(listener.messages(1).await[0].text, "first");
+    let written = std::time::Instant::now();
+    chat_until(&mut chatter, written + HOLD + HOLD / 5).await;
+    // That hold is over: the listener waits on its mailbox again.
+    let sent_at = std::time::Instant::now();
+    sender.say("grief", "anyone here?").await;
+    assert_eq!(listener.messages(1).await[0].text, "anyone here?");
+    assert!(sent_at.elapsed() < HOLD / 2, "delivered after {:?}: still holding", sent_at.elapsed());
+}
+
+/// Say something in "anxiety" every 50 ms until `until`.
+async fn chat_until(chatter: &mut TestClient, until: std::time::Instant) {
+    while std::time::Instant::now() < until {
+        chatter.say("anxiety", "keeping the node busy").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
