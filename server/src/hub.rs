@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// An encoded frame, shared by every mailbox it is queued in.
 pub type Frame = Utf8Bytes;
@@ -35,29 +35,41 @@ impl ConnId {
 }
 
 /// Lets the hub ask a connection to close itself, even when its mailbox is full.
+///
+/// One waiter (the connection's own task) and one event, so an `AtomicWaker`
+/// instead of a `Notify`: the session waits on this on every turn of its
+/// loop, and a `Notify` locks its waiter list to register and again to drop.
 #[derive(Debug, Default)]
 pub struct Control {
     code: AtomicU16,
-    notify: Notify,
+    waker: futures_util::task::AtomicWaker,
 }
 
 impl Control {
     /// Ask the connection to close with `code`; the first request wins.
     pub fn close(&self, code: CloseCode) {
         if self.code.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            // notify_one stores a permit, so a session that is busy now still sees it.
-            self.notify.notify_one();
+            self.waker.wake();
         }
     }
 
+    fn requested(&self) -> Option<CloseCode> {
+        CloseCode::from_code(self.code.load(Ordering::Acquire))
+    }
+
     /// Resolves once `close` was called, with its code.
-    pub async fn closed(&self) -> CloseCode {
-        loop {
-            if let Some(code) = CloseCode::from_code(self.code.load(Ordering::Acquire)) {
-                return code;
+    pub fn closed(&self) -> impl std::future::Future<Output = CloseCode> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(code) = self.requested() {
+                return std::task::Poll::Ready(code);
             }
-            self.notify.notified().await;
-        }
+            self.waker.register(cx.waker());
+            // A close between the first look and the registration woke nobody: look again.
+            match self.requested() {
+                Some(code) => std::task::Poll::Ready(code),
+                None => std::task::Poll::Pending,
+            }
+        })
     }
 }
 
@@ -1277,6 +1289,25 @@ fn pending_key(stored: &Stored) -> u64 {
 mod tests {
     use super::*;
     use kindred_protocol::{MessageId, Sender};
+
+    #[tokio::test]
+    async fn a_close_request_reaches_a_waiting_or_a_late_session_and_the_first_wins() {
+        let control = Arc::new(Control::default());
+        let waiting = tokio::spawn({
+            let control = control.clone();
+            async move { control.closed().await }
+        });
+        tokio::task::yield_now().await;
+        let asker = std::thread::spawn({
+            let control = control.clone();
+            move || control.close(CloseCode::TooSlow)
+        });
+        asker.join().unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the waiting session was woken").unwrap();
+        assert_eq!(code, CloseCode::TooSlow);
+        control.close(CloseCode::Banned);
+        assert_eq!(control.closed().await, CloseCode::TooSlow, "the first request wins, and a late look sees it");
+    }
 
     fn stored(seq: u64) -> Stored {
         let msg = ChatMessage {
