@@ -194,17 +194,13 @@ impl Session {
             // perhaps held for coalescing) goes out first; not for a reader too
             // slow to take it.
             if code != CloseCode::TooSlow {
-                Box::pin(self.flush_mailbox()).await;
+                // Best effort: the close follows either way.
+                let _ = Box::pin(self.write_batch()).await;
             }
             Box::pin(self.close(code, reason)).await;
         }
         Metrics::add(&self.app.metrics.connections_closed, 1);
         tracing::debug!(conn = self.conn.0, "connection closed");
-    }
-
-    /// Write whatever is queued (held or not), best effort.
-    async fn flush_mailbox(&mut self) {
-        let _ = self.write_batch().await;
     }
 
     /// Send a close frame, then let the peer answer it, so unread input does
