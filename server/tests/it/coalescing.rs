@@ -98,7 +98,7 @@ async fn a_held_notice_is_written_before_the_connection_closes() {
 
 #[tokio::test]
 async fn a_connection_whose_hold_gathered_nothing_is_written_at_once_again() {
-    const HOLD: Duration = Duration::from_millis(1500);
+    const HOLD: Duration = Duration::from_secs(3);
     let server = TestServer::with(|c| {
         c.limits.messages_per_10s = 10_000;
         c.limits.write_coalesce_ms = HOLD.as_millis() as u32;
