@@ -550,6 +550,7 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
                     if let Some(doc) = payload.strip_prefix(crate::moderation::PUBLISHED_PREFIX) {
                         s.moderation.install_published(doc);
                         enforce_service_bans(&s);
+                        follow_mutes(&s);
                     } else if let Some(doc) = payload.strip_prefix(SavedRooms::PUBLISHED_PREFIX) {
                         match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
                             Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
@@ -622,6 +623,23 @@ fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
             Ok(env) if env.n != *s.node => room.apply_remote(&Arc::from(env.n.as_str()), env.e),
             Ok(_) => {}
             Err(e) => tracing::error!(room = %room.id(), error = %e, "a room event could not be read"),
+        }
+    }
+}
+
+/// The moderation document is the truth about mutes; this node's members
+/// show it. A mute made on another node is announced there only if that
+/// node held the member's record at that moment; a member leaving and
+/// coming back meanwhile (a resume) would otherwise stay listed unmuted
+/// while its sends were refused.
+fn follow_mutes(s: &Arc<Shared>) {
+    for room in s.hub.rooms() {
+        let id = room.id();
+        for (member, account) in room.local_members() {
+            let muted = s.moderation.muted(&id, &account).map(|m| m.until_text());
+            if (member.muted, &member.muted_until) != (muted.is_some(), &muted.clone().flatten()) {
+                room.set_muted(&member.member_id, muted);
+            }
         }
     }
 }
