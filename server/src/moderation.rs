@@ -25,7 +25,7 @@ pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
 pub const PUBLISHED_PREFIX: &str = "D";
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sanction {
     pub room: Option<RoomId>,
     pub account: AccountId,
@@ -151,22 +151,30 @@ impl ModerationStore {
         Ok(())
     }
 
-    /// A newer document from another node (the control channel); older ones are ignored.
-    pub fn install_published(&self, doc: &str) {
+    /// A newer document from another node (the control channel); older ones
+    /// are ignored. Whether it changed the mutes.
+    pub fn install_published(&self, doc: &str) -> bool {
         match serde_json::from_str::<Versioned<Persisted>>(doc) {
             Ok(d) => self.install(d, false),
-            Err(e) => tracing::error!(error = %e, "a published moderation document is not valid"),
+            Err(e) => {
+                tracing::error!(error = %e, "a published moderation document is not valid");
+                false
+            }
         }
     }
 
     /// `force`: what Redis holds now is the truth, whatever this node held.
-    fn install(&self, d: Versioned<Persisted>, force: bool) {
+    /// Whether the mutes changed.
+    fn install(&self, d: Versioned<Persisted>, force: bool) -> bool {
         let mut current = self.state.lock();
         let mut held = self.version.lock();
-        if force || d.supersedes(held.0, &held.1) {
-            *current = d.doc;
-            *held = (d.v, d.g);
+        if !(force || d.supersedes(held.0, &held.1)) {
+            return false;
         }
+        let mutes_changed = current.mutes != d.doc.mutes;
+        *current = d.doc;
+        *held = (d.v, d.g);
+        mutes_changed
     }
 
     /// Change the state and store it before returning. One node: the file is

@@ -548,9 +548,12 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
                 let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
                 if channel == CONTROL_CHANNEL {
                     if let Some(doc) = payload.strip_prefix(crate::moderation::PUBLISHED_PREFIX) {
-                        s.moderation.install_published(doc);
+                        let mutes_changed = s.moderation.install_published(doc);
                         enforce_service_bans(&s);
-                        follow_mutes(&s);
+                        // (Reports change the document too; only a change of mutes walks the members.)
+                        if mutes_changed {
+                            follow_mutes(&s);
+                        }
                     } else if let Some(doc) = payload.strip_prefix(SavedRooms::PUBLISHED_PREFIX) {
                         match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
                             Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
