@@ -275,6 +275,12 @@ impl ModerationStore {
         Self::find(&self.state.lock().mutes, Some(room), account, Utc::now())
     }
 
+    /// The mute as a member's `muted_until` carries it: `None` when not
+    /// muted, `Some(None)` when muted with no end.
+    pub fn muted_until(&self, room: &RoomId, account: &AccountId) -> Option<Option<String>> {
+        self.muted(room, account).map(|m| m.until_text())
+    }
+
     pub async fn add_report(&self, room: &RoomId, report: Report) -> Result<(), StoreError> {
         self.change(|s| s.reports.push((room.clone(), report.clone()))).await
     }

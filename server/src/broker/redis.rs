@@ -639,7 +639,7 @@ fn follow_mutes(s: &Arc<Shared>) {
     for room in s.hub.rooms() {
         let id = room.id();
         for (member, account) in room.local_members() {
-            let muted = s.moderation.muted(&id, &account).map(|m| m.until_text());
+            let muted = s.moderation.muted_until(&id, &account);
             if (member.muted, &member.muted_until) != (muted.is_some(), &muted.clone().flatten()) {
                 room.set_muted(&member.member_id, muted);
             }

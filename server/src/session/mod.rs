@@ -533,7 +533,7 @@ impl Session {
             body.until = ban.until_text();
             return self.error(body.with_id(id)).await;
         }
-        let muted = self.app.moderation.muted(&room, &account).map(|m| m.until_text());
+        let muted = self.app.moderation.muted_until(&room, &account);
         let accept_rules = self.app.remember_rules(&account, &room, accept_rules);
         let request = JoinRequest {
             conn: self.conn,
