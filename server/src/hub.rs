@@ -1137,6 +1137,18 @@ impl Room {
         }
     }
 
+    /// Drop the members a node held here: it stopped heartbeating. Returns how many.
+    pub fn forget_node(&self, node: &str) -> usize {
+        let room = self.id();
+        let mut state = self.state.lock();
+        let gone: Vec<MemberId> =
+            state.members.values().filter(|p| p.node.as_deref() == Some(node)).map(|p| p.member.member_id.clone()).collect();
+        for member_id in &gone {
+            self.forget_member(&room, &mut state, member_id);
+        }
+        gone.len()
+    }
+
     /// This node's members of the room, with their accounts (for the shared presence list).
     pub fn local_members(&self) -> Vec<(Member, AccountId)> {
         self.state.lock().members.values().filter(|p| p.is_local()).map(|p| (p.member.clone(), p.account.clone())).collect()
@@ -1435,6 +1447,17 @@ mod tests {
         // A snapshot read after the events is applied as it is.
         room.sync_remote_members(Vec::new(), Instant::now());
         assert!(room.member(&MemberId::from("m_new")).is_none());
+    }
+
+    #[test]
+    fn a_silent_nodes_members_go_and_the_others_stay() {
+        let (room, _rx) = cluster_room();
+        let other = RemoteMember { node: Arc::from("c"), ..remote("m_c") };
+        room.sync_remote_members(vec![remote("m_b1"), remote("m_b2"), other], Instant::now());
+        assert_eq!(room.forget_node("b"), 2);
+        assert!(room.member(&MemberId::from("m_b1")).is_none());
+        assert!(room.member(&MemberId::from("m_c")).is_some(), "a member of a live node was dropped");
+        assert_eq!(room.forget_node("b"), 0);
     }
 
     #[test]
