@@ -232,7 +232,10 @@ impl Session {
     async fn write(&mut self, frame: Frame) -> Step {
         let timeout = self.app.config.limits.write_timeout();
         match tokio::time::timeout(timeout, self.socket.send(Message::Text(frame))).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                Metrics::add(&self.app.metrics.socket_writes, 1);
+                Ok(())
+            }
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => Err(End::Gone),
         }
@@ -294,7 +297,14 @@ impl Session {
 
     /// Write what the mailbox holds (up to a batch), then flush once.
     async fn write_batch(&mut self) -> Step {
-        let Some(first) = self.rx.try_recv() else { return Ok(()) };
+        self.write_with_queued(None).await
+    }
+
+    /// Write `reply` (if any) and then what the mailbox holds (up to a
+    /// batch), with one flush: a sender's `sent` and its own copy of the
+    /// message, already queued by the hub, go out in one `send`.
+    async fn write_with_queued(&mut self, reply: Option<Frame>) -> Step {
+        let Some(first) = reply.or_else(|| self.rx.try_recv()) else { return Ok(()) };
         let limits = &self.app.config.limits;
         let control = &self.outbox.control;
         let socket = &mut self.socket;
@@ -665,8 +675,8 @@ impl Session {
         match self.app.broker.append(&room, draft).await {
             Ok(msg) => {
                 Metrics::add(&self.app.metrics.messages_in, 1);
-                self.reply(&ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq })
-                    .await?;
+                let sent = ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq };
+                self.write_with_queued(Some(encode(&sent))).await?;
                 if let Some(kind) = verdict.pii {
                     let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
                     let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None };

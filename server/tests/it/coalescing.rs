@@ -59,8 +59,10 @@ async fn a_busy_connections_frames_share_writes_in_order() {
     .await;
     let writes = paced_burst(&server, N).await;
     // Four connections receive N frames each, 5 ms apart: written one by one
-    // that is about 4 × N writes; held 50 ms, a handful per connection.
-    assert!(writes <= N as u64, "{writes} writes for {} frames", 4 * N);
+    // that is about 4 × N writes. The sender's are one per message (its
+    // `sent` carries its own copy along); the three listeners', held 50 ms,
+    // a handful per connection.
+    assert!(writes <= 2 * N as u64, "{writes} writes for {} frames and {N} replies", 4 * N);
 
     // With coalescing off the same load takes a write per frame, or nearly.
     let server = TestServer::with(|c| {
@@ -69,7 +71,26 @@ async fn a_busy_connections_frames_share_writes_in_order() {
     })
     .await;
     let writes = paced_burst(&server, N).await;
-    assert!(writes > 2 * N as u64, "{writes} writes for {} frames without coalescing", 4 * N);
+    assert!(writes > 3 * N as u64, "{writes} writes for {} frames without coalescing", 4 * N);
+}
+
+/// A sender's `sent` and its own copy of the message (queued by the hub
+/// before the reply is written) go out in one `send`, not two.
+#[tokio::test]
+async fn a_senders_reply_and_its_copy_of_the_message_share_one_write() {
+    const N: u64 = 5;
+    let server = TestServer::with(|c| c.limits.write_coalesce_ms = 0).await;
+    let (mut sender, _) = server.member(None).await;
+    sender.join("pet-loss").await;
+    sender.assert_alive().await;
+    let before = metric(&server, "kindred_socket_writes_total").await;
+    for i in 0..N {
+        sender.say("pet-loss", &format!("message {i}")).await;
+        // (`say` returns at `sent`; the copy follows it.)
+        let copy = sender.messages(1).await;
+        assert_eq!(copy[0].text, format!("message {i}"));
+    }
+    assert_eq!(metric(&server, "kindred_socket_writes_total").await - before, N, "one write per message");
 }
 
 #[tokio::test]
