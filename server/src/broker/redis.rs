@@ -845,6 +845,8 @@ struct Heartbeat {
     last: Option<Instant>,
     /// The other nodes alive at the last tick.
     peers: HashSet<String>,
+    /// Room events dropped on a full queue, as counted at the last tick.
+    dropped: u64,
 }
 
 /// Heartbeat; the members of nodes gone silent since the last tick leave
@@ -873,7 +875,10 @@ async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Hear
     if lapsed {
         tracing::warn!("this node's heartbeat lapsed; announcing its members again");
     }
-    let share = if lapsed { Share::All } else { share };
+    // A join or leave that never reached Redis: audit every room now, not in two minutes.
+    let dropped = s.metrics.cluster_events_dropped.load(Ordering::Relaxed);
+    let events_lost = std::mem::replace(&mut beat.dropped, dropped) != dropped;
+    let share = if lapsed || events_lost { Share::All } else { share };
     if repairing {
         s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
         enforce_service_bans(s);

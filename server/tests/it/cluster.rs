@@ -333,6 +333,35 @@ async fn idle_members_cost_no_presence_writes() {
     assert_eq!(members.len(), 4, "{members:?}");
 }
 
+/// A join whose event never reached Redis (the node's queue to Redis was
+/// full, which is counted) is repaired on the next health tick, not at the
+/// next two-minute audit.
+#[tokio::test]
+async fn presence_lost_on_the_way_to_redis_is_repaired_at_once() {
+    let (redis, a, _b, _ann, _bo) = two_nodes().await;
+    let key = format!("kindred:{{{ROOM}}}:members");
+    let mut cli = RedisCli::connect(&redis);
+    let a_fields = |cli: &mut RedisCli| -> Vec<String> {
+        cli.cmd(&["HKEYS", &key]).lines().filter(|l| l.starts_with("a-")).map(str::to_owned).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ann = loop {
+        if let [field] = a_fields(&mut cli).as_slice() {
+            break field.clone();
+        }
+        assert!(Instant::now() < deadline, "Ann's presence entry never reached Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // As if Ann's join had been dropped on its way: no entry, one drop counted.
+    cli.cmd(&["HDEL", &key, &ann]);
+    a.app.metrics.cluster_events_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a_fields(&mut cli) != [ann.clone()] {
+        assert!(Instant::now() < deadline, "Ann's entry was not written back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A node that stalls past the TTL looks dead: its members leave the room on
 /// the other nodes. When it runs again it announces them, and they come back.
 #[tokio::test]
