@@ -165,6 +165,11 @@ impl Shared {
         if let Some(alive) = self.alive.lock().clone() {
             return Ok(alive);
         }
+        self.alive_now().await
+    }
+
+    /// The nodes whose heartbeat is within the TTL, read from Redis now.
+    async fn alive_now(&self) -> Result<Arc<HashSet<String>>, BrokerError> {
         let since = now_ms().saturating_sub(self.presence_ttl.as_millis() as u64);
         let alive: Vec<String> =
             bounded(redis::cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf").query_async(&mut self.publisher.clone())).await?;
@@ -513,9 +518,15 @@ async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_all: bool) ->
     let id = room.id();
     let keys = Keys::of(&id);
     let mut conn = s.publisher.clone();
-    let alive = s.alive().await?;
+    let mut alive = s.alive().await?;
     let read_at = Instant::now();
     let all: HashMap<String, String> = bounded(redis::cmd("HGETALL").arg(&keys.members).query_async(&mut conn)).await?;
+    // A node missing from the last tick's list may have started since: ask
+    // again before taking its members for a dead node's.
+    let node_of = |field: &String| field.split_once('|').map(|(node, _)| node.to_owned());
+    if all.keys().filter_map(node_of).any(|node| node != *s.node && !alive.contains(&node)) {
+        alive = s.alive_now().await?;
+    }
     let mine = room.local_members();
     let mut pipe = redis::pipe();
     let mut local = HashSet::with_capacity(mine.len());
