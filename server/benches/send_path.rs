@@ -19,7 +19,8 @@ const TEXTS: &[(&str, &str)] = &[
 ];
 
 fn safety(c: &mut Criterion) {
-    let safety = Safety::new(SafetyConfig { blocklist: vec!["buy followers".into(), "crypto giveaway".into()], ..SafetyConfig::default() });
+    let safety = Safety::new(SafetyConfig { blocklist: vec!["buy followers".into(), "crypto giveaway".into()], ..SafetyConfig::default() })
+        .expect("the default terms compile");
     let mut group = c.benchmark_group("safety_check");
     for (name, text) in TEXTS {
         group.bench_function(*name, |b| b.iter(|| safety.check(black_box(text), "en")));

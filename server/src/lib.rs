@@ -75,7 +75,8 @@ impl App {
             let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             auth = auth.with_public_key(config.jwt_algorithm, &pem)?;
         }
-        let safety = safety::Safety::new(config.safety.clone());
+        let safety = safety::Safety::new(config.safety.clone())
+            .map_err(|e| anyhow::anyhow!("the [safety] crisis terms or blocklist cannot be compiled: {e}"))?;
         let limits = Arc::new(config.limits.clone());
         let mut rooms = config.rooms.clone();
         if config.redis.is_none() {
