@@ -124,40 +124,18 @@ fn normalize_into(text: &str, out: &mut String) {
         c if c.is_alphanumeric() => c,
         _ => ' ',
     });
-    // Word by word: a one-letter word joins the run of one-letter words
-    // before it; any other word ends the run and stands alone.
-    let (mut in_word, mut word_chars, mut run) = (false, 0usize, false);
+    // A one-letter word joins the run of one-letter words just before it;
+    // any other word stands alone.
+    let mapped: String = mapped.collect();
     let base = out.len();
-    let mut word_start = base;
-    for c in mapped {
-        if c == ' ' {
-            in_word = false;
-            continue;
+    let mut after_single = false;
+    for word in mapped.split(' ').filter(|w| !w.is_empty()) {
+        let single = word.chars().nth(1).is_none();
+        if !(single && after_single) && out.len() > base {
+            out.push(' ');
         }
-        if !in_word {
-            // A new word. The previous one, if a single letter, continues a run.
-            let single = word_chars == 1;
-            if single && run {
-                // Glue the single letter before it to the run: drop the space.
-                let letter = out.split_off(word_start);
-                out.pop();
-                out.push_str(&letter);
-            }
-            run = single;
-            if out.len() > base {
-                out.push(' ');
-            }
-            word_start = out.len();
-            word_chars = 0;
-            in_word = true;
-        }
-        out.push(c);
-        word_chars += 1;
-    }
-    if word_chars == 1 && run {
-        let letter = out.split_off(word_start);
-        out.pop();
-        out.push_str(&letter);
+        out.push_str(word);
+        after_single = single;
     }
 }
 
