@@ -546,6 +546,29 @@ impl RedisCli {
     }
 }
 
+/// Each append drops the history entries past retention from the front of
+/// the room's stream, several at once when a quiet room wakes up, and stops
+/// at the first fresh one.
+#[tokio::test]
+async fn history_past_retention_leaves_redis_with_the_next_message() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    ann.say(ROOM, "first").await;
+    // Replace the stream by three entries stamped long ago (1970), the
+    // first message's among them, ahead of the next message's id `2-0`.
+    let log = format!("kindred:{{{ROOM}}}:log");
+    let mut cli = RedisCli::connect(&redis);
+    cli.cmd(&["DEL", &log]);
+    for id in ["0-1", "0-2", "1-0"] {
+        cli.cmd(&["XADD", &log, id, "m", "{}", "a", "\"x\"", "i", id, "t", "1000"]);
+    }
+    assert_eq!(cli.cmd(&["XLEN", &log]), ":3\r\n");
+    ann.say(ROOM, "second").await;
+    assert_eq!(cli.cmd(&["XLEN", &log]), ":1\r\n", "only the new message is left");
+    assert!(cli.cmd(&["XRANGE", &log, "-", "+"]).contains("second"));
+}
+
 #[tokio::test]
 async fn messages_published_while_a_subscription_was_down_are_delivered_from_history() {
     // Node b's subscriber is cut and kept from reconnecting (maxclients)
