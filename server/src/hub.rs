@@ -1235,6 +1235,14 @@ impl Room {
         self.drain_pending(&def, &mut state)
     }
 
+    /// A message this node has just appended, from Redis's reply: delivered
+    /// as from the subscription, except that a gap before it is not filled
+    /// from here. What is missing is still on its way over the
+    /// subscription, and this message's own push fills the gap if it is not.
+    pub fn deliver_appended(&self, epoch: &str, stored: Stored) {
+        let _gap_left_to_the_subscription = self.deliver(epoch, stored);
+    }
+
     /// Whether a message of `epoch` means this node holds a history Redis
     /// no longer has (and no load is under way that will settle it).
     pub fn needs_reload(&self, epoch: &str) -> bool {
@@ -1386,6 +1394,23 @@ mod tests {
         assert_eq!(room.filled("e1", 3, vec![stored(2)]), None);
         assert_eq!(seqs(&mut rx), [2, 4, 5]);
         assert_eq!(room.position(), ("e1".to_owned(), 5));
+    }
+
+    /// The sender's node delivers its own message from Redis's reply. One
+    /// from another node that Redis ordered before it may still be on its
+    /// way: the own message waits for it, and its push is a duplicate.
+    #[test]
+    fn an_appended_message_waits_for_earlier_ones_and_its_push_is_dropped() {
+        let (room, mut rx) = cluster_room();
+        assert_eq!(room.deliver("e1", stored(1)), None);
+        room.deliver_appended("e1", stored(3));
+        assert_eq!(seqs(&mut rx), [1], "not ahead of 2");
+        assert_eq!(room.deliver("e1", stored(2)), None);
+        assert_eq!(room.deliver("e1", stored(3)), None, "its push");
+        assert_eq!(seqs(&mut rx), [2, 3]);
+        room.deliver_appended("e1", stored(4));
+        assert_eq!(room.deliver("e1", stored(4)), None);
+        assert_eq!(seqs(&mut rx), [4]);
     }
 
     fn remote(id: &str) -> RemoteMember {

@@ -3,9 +3,11 @@
 //! - **Order and durability.** One Lua script gives a message its room's
 //!   next `seq`, appends it to the room's history stream (entry id `seq-n`,
 //!   MAXLEN and a TTL) and publishes it, atomically. `sent` is only answered
-//!   after the script returned. Every node, the sender's included, delivers
-//!   what its subscription brings in `seq` order ([`Room::deliver`]); a gap
-//!   is filled from the stream. A lost subscription (disconnect, or a push
+//!   after the script returned. Every node delivers what its subscription
+//!   brings in `seq` order ([`Room::deliver`]); a gap is filled from the
+//!   stream. The sender's node delivers its own message from the script's
+//!   reply already, still in `seq` order, and drops the push that follows
+//!   as a duplicate. A lost subscription (disconnect, or a push
 //!   this node could not queue) is treated as possible loss and every warm
 //!   room is repaired from the stream.
 //! - **Epochs.** Each room's history has an epoch kept beside its `seq`. If
@@ -376,6 +378,7 @@ impl Broker for RedisBroker {
             let def = room.def();
             let keys = Keys::of(&def.id);
             let retention_ms = u64::from(def.history_minutes.unwrap_or(s.limits.history_minutes)) * 60_000;
+            let now = now_ms();
             let account = serde_json::to_string(&draft.account).expect("ids serialize");
             let body = serde_json::to_string(&draft.msg).expect("protocol types serialize");
             let mut invocation = s.append.key(&keys.meta);
@@ -386,14 +389,22 @@ impl Broker for RedisBroker {
                 .arg(body)
                 .arg(account)
                 .arg(&draft.msg.message_id.0)
-                .arg(now_ms())
+                .arg(now)
                 .arg(s.limits.history_max_messages)
                 .arg(retention_ms)
                 .arg(&keys.channel)
                 .arg(s.publisher.publish_command());
-            let (_epoch, seq): (String, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
+            let (epoch, seq): (String, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
             let mut msg = draft.msg;
             msg.seq = seq;
+            // This node's members need not wait for the message to come back
+            // over the subscription (where it is then a duplicate), and the
+            // sender's `sent` goes out in one write with its own copy. Not a
+            // staff-channel message: it takes no `seq`, and in a room keeping
+            // no history its push could not be told for a duplicate.
+            if !msg.staff {
+                room.deliver_appended(&epoch, Stored { msg: msg.clone(), account: draft.account, at: instant_of(now) });
+            }
             Ok(msg)
         })
     }

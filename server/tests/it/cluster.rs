@@ -7,6 +7,7 @@
 use crate::common::*;
 use futures_util::future::join_all;
 use kindred_protocol::{ChatMessage, ClientMessage, ErrorCode, ModerationAction, Position, Role, RoomId, ServerMessage};
+use kindred_server::config::Config;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,6 +87,10 @@ async fn node(redis: &Redis, name: &str) -> TestServer {
 
 /// A ready node on `urls` (a Redis Cluster's seeds with `cluster`) whose silent peers expire after `ttl`.
 async fn node_on(urls: String, cluster: bool, name: &str, ttl: Duration) -> TestServer {
+    node_with(urls, cluster, name, ttl, |_| {}).await
+}
+
+async fn node_with(urls: String, cluster: bool, name: &str, ttl: Duration, configure: impl FnOnce(&mut Config)) -> TestServer {
     let server = TestServer::with(|c| {
         c.redis = Some(urls);
         c.redis_cluster = cluster;
@@ -93,6 +98,7 @@ async fn node_on(urls: String, cluster: bool, name: &str, ttl: Duration) -> Test
         c.jwt_secret = Some(SECRET.into());
         c.presence_ttl = ttl;
         c.limits.messages_per_10s = 10_000;
+        configure(c);
     })
     .await;
     wait_ready(&server, true).await;
@@ -544,6 +550,53 @@ impl RedisCli {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// The sender's node delivers a message as soon as Redis has stored it, not
+/// when it comes back over the subscription: the sender's `sent` and its own
+/// copy go out in one write (they took two), and the push that follows is
+/// dropped as a duplicate. Members on the other node get it once, in order.
+#[tokio::test]
+async fn on_a_cluster_node_a_senders_reply_and_its_copy_share_one_write() {
+    const N: u64 = 5;
+    let (_redis, a, _b, mut ann, mut bo) = two_nodes().await;
+    // Bo's join is the last write Ann's node owes her before the count starts.
+    ann.expect("Bo's presence on node a", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.handle == "Bo")).await;
+    let before = crate::coalescing::metric(&a, "kindred_socket_writes_total").await;
+    for i in 0..N {
+        ann.say(ROOM, &format!("message {i}")).await;
+        // (`say` returns at `sent`; the copy follows it.)
+        assert_eq!(ann.messages(1).await[0].text, format!("message {i}"));
+    }
+    let got = bo.messages(N as usize).await;
+    assert_contiguous(&got);
+    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, (0..N).map(|i| format!("message {i}")).collect::<Vec<_>>());
+    for c in [&mut ann, &mut bo] {
+        while let Some(m) = c.try_recv(Duration::from_millis(300)).await {
+            assert!(!matches!(m, ServerMessage::Message(_)), "a message came twice: {m:?}");
+        }
+    }
+    assert_eq!(crate::coalescing::metric(&a, "kindred_socket_writes_total").await - before, N, "one write per message");
+}
+
+/// A staff-channel message takes no `seq` of its own, so a node knows it has
+/// shown one by finding it in the room's history. In a room that keeps no
+/// history, the message's own push after its local delivery must not show
+/// it again.
+#[tokio::test]
+async fn a_staff_message_in_a_room_without_history_comes_once() {
+    let redis = Redis::start();
+    let no_history = |c: &mut Config| c.rooms.iter_mut().find(|r| r.id.as_str() == ROOM).unwrap().history_minutes = Some(0);
+    let a = node_with(redis.url(), false, "a", Duration::from_secs(3), no_history).await;
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let text = "check in on Bo".to_owned();
+    sam.send(&ClientMessage::Send { id: Some(1.into()), room: RoomId::from(ROOM), text, reply_to: None, cw: None, staff: true }).await;
+    let mut copies = 0;
+    while let Some(m) = sam.try_recv(Duration::from_millis(500)).await {
+        copies += usize::from(matches!(m, ServerMessage::Message(msg) if msg.staff));
+    }
+    assert_eq!(copies, 1);
 }
 
 /// Each append drops the history entries past retention from the front of

@@ -6,7 +6,7 @@ use crate::session::http_get;
 use kindred_protocol::ServerMessage;
 use std::time::Duration;
 
-async fn metric(server: &TestServer, name: &str) -> u64 {
+pub async fn metric(server: &TestServer, name: &str) -> u64 {
     let page = http_get(server.addr, "/metrics").await;
     let line = page.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {page}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
