@@ -52,6 +52,9 @@ use tokio_util::sync::CancellationToken;
 /// KEYS: meta, log. ARGV: new epoch, staff (1/0), message JSON, account JSON,
 /// message id, now (ms), max entries, retention (ms), channel, PUBLISH or SPUBLISH.
 ///
+/// The stream is capped at about `max entries`: Redis trims whole nodes
+/// (`MAXLEN ~`, half the cost of an exact trim), so it may keep up to one
+/// node's worth more; a node loads only the newest `max entries`.
 /// Entries past retention are dropped from the front, up to 16 per append,
 /// reading one entry at a time: the oldest is almost always still fresh, and
 /// reading 16 whole entries into Lua to learn that made the script 40 µs
@@ -73,7 +76,7 @@ local now = tonumber(ARGV[6])
 local maxlen = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 if maxlen > 0 and retention > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-*', 'm', ARGV[3], 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-*', 'm', ARGV[3], 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
   for _ = 1, 16 do
     local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
     if not e then break end

@@ -599,6 +599,26 @@ async fn a_staff_message_in_a_room_without_history_comes_once() {
     assert_eq!(copies, 1);
 }
 
+/// Redis trims a room's stream only roughly to `history_max_messages`; a
+/// node loading the room still shows only the newest that many.
+#[tokio::test]
+async fn a_cold_node_shows_only_the_newest_history_max_messages() {
+    let redis = Redis::start();
+    let three = |c: &mut Config| c.limits.history_max_messages = 3;
+    let a = node_with(redis.url(), false, "a", Duration::from_secs(3), three).await;
+    let b = node_with(redis.url(), false, "b", Duration::from_secs(3), three).await;
+    let (mut ann, _) = joined_member(&a, "Ann").await;
+    for i in 0..6 {
+        ann.say(ROOM, &format!("message {i}")).await;
+    }
+    let log = format!("kindred:{{{ROOM}}}:log");
+    assert_eq!(RedisCli::connect(&redis).cmd(&["XLEN", &log]), ":6\r\n", "all six still in one stream node");
+    let (mut bo, _) = b.member(Some("Bo")).await;
+    let joined = bo.join(ROOM).await;
+    let texts: Vec<&str> = joined_parts(&joined).1.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["message 3", "message 4", "message 5"]);
+}
+
 /// Each append drops the history entries past retention from the front of
 /// the room's stream, several at once when a quiet room wakes up, and stops
 /// at the first fresh one.
