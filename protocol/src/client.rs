@@ -1,7 +1,7 @@
 //! What a client sends: [`ClientMessage`], one JSON object per text frame,
 //! internally tagged by `"type"`.
 
-use crate::ids::{MemberId, MessageId, Position, ReportId, RequestId, RoomId};
+use crate::ids::{AlertId, MemberId, MessageId, Position, ReportId, RequestId, RoomId};
 use crate::moderation::ModerationAction;
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +108,16 @@ pub enum ClientMessage {
         report_id: ReportId,
         resolution: ReportResolution,
     },
+    /// Staff in scope: close an open crisis alert (`alert_resolved`).
+    ResolveAlert {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        alert_id: AlertId,
+        /// Kept in the audit log, never sent to the member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// Remove every message this account wrote and end the account.
     ForgetMe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +150,7 @@ impl ClientMessage {
             | ClientMessage::Whisper { id, .. }
             | ClientMessage::Moderate { id, .. }
             | ClientMessage::ResolveReport { id, .. }
+            | ClientMessage::ResolveAlert { id, .. }
             | ClientMessage::ForgetMe { id } => id.as_ref(),
         }
     }
@@ -160,6 +171,7 @@ impl ClientMessage {
             ClientMessage::Whisper { .. } => "whisper",
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::ResolveReport { .. } => "resolve_report",
+            ClientMessage::ResolveAlert { .. } => "resolve_alert",
             ClientMessage::ForgetMe { .. } => "forget_me",
         }
     }

@@ -62,6 +62,10 @@ string_id!(
     /// A report filed against a message.
     ReportId
 );
+string_id!(
+    /// A crisis alert, stable across nodes and restarts.
+    AlertId
+);
 
 /// The `id` a client puts on a request; every reply to it echoes it.
 /// A string of at most [`RequestId::MAX_LEN`] characters, or an integer.

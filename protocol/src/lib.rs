@@ -19,7 +19,7 @@ pub mod server;
 
 pub use client::ClientMessage;
 pub use errors::{CloseCode, ErrorCode};
-pub use ids::{AccountId, MemberId, MessageId, Position, ReportId, RequestId, RoomId};
+pub use ids::{AccountId, AlertId, MemberId, MessageId, Position, ReportId, RequestId, RoomId};
 pub use moderation::ModerationAction;
 pub use server::*;
 

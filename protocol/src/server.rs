@@ -3,7 +3,7 @@
 
 use crate::Role;
 use crate::errors::ErrorCode;
-use crate::ids::{AccountId, MemberId, MessageId, ReportId, RequestId, RoomId};
+use crate::ids::{AccountId, AlertId, MemberId, MessageId, ReportId, RequestId, RoomId};
 use serde::{Deserialize, Serialize};
 
 /// Every frame the server sends, internally tagged by `"type"`.
@@ -127,10 +127,28 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<String>,
     },
+    /// To every connected staff connection whose scope covers the room,
+    /// joined or not; open alerts are sent again after each `welcome`.
     Alert {
         room: RoomId,
         kind: AlertKind,
         message: ChatMessage,
+        /// Stable across nodes and restarts; what `resolve_alert` names.
+        alert_id: AlertId,
+        /// When the alert was raised (RFC 3339).
+        at: String,
+        /// Staff connections it reached when it was raised.
+        facilitators_alerted: u32,
+    },
+    /// The reply to `resolve_alert` (with `id`), and the event every other
+    /// staff connection in scope gets (without).
+    AlertResolved {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        alert_id: AlertId,
+        /// The resolver's display name.
+        by: String,
     },
     Notice(Notice),
     Forgotten {
@@ -334,6 +352,9 @@ pub struct Notice {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Vec<Resource>>,
+    /// `crisis_resources` only: how many staff connections were told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facilitators_alerted: Option<u32>,
 }
 
 /// The body of an `error` frame. Fields past `retry_after_ms` appear only
@@ -417,6 +438,7 @@ impl ServerMessage {
             ServerMessage::RoomUpdate { .. } => "room_update",
             ServerMessage::Removed { .. } => "removed",
             ServerMessage::Alert { .. } => "alert",
+            ServerMessage::AlertResolved { .. } => "alert_resolved",
             ServerMessage::Notice(_) => "notice",
             ServerMessage::Forgotten { .. } => "forgotten",
             ServerMessage::Error(_) => "error",

@@ -99,6 +99,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Whisper { .. } => "whisper",
         ClientMessage::Moderate { .. } => "moderate",
         ClientMessage::ResolveReport { .. } => "resolve_report",
+        ClientMessage::ResolveAlert { .. } => "resolve_alert",
         ClientMessage::ForgetMe { .. } => "forget_me",
     }
 }
@@ -126,6 +127,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::RoomUpdate { .. } => "room_update",
         ServerMessage::Removed { .. } => "removed",
         ServerMessage::Alert { .. } => "alert",
+        ServerMessage::AlertResolved { .. } => "alert_resolved",
         ServerMessage::Notice(_) => "notice",
         ServerMessage::Forgotten { .. } => "forgotten",
         ServerMessage::Error(_) => "error",

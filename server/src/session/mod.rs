@@ -150,6 +150,7 @@ impl Session {
                         kind: NoticeKind::Shutdown,
                         text: "The server is restarting. You will be reconnected in a moment.".into(),
                         resources: None,
+                        facilitators_alerted: None,
                     });
                     // Best effort: the close frame below says the same to clients that miss it.
                     let _ = Box::pin(self.write(encode(&notice))).await;
@@ -224,6 +225,7 @@ impl Session {
             kind: NoticeKind::System,
             text: "Your facilitator sign-in has expired. Please sign in again.".into(),
             resources: None,
+                        facilitators_alerted: None,
         });
         self.reply(&notice).await?;
         Err(End::Close(CloseCode::Unauthorized, "token expired"))
@@ -427,6 +429,7 @@ impl Session {
             ClientMessage::ResolveReport { id, room, report_id, resolution } => {
                 Box::pin(self.resolve_report(id, room, report_id, resolution)).await
             }
+            ClientMessage::ResolveAlert { id, .. } => self.error(ErrorBody::new(ErrorCode::NotFound, "todo").with_id(id)).await,
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }
@@ -679,7 +682,7 @@ impl Session {
                 self.write_with_queued(Some(encode(&sent))).await?;
                 if let Some(kind) = verdict.pii {
                     let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
-                    let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None };
+                    let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None, facilitators_alerted: None };
                     self.reply(&ServerMessage::Notice(notice)).await?;
                 }
                 if verdict.crisis {
@@ -688,9 +691,17 @@ impl Session {
                         kind: NoticeKind::CrisisResources,
                         text: self.app.safety.config().crisis_text.clone(),
                         resources: Some(self.app.safety.resources()),
+                        facilitators_alerted: None,
                     };
                     self.reply(&ServerMessage::Notice(notice)).await?;
-                    let alert = ServerMessage::Alert { room: room_id.clone(), kind: kindred_protocol::AlertKind::Crisis, message: msg };
+                    let alert = ServerMessage::Alert {
+                        room: room_id.clone(),
+                        kind: kindred_protocol::AlertKind::Crisis,
+                        message: msg,
+                        alert_id: kindred_protocol::AlertId::from("todo"),
+                        at: String::new(),
+                        facilitators_alerted: 0,
+                    };
                     room.broadcast(&encode(&alert), crate::hub::Audience::Staff);
                 }
                 Ok(())

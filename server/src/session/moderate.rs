@@ -345,5 +345,5 @@ impl Session {
 }
 
 fn warning(room: &RoomId, text: String) -> ServerMessage {
-    ServerMessage::Notice(Notice { room: Some(room.clone()), kind: NoticeKind::Warning, text, resources: None })
+    ServerMessage::Notice(Notice { room: Some(room.clone()), kind: NoticeKind::Warning, text, resources: None, facilitators_alerted: None })
 }
