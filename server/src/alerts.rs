@@ -119,6 +119,7 @@ struct Desk {
 
 /// This node's staff connections, and the other nodes' scopes.
 pub struct OnDuty {
+    /// This process, unique among the nodes (names resolutions made here).
     node: String,
     metrics: Arc<Metrics>,
     desks: Mutex<HashMap<ConnId, Desk>>,
@@ -127,8 +128,15 @@ pub struct OnDuty {
 }
 
 impl OnDuty {
-    pub fn new(node: String, metrics: Arc<Metrics>) -> OnDuty {
+    /// `node`: the configured node name (made unique to this process here).
+    pub fn new(node: &str, metrics: Arc<Metrics>) -> OnDuty {
+        let node = format!("{node}-{:08x}", rand::random::<u32>());
         OnDuty { node, metrics, desks: Mutex::new(HashMap::new()), remote: Mutex::new(HashMap::new()) }
+    }
+
+    /// This process among the nodes.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn register(&self, conn: ConnId, scope: Scope, outbox: Outbox) {
@@ -162,7 +170,8 @@ impl OnDuty {
         for alert in &changes.raised {
             let reached = self.send(&alert.room, &encode(&alert.frame()), None);
             if reached > 0 {
-                if let Ok(at) = DateTime::parse_from_rfc3339(&alert.at) {
+                // From the message's acceptance (its `ts`) to its alert queued for a person.
+                if let Ok(at) = DateTime::parse_from_rfc3339(&alert.message.ts) {
                     let waited = (Utc::now() - at.with_timezone(&Utc)).to_std().unwrap_or_default();
                     self.metrics.alert_delivery.observe(waited);
                 }
@@ -223,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_count_adds_other_nodes_in_scope() {
-        let duty = OnDuty::new("a".into(), Arc::default());
+        let duty = OnDuty::new("a", Arc::default());
         let (tx, _rx) = crate::mailbox::mailbox(8);
         duty.register(ConnId(1), scope(Some(&["grief"])), Outbox { tx, control: Arc::default() });
         duty.set_remote(HashMap::from([("b".to_owned(), vec![scope(None), scope(Some(&["anxiety"]))])]));

@@ -55,8 +55,12 @@ pub struct App {
     pub tracker: TaskTracker,
     /// Open connections per client address (memory only, for the connection limit).
     pub per_ip: DashMap<IpAddr, u32>,
-    /// Bans, mutes, reports, forgotten accounts and the audit log.
+    /// Bans, mutes, reports, crisis alerts, forgotten accounts and the audit log.
     pub moderation: Arc<moderation::ModerationStore>,
+    /// This node's staff connections, for crisis alerts.
+    pub on_duty: Arc<alerts::OnDuty>,
+    /// The on-call webhook for new crisis alerts.
+    pub escalation: escalation::Escalation,
     pub safety: safety::Safety,
     pub metrics: Arc<metrics::Metrics>,
     /// How long busy connections hold their next write, from the node's delivery rate.
@@ -86,6 +90,8 @@ impl App {
             api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
         }
         let metrics = Arc::new(metrics::Metrics::default());
+        let on_duty = Arc::new(alerts::OnDuty::new(&config.node, metrics.clone()));
+        let escalation = escalation::Escalation::new(config.safety.escalation.clone(), metrics.clone())?;
         let shutdown = CancellationToken::new();
         let accounts: broker::redis::Accounts = Arc::default();
         let mut shared_rooms = None;
@@ -107,6 +113,7 @@ impl App {
                     hub: hub.clone(),
                     moderation: moderation.clone(),
                     accounts: accounts.clone(),
+                    on_duty: on_duty.clone(),
                     limits,
                     metrics: metrics.clone(),
                     presence_ttl: config.presence_ttl,
@@ -118,6 +125,7 @@ impl App {
                 (hub, moderation, Arc::new(broker::redis::RedisBroker::start(conns, parts)))
             }
         };
+        moderation.set_on_duty(on_duty.clone());
         let coalescing = coalesce::Coalescing::new(&config.limits);
         Ok(Arc::new(App {
             config,
@@ -128,6 +136,8 @@ impl App {
             tracker: TaskTracker::new(),
             per_ip: DashMap::new(),
             moderation,
+            on_duty,
+            escalation,
             safety,
             coalescing,
             metrics,

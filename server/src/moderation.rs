@@ -1,5 +1,5 @@
 //! Moderation state that outlives a restart — bans, mutes, open reports,
-//! forgotten accounts — and the append-only audit log. In the embedded
+//! crisis alerts, forgotten accounts — and the append-only audit log. In the embedded
 //! default both live in the data dir: state as one JSON file replaced
 //! atomically on every change, the audit log as JSON lines, fsynced. In a
 //! cluster both live in Redis: the state as one versioned document changed by
@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
+use crate::alerts::{AlertChanges, OnDuty, Resolution, StoredAlert};
 use crate::store::{SharedDoc, Versioned, bounded};
+use kindred_protocol::AlertId;
+use std::sync::{Arc, OnceLock};
 
 /// The Redis keys of the moderation document and the audit stream.
 pub const REDIS_KEY: &str = "kindred:{control}:moderation";
@@ -54,7 +57,15 @@ pub struct Persisted {
     reports: Vec<(RoomId, Report)>,
     #[serde(default)]
     forgotten: HashSet<AccountId>,
+    /// Crisis alerts: open ones until resolved, resolved ones for a day
+    /// (so a node that was away learns who closed what).
+    #[serde(default)]
+    alerts: Vec<StoredAlert>,
 }
+
+/// How long a resolved alert stays in the state, and how many at most.
+const RESOLVED_ALERTS_KEPT: chrono::Duration = chrono::Duration::hours(24);
+const RESOLVED_ALERTS_MAX: usize = 200;
 
 /// One line of the audit log: who did what to whom, when and why. Never the
 /// text of a message, except the reported one a report quotes.
@@ -110,6 +121,8 @@ pub struct ModerationStore {
     /// One change at a time from this node.
     changing: tokio::sync::Mutex<()>,
     audit: Mutex<()>,
+    /// This node's staff connections, told of alerts as the state changes.
+    on_duty: OnceLock<Arc<OnDuty>>,
 }
 
 impl ModerationStore {
@@ -140,6 +153,19 @@ impl ModerationStore {
             version: Mutex::new((0, String::new())),
             changing: tokio::sync::Mutex::new(()),
             audit: Mutex::new(()),
+            on_duty: OnceLock::new(),
+        }
+    }
+
+    /// Who to tell when alerts are raised or resolved, here or on another node.
+    pub fn set_on_duty(&self, on_duty: Arc<OnDuty>) {
+        // Set once, when the App is built; a second call keeps the first.
+        let _ = self.on_duty.set(on_duty);
+    }
+
+    fn tell(&self, changes: AlertChanges) {
+        if let (false, Some(on_duty)) = (changes.is_empty(), self.on_duty.get()) {
+            on_duty.deliver(&changes);
         }
     }
 
@@ -166,14 +192,19 @@ impl ModerationStore {
     /// `force`: what Redis holds now is the truth, whatever this node held.
     /// Whether the mutes changed.
     fn install(&self, d: Versioned<Persisted>, force: bool) -> bool {
-        let mut current = self.state.lock();
-        let mut held = self.version.lock();
-        if !(force || d.supersedes(held.0, &held.1)) {
-            return false;
-        }
-        let mutes_changed = current.mutes != d.doc.mutes;
-        *current = d.doc;
-        *held = (d.v, d.g);
+        let (mutes_changed, alerts) = {
+            let mut current = self.state.lock();
+            let mut held = self.version.lock();
+            if !(force || d.supersedes(held.0, &held.1)) {
+                return false;
+            }
+            let mutes_changed = current.mutes != d.doc.mutes;
+            let alerts = AlertChanges::between(&current.alerts, &d.doc.alerts);
+            *current = d.doc;
+            *held = (d.v, d.g);
+            (mutes_changed, alerts)
+        };
+        self.tell(alerts);
         mutes_changed
     }
 
@@ -185,14 +216,28 @@ impl ModerationStore {
             let now = Utc::now();
             state.bans.retain(|s| s.active(now));
             state.mutes.retain(|s| s.active(now));
+            let cutoff = rfc3339(now - RESOLVED_ALERTS_KEPT);
+            state.alerts.retain(|a| a.resolved.as_ref().is_none_or(|r| r.at > cutoff));
+            let resolved = state.alerts.iter().filter(|a| !a.is_open()).count();
+            let mut extra = resolved.saturating_sub(RESOLVED_ALERTS_MAX);
+            state.alerts.retain(|a| {
+                let drop = extra > 0 && !a.is_open();
+                extra -= usize::from(drop);
+                !drop
+            });
         };
         match &self.backend {
             Backend::File { state_path, .. } => {
-                let mut state = self.state.lock();
-                let out = f(&mut state);
-                prune(&mut state);
-                let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
-                crate::store::write_atomic(state_path, &bytes, true)?;
+                let (out, alerts) = {
+                    let mut state = self.state.lock();
+                    let before = state.alerts.clone();
+                    let out = f(&mut state);
+                    prune(&mut state);
+                    let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
+                    crate::store::write_atomic(state_path, &bytes, true)?;
+                    (out, AlertChanges::between(&before, &state.alerts))
+                };
+                self.tell(alerts);
                 Ok(out)
             }
             Backend::Redis { doc, .. } => {
@@ -300,14 +345,61 @@ impl ModerationStore {
         state.reports.iter().filter(|(r, _)| room.is_none_or(|room| room == r)).cloned().collect()
     }
 
-    /// Forget an account: its reports' quoted texts and its open reports go; its
+    /// Forget an account: its reports' quoted texts and its open reports go,
+    /// and the text of its crisis alerts (the alerts stay: a facilitator may
+    /// still need to know that someone in the room was in crisis); its
     /// session tokens stop working. Bans stay bans.
     pub async fn forget(&self, account: &AccountId, member_ids: &HashMap<RoomId, MemberId>) -> Result<(), StoreError> {
         self.change(|s| {
             s.forgotten.insert(account.clone());
             s.reports.retain(|(room, rep)| member_ids.get(room).is_none_or(|m| &rep.by != m && &rep.message.from.member_id != m));
+            for alert in &mut s.alerts {
+                if member_ids.get(&alert.room) == Some(&alert.message.from.member_id) {
+                    alert.message.text.clear();
+                    alert.message.cw = None;
+                    alert.message.reply_to = None;
+                }
+            }
         })
         .await
+    }
+
+    /// Store a new crisis alert, unless its author already has one open in
+    /// that room (then the open one stands, and staff are not told twice:
+    /// a member repeating themselves must not flood the people on duty).
+    /// The alert that is open for the author now, and whether it is new.
+    pub async fn raise_alert(&self, alert: StoredAlert) -> Result<(StoredAlert, bool), StoreError> {
+        self.change(|s| {
+            let open = s.alerts.iter().find(|a| {
+                a.is_open() && a.room == alert.room && a.message.from.member_id == alert.message.from.member_id
+            });
+            match open {
+                Some(open) => (open.clone(), false),
+                None => {
+                    s.alerts.push(alert.clone());
+                    (alert.clone(), true)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Close an open alert; the alert if it was open.
+    pub async fn resolve_alert(&self, room: &RoomId, id: &AlertId, resolution: Resolution) -> Result<Option<StoredAlert>, StoreError> {
+        self.change(|s| {
+            let alert = s.alerts.iter_mut().find(|a| &a.room == room && &a.alert_id == id && a.is_open())?;
+            alert.resolved = Some(resolution.clone());
+            Some(alert.clone())
+        })
+        .await
+    }
+
+    /// Open alerts whose room `wanted` accepts, oldest first.
+    pub fn open_alerts(&self, wanted: impl Fn(&RoomId) -> bool) -> Vec<StoredAlert> {
+        let state = self.state.lock();
+        let mut open: Vec<StoredAlert> = state.alerts.iter().filter(|a| a.is_open() && wanted(&a.room)).cloned().collect();
+        open.sort_by(|a, b| a.at.cmp(&b.at));
+        open
     }
 
     pub fn is_forgotten(&self, account: &AccountId) -> bool {

@@ -105,6 +105,9 @@ return 0
 "#;
 
 const NODES_KEY: &str = "kindred:nodes";
+/// Per node, the scopes of its staff connections (JSON), so the node that
+/// raises a crisis alert can count everyone it reaches.
+const STAFF_KEY: &str = "kindred:staff";
 /// How long a Redis call may take before the node treats Redis as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a room stays subscribed after its last local connection left.
@@ -206,6 +209,7 @@ struct Shared {
     hub: Hub,
     moderation: Arc<ModerationStore>,
     accounts: Accounts,
+    on_duty: Arc<crate::alerts::OnDuty>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     publisher: RedisConn,
@@ -293,6 +297,7 @@ pub struct Parts {
     pub hub: Hub,
     pub moderation: Arc<ModerationStore>,
     pub accounts: Accounts,
+    pub on_duty: Arc<crate::alerts::OnDuty>,
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub presence_ttl: Duration,
@@ -350,6 +355,7 @@ impl RedisBroker {
             hub: parts.hub,
             moderation: parts.moderation,
             accounts: parts.accounts,
+            on_duty: parts.on_duty,
             limits: parts.limits,
             metrics: parts.metrics,
             publisher,
@@ -722,6 +728,29 @@ fn enforce_service_bans(s: &Arc<Shared>) {
     }
 }
 
+/// Learn the live peers' staff scopes; forget the entries of nodes that are gone.
+async fn follow_staff(s: &Arc<Shared>, alive: &HashSet<String>, staff: HashMap<String, String>) -> Result<(), BrokerError> {
+    let mut remote = HashMap::new();
+    let mut gone = Vec::new();
+    for (node, scopes) in staff {
+        if !alive.contains(&node) {
+            gone.push(node);
+        } else if node != *s.node {
+            match serde_json::from_str::<Vec<crate::alerts::Scope>>(&scopes) {
+                Ok(scopes) => {
+                    remote.insert(node, scopes);
+                }
+                Err(e) => tracing::error!(error = %e, "a node's staff scopes could not be read"),
+            }
+        }
+    }
+    s.on_duty.set_remote(remote);
+    if !gone.is_empty() {
+        bounded(redis::cmd("HDEL").arg(STAFF_KEY).arg(gone).exec_async(&mut s.publisher.clone())).await?;
+    }
+    Ok(())
+}
+
 /// Carry this node's room changes to Redis, batched into pipelines.
 async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
     let mut batch = Vec::with_capacity(256);
@@ -891,7 +920,10 @@ async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Hear
     pipe.cmd("ZADD").arg(NODES_KEY).arg(now).arg(&*s.node).ignore();
     pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now.saturating_sub(10 * ttl_ms)).ignore();
     pipe.cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(now.saturating_sub(ttl_ms)).arg("+inf");
-    let (alive,): (Vec<String>,) = bounded(pipe.query_async(&mut conn)).await?;
+    let scopes = serde_json::to_string(&s.on_duty.local_scopes()).expect("scopes serialize");
+    pipe.cmd("HSET").arg(STAFF_KEY).arg(&*s.node).arg(scopes).ignore();
+    pipe.cmd("HGETALL").arg(STAFF_KEY);
+    let (alive, staff): (Vec<String>, HashMap<String, String>) = bounded(pipe.query_async(&mut conn)).await?;
     // This node's own heartbeat lapsed (a stall, or Redis out of reach): other
     // nodes may have dropped its members. Every room announces them again.
     let lapsed = beat.last.replace(Instant::now()).is_some_and(|t| t.elapsed() > s.presence_ttl / 2);
@@ -902,6 +934,7 @@ async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Hear
         tracing::info!(dropped, "a node stopped heartbeating; its members left every room");
     }
     beat.peers = peers;
+    follow_staff(s, &alive, staff).await?;
     *s.alive.lock() = Some(Arc::new(alive));
     if lapsed {
         tracing::warn!("this node's heartbeat lapsed; announcing its members again");

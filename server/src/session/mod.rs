@@ -24,6 +24,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
 
+mod crisis;
 mod moderate;
 
 /// The most mailbox frames written before one flush.
@@ -47,6 +48,8 @@ pub struct Session {
     outbox: Outbox,
     identity: Option<Identity>,
     handle: String,
+    /// `hello.locale`, for texts the server writes (crisis notices).
+    locale: Option<Box<str>>,
     /// Rooms this connection is in, with how it appears there.
     rooms: MyRooms,
     bucket: TokenBucket,
@@ -110,6 +113,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         outbox: Outbox { tx, control: Arc::new(Control::default()) },
         identity: None,
         handle: String::new(),
+        locale: None,
         rooms: MyRooms::default(),
         bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
         strikes: 0,
@@ -184,6 +188,7 @@ impl Session {
         for room in self.rooms.keys() {
             self.app.hub.leave(room, self.conn);
         }
+        self.app.on_duty.unregister(self.conn);
         if let Some(identity) = &self.identity {
             self.app.accounts.remove_if_mut(&identity.account, |_, conns| {
                 conns.retain(|(c, _)| *c != self.conn);
@@ -384,7 +389,7 @@ impl Session {
         }
         if self.identity.is_none() {
             return match request {
-                ClientMessage::Hello { id, token, handle, .. } => Box::pin(self.hello(id, token, handle)).await,
+                ClientMessage::Hello { id, token, handle, locale } => Box::pin(self.hello(id, token, handle, locale)).await,
                 _ => {
                     self.error(ErrorBody::new(ErrorCode::BadRequest, "The first frame must be hello.").with_id(id))
                         .await?;
@@ -429,7 +434,9 @@ impl Session {
             ClientMessage::ResolveReport { id, room, report_id, resolution } => {
                 Box::pin(self.resolve_report(id, room, report_id, resolution)).await
             }
-            ClientMessage::ResolveAlert { id, .. } => self.error(ErrorBody::new(ErrorCode::NotFound, "todo").with_id(id)).await,
+            ClientMessage::ResolveAlert { id, room, alert_id, note } => {
+                Box::pin(self.resolve_alert(id, room, alert_id, note)).await
+            }
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }
@@ -457,7 +464,7 @@ impl Session {
         self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await
     }
 
-    async fn hello(&mut self, id: Option<RequestId>, token: Option<String>, wished: Option<String>) -> Step {
+    async fn hello(&mut self, id: Option<RequestId>, token: Option<String>, wished: Option<String>, locale: Option<String>) -> Step {
         let app = self.app.clone();
         let limits = &app.config.limits;
         let identity = match token.as_deref() {
@@ -518,9 +525,24 @@ impl Session {
         };
         tracing::debug!(conn = self.conn.0, role = identity.role.as_str(), "hello");
         app.accounts.entry(identity.account.clone()).or_default().push((self.conn, self.outbox.control.clone()));
+        // A BCP 47 tag is short and plain; anything else is ignored, not refused.
+        self.locale = locale
+            .filter(|l| (1..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map(String::into_boxed_str);
+        let scope = crate::alerts::Scope::of(&identity);
         self.identity = Some(identity);
         self.handle = handle;
-        self.reply(&welcome).await
+        self.reply(&welcome).await?;
+        if let Some(scope) = scope {
+            // On duty from now: new alerts come through the mailbox, so
+            // register before reading the open ones (one raised in between
+            // may come twice; clients dedupe by `alert_id`).
+            app.on_duty.register(self.conn, scope.clone(), self.outbox.clone());
+            for alert in app.moderation.open_alerts(|room| scope.covers(room)) {
+                self.reply(&alert.frame()).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn join(
@@ -548,12 +570,15 @@ impl Session {
         }
         let muted = self.app.moderation.muted_until(&room, &account);
         let accept_rules = self.app.remember_rules(&account, &room, accept_rules);
+        // Outside its token's scope a staff connection is a member in every
+        // way: shown as one, bound by locks and modes, sent nothing for staff.
+        let role = if self.may_moderate(&room) { identity.role } else { kindred_protocol::Role::Member };
         let request = JoinRequest {
             conn: self.conn,
             member_id: self.app.auth.member_id(&account, &room),
             account,
             handle: self.handle.clone(),
-            role: identity.role,
+            role,
             accept_rules,
             since,
             outbox: self.outbox.clone(),
@@ -686,23 +711,16 @@ impl Session {
                     self.reply(&ServerMessage::Notice(notice)).await?;
                 }
                 if verdict.crisis {
+                    let alerted = crisis::raise_alert(self.app.clone(), def.clone(), msg).await;
+                    let locale = self.locale.as_deref();
                     let notice = Notice {
                         room: Some(room_id.clone()),
                         kind: NoticeKind::CrisisResources,
-                        text: self.app.safety.config().crisis_text.clone(),
-                        resources: Some(self.app.safety.resources()),
-                        facilitators_alerted: None,
+                        text: self.app.safety.crisis_text(locale, alerted),
+                        resources: Some(self.app.safety.resources_for(locale)),
+                        facilitators_alerted: Some(alerted),
                     };
                     self.reply(&ServerMessage::Notice(notice)).await?;
-                    let alert = ServerMessage::Alert {
-                        room: room_id.clone(),
-                        kind: kindred_protocol::AlertKind::Crisis,
-                        message: msg,
-                        alert_id: kindred_protocol::AlertId::from("todo"),
-                        at: String::new(),
-                        facilitators_alerted: 0,
-                    };
-                    room.broadcast(&encode(&alert), crate::hub::Audience::Staff);
                 }
                 Ok(())
             }

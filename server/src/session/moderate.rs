@@ -56,7 +56,7 @@ impl Session {
     }
 
     /// Write an audit entry (built now; the returned future holds no borrow of the session).
-    fn audit(
+    pub(super) fn audit(
         &self,
         action: &str,
         room: Option<&RoomId>,
