@@ -922,3 +922,67 @@ async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() 
     send_text(&mut back, "am I muted after the flush?").await;
     back.expect_error(ErrorCode::Muted).await;
 }
+
+/// A staff connection on `server` that joined no room.
+async fn on_duty_at(server: &TestServer, role: Role, name: &str, rooms: Option<Vec<&str>>) -> TestClient {
+    let rooms = rooms.map(|r| r.into_iter().map(RoomId::from).collect());
+    let token = server.app.auth.staff_token(role, name, rooms, Duration::from_secs(3600));
+    let mut c = server.client().await;
+    c.hello(Some(&token), None).await;
+    c
+}
+
+async fn wait_on_duty(server: &TestServer, room: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.app.on_duty.count(&RoomId::from(room)) != n {
+        assert!(Instant::now() < deadline, "node never counted {n} on duty for {room}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crisis_on_one_node_reaches_staff_on_another_who_joined_no_room_and_is_resolved_for_all() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut sam = on_duty_at(&b, Role::Facilitator, "Sam", Some(vec![ROOM])).await;
+    let mut ana = on_duty_at(&a, Role::Admin, "Ana", None).await;
+    let mut out_of_scope = on_duty_at(&b, Role::Facilitator, "Kai", Some(vec!["anxiety"])).await;
+    // Node a counts Sam (on node b) once the health tick has carried b's scopes.
+    wait_on_duty(&a, ROOM, 2).await;
+
+    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (crisis_id, _) = mo.say(ROOM, "I keep thinking about how to end my life").await;
+    let notice = mo.expect("crisis notice", |m| matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::CrisisResources)).await;
+    assert!(matches!(notice, ServerMessage::Notice(n) if n.facilitators_alerted == Some(2)), "both people on duty, on both nodes, were counted");
+    let got = sam.expect("alert on node b", |m| matches!(m, ServerMessage::Alert { .. })).await;
+    let ServerMessage::Alert { alert_id, message, facilitators_alerted, .. } = got else { unreachable!() };
+    assert_eq!((message.message_id.0.as_str(), facilitators_alerted), (crisis_id.as_str(), 2));
+    ana.expect("alert on node a", |m| matches!(m, ServerMessage::Alert { alert_id: id, .. } if *id == alert_id)).await;
+    assert!(out_of_scope.try_recv(Duration::from_millis(400)).await.is_none_or(|m| !matches!(m, ServerMessage::Alert { .. })));
+
+    // Resolved on node b: Ana on node a hears who did it; Sam gets the reply only.
+    sam.send(&ClientMessage::ResolveAlert { id: Some(1.into()), room: RoomId::from(ROOM), alert_id: alert_id.clone(), note: None }).await;
+    sam.expect("reply", |m| matches!(m, ServerMessage::AlertResolved { id: Some(_), by, .. } if by == "Sam")).await;
+    ana.expect("event on node a", |m| matches!(m, ServerMessage::AlertResolved { id: None, alert_id: id, by, .. } if *id == alert_id && by == "Sam")).await;
+    assert!(sam.try_recv(Duration::from_millis(400)).await.is_none_or(|m| !matches!(m, ServerMessage::AlertResolved { .. })));
+    // Resolving again on node a finds nothing open.
+    ana.send(&ClientMessage::ResolveAlert { id: Some(2.into()), room: RoomId::from(ROOM), alert_id, note: None }).await;
+    ana.expect_error(ErrorCode::NotFound).await;
+}
+
+#[tokio::test]
+async fn open_alerts_outlive_the_node_that_raised_them_and_reach_staff_on_a_new_one() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let (mut mo, _) = joined_member(&a, "Mo").await;
+    mo.say(ROOM, "quiero morir, no puedo más").await;
+    let notice = mo.expect("crisis notice", |m| matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::CrisisResources)).await;
+    assert!(matches!(notice, ServerMessage::Notice(n) if n.facilitators_alerted == Some(0)), "nobody on duty anywhere");
+    drop(mo);
+    a.shutdown().await;
+    let b = node(&redis, "b").await;
+    let mut sam = on_duty_at(&b, Role::Facilitator, "Sam", Some(vec![ROOM])).await;
+    let got = sam.expect("the open alert after welcome", |m| matches!(m, ServerMessage::Alert { .. })).await;
+    assert!(matches!(got, ServerMessage::Alert { message, facilitators_alerted: 0, .. } if message.text.starts_with("quiero morir")));
+}

@@ -112,3 +112,23 @@ async fn a_ban_survives_a_real_restart_of_the_server_process() {
     let e = a.expect_error(kindred_protocol::ErrorCode::Banned).await;
     assert_eq!(e.message, "harassment");
 }
+
+#[tokio::test]
+async fn an_open_crisis_alert_survives_sigkill_and_reaches_the_facilitator_who_signs_in_after() {
+    let data = TempDir::new();
+    let server = Process::start(&data.0);
+    let mut a = TestClient::connect(&server.url).await;
+    a.hello(None, Some("Willow")).await;
+    a.join("depression").await;
+    let (message_id, _) = a.say("depression", "everyone would be better off without me").await;
+    a.expect("crisis notice", |m| matches!(m, ServerMessage::Notice(n) if n.facilitators_alerted == Some(0))).await;
+    drop(server); // SIGKILL: the alert must already be on disk
+
+    let server = Process::start(&data.0);
+    let out = Command::new(BIN).args(["token", "--role", "facilitator", "--name", "Sam", "--rooms", "depression", "--data-dir"]).arg(&data.0).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut f = TestClient::connect(&server.url).await;
+    f.hello(Some(&token), None).await;
+    let got = f.expect("the alert, before any join", |m| matches!(m, ServerMessage::Alert { .. })).await;
+    assert!(matches!(got, ServerMessage::Alert { message, .. } if message.message_id.0 == message_id));
+}
