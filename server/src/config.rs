@@ -77,6 +77,11 @@ pub struct Limits {
     pub messages_per_10s: u32,
     /// `rate_limited` errors in a row after which a flooding connection is closed with 4429. Default 20.
     pub flood_close_after: u32,
+    /// Room actions other than messages — join, leave, raising or lowering
+    /// a hand, reports — per connection per 10 s. Default 30. Each can make
+    /// the server write to everyone in a room, so a flood of them is refused
+    /// (`rate_limited`, then 4429 like a message flood).
+    pub actions_per_10s: u32,
     /// Open WebSocket connections from one IP address (held in memory only). Default 64.
     pub max_connections_per_ip: u32,
     /// Shortest and longest handle, in characters. Defaults 2 and 32.
@@ -128,6 +133,7 @@ impl Default for Limits {
             max_frame_bytes: 16 * 1024,
             messages_per_10s: 10,
             flood_close_after: 20,
+            actions_per_10s: 30,
             max_connections_per_ip: 64,
             min_handle_chars: 2,
             max_handle_chars: 32,

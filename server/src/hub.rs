@@ -861,6 +861,12 @@ impl Room {
     /// Raise or lower a member's hand; staff see the queue.
     pub fn set_hand(&self, member_id: &MemberId, raised: bool) -> bool {
         let mut state = self.state.lock();
+        match state.members.get(member_id) {
+            None => return false,
+            // Already so: nothing to tell anyone.
+            Some(p) if p.member.hand_raised == raised => return true,
+            Some(_) => {}
+        }
         if !self.change_member(&mut state, member_id, |m| m.hand_raised = raised) {
             return false;
         }

@@ -11,6 +11,7 @@ import { modal, inform, confirmAction, field } from './dialogs.js';
 import { DirectoryScreen } from './directory.js';
 import { RulesScreen } from './rules.js';
 import { RoomScreen, resourceList } from './room.js';
+import { AlertCenter } from './alerts.js';
 
 const ROOM_ROUTE = /^#\/room\/([^/?#]+)$/;
 
@@ -25,6 +26,7 @@ class App {
     this.directory = new DirectoryScreen(this);
     this.rules = new RulesScreen(this);
     this.room = new RoomScreen(this);
+    this.alerts = new AlertCenter(this);
     this.buildShell();
     this.wire();
     window.addEventListener('hashchange', () => {
@@ -66,7 +68,7 @@ class App {
       { class: 'topbar' },
       h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), t('appName')),
       this.status,
-      h('div', { class: 'topbar-actions' }, h('button', { type: 'button', class: 'btn help-btn', 'aria-haspopup': 'dialog', onclick: () => this.openHelp() }, t('getHelpNow')), this.youBtn),
+      h('div', { class: 'topbar-actions' }, this.alerts.button, h('button', { type: 'button', class: 'btn help-btn', 'aria-haspopup': 'dialog', onclick: () => this.openHelp() }, t('getHelpNow')), this.youBtn),
     );
     const app = document.getElementById('app');
     clear(app);
@@ -150,8 +152,27 @@ class App {
     if (w.role === 'member' && w.session_token) storage.memberToken = w.session_token;
     this.wishedHandle = null;
     this.store.setSession(w);
+    if (this.store.isStaff) this.syncAlerts();
+    else if (this.store.alerts.byId.size) this.store.clearAlerts();
     if (this.directory.el.hidden === false) this.directory.refresh();
     this.resumeRooms(again);
+  }
+
+  /**
+   * Staff: right after `welcome` the server sends every open alert in scope
+   * again. The reply to a request sent now comes after them, so an alert we
+   * still hold open that was not sent again was resolved while we were away.
+   * The reply also brings the room names the inbox shows.
+   */
+  async syncAlerts() {
+    this.store.beginAlertSync();
+    try {
+      const reply = await this.conn.request({ type: 'list_rooms' });
+      this.store.setRooms(reply.rooms);
+      this.store.endAlertSync();
+    } catch {
+      /* disconnected again: the next welcome starts over */
+    }
   }
 
   /** After a reconnect, join every room again from where we were: no gap, no duplicate. */
@@ -443,6 +464,7 @@ class App {
   switchIdentity(change) {
     this.leaveActive();
     this.store.joined.clear();
+    this.store.clearAlerts();
     change();
     this.store.setSession(null);
     this.conn.restart();

@@ -8,6 +8,7 @@ import { h, clear, announce, safeUrl } from './dom.js';
 import { t, formatTime, formatWhen } from './i18n.js';
 import { modal, selectField, field } from './dialogs.js';
 import { StaffTools, moderateDialog, whisperDialog } from './staff.js';
+import { AlertInboxView } from './alerts.js';
 import { isStaffRole } from './state.js';
 
 const TYPING_SEND_EVERY_MS = 3000;
@@ -22,7 +23,7 @@ export class RoomScreen {
     this.replyTo = null;
     this.lastTypingSent = 0;
     this.typingTimer = null;
-    this.staff = new StaffTools(app);
+    this.staff = new StaffTools(app, new AlertInboxView(app, { title: t('toolsAlerts'), level: 3 }));
     this.stuck = true; // whether the reader is at the latest message
     this.build();
     // Keep the latest message in view when the timeline shrinks (a phone
@@ -45,7 +46,8 @@ export class RoomScreen {
     this.topic = h('p', { class: 'room-topic', hidden: true });
     this.flags = h('p', { class: 'room-flags', hidden: true });
     this.peopleToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'people-panel', 'aria-expanded': 'false', onclick: () => this.togglePanel(this.people, this.peopleToggle) });
-    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'));
+    this.toolsCount = h('span', { class: 'count-badge', 'aria-hidden': 'true', hidden: true });
+    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount);
 
     this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel') });
     this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
@@ -155,6 +157,14 @@ export class RoomScreen {
     if (open) panel.querySelector('h2')?.focus();
   }
 
+  /** Open crisis alerts (every room in scope), shown on the tools button. */
+  setAlertCount(n) {
+    this.toolsCount.hidden = n === 0;
+    this.toolsCount.textContent = n > 0 ? String(n) : '';
+    if (n > 0) this.toolsToggle.setAttribute('aria-label', t('toolsToggleWithAlerts', n));
+    else this.toolsToggle.removeAttribute('aria-label');
+  }
+
   onRoomEvent(d) {
     switch (d.what) {
       case 'reset':
@@ -172,7 +182,6 @@ export class RoomScreen {
         }
         this.updateEmpty();
         this.staff.renderReports();
-        this.staff.renderAlerts();
         break;
       }
       case 'members':
@@ -195,10 +204,6 @@ export class RoomScreen {
       case 'reports':
         this.staff.renderReports();
         if (d.report) announce(t('reportNew'));
-        break;
-      case 'alerts':
-        this.staff.renderAlerts();
-        if (d.alert) this.staff.onAlert(d.alert);
         break;
       case 'whisper':
         this.appendItem(this.whisperEl(d.whisper));
@@ -706,14 +711,18 @@ export class RoomScreen {
 
   showCrisis(n) {
     for (const old of this.notices.querySelectorAll('.notice-crisis')) old.remove();
+    // The server's text says whether a facilitator was told (facilitators_alerted);
+    // ours only stands in when it sent none.
+    const alerted = typeof n.facilitators_alerted === 'number' ? n.facilitators_alerted : null;
+    const text = n.text || (alerted === 0 ? t('crisisIntroNobody') : t('crisisIntro'));
     const card = h(
       'section',
-      { class: 'notice notice-crisis', 'aria-labelledby': 'crisis-title' },
+      { class: 'notice notice-crisis', 'aria-labelledby': 'crisis-title', dataset: alerted === null ? {} : { facilitatorsAlerted: String(alerted) } },
       h(
         'div',
         { class: 'notice-body' },
         h('h2', { id: 'crisis-title', class: 'notice-title', tabindex: '-1' }, t('crisisTitle')),
-        h('p', { text: n.text || t('crisisIntro') }),
+        h('p', { class: 'crisis-text', text }),
         resourceList(n.resources || []),
         h(
           'div',
@@ -725,7 +734,7 @@ export class RoomScreen {
     );
     this.appendNotice(card);
     card.scrollIntoView({ block: 'nearest' });
-    announce(`${t('crisisTitle')}. ${n.text || t('crisisIntro')}`);
+    announce(`${t('crisisTitle')}. ${text}`);
   }
 
   appendNotice(card) {
@@ -761,7 +770,46 @@ export function snippet(text, max = 80) {
   return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : s;
 }
 
-/** Helplines as a list: names and contacts as text, links only for http(s). */
+// A phone number inside a helpline's contact text: digit groups joined by
+// single spaces, dots or hyphens, 3 to 15 digits, optionally after a "+",
+// and not part of a word or web address ("988lifeline.org").
+const PHONE = /(?<![\p{L}\p{N}_./@-])\+?\d(?:[ .-]?\d){2,14}(?![\p{L}\p{N}_@]|[.-]\d)/gu;
+// Words that say how to use the number, in the languages helplines are
+// written in; a number with none takes the previous number's ("112 in
+// Europe, 911 in North America"), and the first defaults to calling.
+const CALL_WORDS = /\b(call|phone|ring|dial|tel|llam\p{L}*|telefon\p{L}*|appel\p{L}*|anruf\p{L}*|ruf|chiam\p{L}*|lig\p{L}*|bel)\b/iu;
+const TEXT_WORDS = /\b(text|texting|sms|txt|texto|mensaje|whatsapp)\b/iu;
+
+/**
+ * The numbers in a helpline contact, each with how to use it:
+ * "Call or text 988" → [{number: '988', tel: 'tel:988', sms: 'sms:988'}].
+ * The hrefs hold only digits and a leading "+".
+ */
+export function contactNumbers(contact) {
+  const found = [];
+  const seen = new Set();
+  let last = 0;
+  let kinds = null;
+  for (const m of String(contact || '').matchAll(PHONE)) {
+    const before = contact.slice(last, m.index);
+    last = m.index + m[0].length;
+    const call = CALL_WORDS.test(before);
+    const text = TEXT_WORDS.test(before);
+    if (call || text) kinds = { call, text };
+    else if (!kinds) kinds = { call: true, text: false };
+    const digits = (m[0].startsWith('+') ? '+' : '') + m[0].replace(/\D/g, '');
+    if (seen.has(digits)) continue;
+    seen.add(digits);
+    found.push({ number: m[0], tel: kinds.call ? `tel:${digits}` : null, sms: kinds.text ? `sms:${digits}` : null });
+  }
+  return found;
+}
+
+/**
+ * Helplines as a list: names and contacts as text; a "Call …" (tel:) or
+ * "Text …" (sms:) link for every number in a contact, so it is one tap on
+ * a phone; web links only for http(s).
+ */
 export function resourceList(resources) {
   const ul = h('ul', { class: 'resources' });
   for (const r of resources) {
@@ -770,6 +818,11 @@ export function resourceList(resources) {
     const link = url ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, host) : null;
     // A contact that is just the web address becomes the link itself.
     const contactIsLink = link && r.contact && r.contact.replace(/^https?:\/\/|^www\.|\/$/g, '') === host;
+    const actions = [];
+    for (const n of contactNumbers(contactIsLink ? '' : r.contact)) {
+      if (n.tel) actions.push(h('a', { class: 'btn btn-secondary btn-small resource-call', href: n.tel }, t('callNumber', n.number)));
+      if (n.sms) actions.push(h('a', { class: 'btn btn-secondary btn-small resource-text', href: n.sms }, t('textNumber', n.number)));
+    }
     ul.append(
       h(
         'li',
@@ -777,6 +830,7 @@ export function resourceList(resources) {
         h('span', { class: 'resource-name' }, r.name),
         r.contact && !contactIsLink ? h('span', { class: 'resource-contact' }, r.contact) : null,
         link,
+        actions.length ? h('span', { class: 'resource-actions' }, ...actions) : null,
       ),
     );
   }

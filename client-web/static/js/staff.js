@@ -1,10 +1,10 @@
 // Facilitator tools, shown only when the reader's role in the room is
 // facilitator or admin: room controls (topic, slow mode, lock, structured
-// mode), the raise-hand queue, open reports, crisis alerts, and the dialogs
-// for moderation actions and whispers. The server checks every action; this
-// module only offers them.
+// mode), the raise-hand queue, open reports, the crisis-alert inbox of every
+// room in scope (alerts.js), and the dialogs for moderation actions and
+// whispers. The server checks every action; this module only offers them.
 
-import { h, clear, announce } from './dom.js';
+import { h, clear } from './dom.js';
 import { t, formatTime } from './i18n.js';
 import { modal, field, selectField } from './dialogs.js';
 
@@ -77,8 +77,10 @@ export async function whisperDialog(app, roomId, to) {
 }
 
 export class StaffTools {
-  constructor(app) {
+  /** `inbox`: the alert inbox view (alerts.js) shown at the top of the tools. */
+  constructor(app, inbox) {
     this.app = app;
+    this.inbox = inbox;
     this.topicInput = h('input', { id: 'tools-topic', type: 'text', maxlength: '200', autocomplete: 'off' });
     this.slow = h('select', { id: 'tools-slow', onchange: () => this.setSlowMode() }, ...SLOW_MODE_STEPS.map((s) => h('option', { value: String(s) }, s === 0 ? t('toolsSlowOff') : t('toolsSeconds', s))));
     this.lock = h('input', { id: 'tools-lock', type: 'checkbox', onchange: () => this.toggle(this.lock.checked ? 'lock' : 'unlock') });
@@ -86,12 +88,11 @@ export class StaffTools {
     this.hands = h('ul', { class: 'tool-list' });
     this.floor = h('div', { class: 'floor' });
     this.reports = h('ul', { class: 'tool-list' });
-    this.alerts = h('ul', { class: 'tool-list' });
     this.el = h(
       'aside',
       { id: 'staff-tools', class: 'panel staff-tools', 'aria-labelledby': 'tools-title', hidden: true },
       h('h2', { id: 'tools-title', class: 'panel-title' }, t('toolsTitle')),
-      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-alerts-title' }, h('h3', { id: 'tools-alerts-title' }, t('toolsAlerts')), this.alerts),
+      h('section', { class: 'tool-section tool-alerts', 'aria-labelledby': inbox.heading.id }, inbox.el),
       h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, t('toolsReports')), this.reports),
       h(
         'form',
@@ -116,7 +117,7 @@ export class StaffTools {
     this.renderInfo();
     this.renderHands();
     this.renderReports();
-    this.renderAlerts();
+    this.inbox.render();
   }
 
   renderInfo() {
@@ -177,30 +178,6 @@ export class StaffTools {
     }
   }
 
-  renderAlerts() {
-    const r = this.room;
-    if (!r) return;
-    clear(this.alerts);
-    if (!r.alerts.length) this.alerts.append(h('li', { class: 'tool-empty', text: t('toolsAlertsNone') }));
-    for (const a of r.alerts) {
-      const from = a.message.from;
-      this.alerts.append(
-        h(
-          'li',
-          { class: 'tool-item tool-alert' },
-          h('p', { class: 'tool-alert-title', text: t('toolsAlertText', from.handle) }),
-          h('blockquote', { class: 'quote' }, h('p', { class: 'quote-text', text: a.message.text })),
-          h(
-            'div',
-            { class: 'tool-actions' },
-            h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => whisperDialog(this.app, r.id, from) }, t('whisper')),
-            h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { r.alerts = r.alerts.filter((x) => x !== a); this.renderAlerts(); } }, t('dismiss')),
-          ),
-        ),
-      );
-    }
-  }
-
   async setTopic(e) {
     e.preventDefault();
     await this.app.act({ type: 'moderate', room: this.roomId, action: 'set_topic', text: this.topicInput.value.trim() }, { quiet: true });
@@ -219,9 +196,5 @@ export class StaffTools {
   async setMode() {
     const ok = await this.app.act({ type: 'moderate', room: this.roomId, action: 'set_mode', mode: this.structured.checked ? 'structured' : 'open' }, { quiet: true });
     if (!ok) this.renderInfo();
-  }
-
-  onAlert(alert) {
-    announce(t('alertNew', alert.message.from.handle));
   }
 }

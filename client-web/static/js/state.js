@@ -9,6 +9,10 @@ export const isStaffRole = (role) => STAFF_ROLES.has(role);
 const TOKEN_KEY = 'kindred.session_token';
 const STAFF_KEY = 'kindred.staff_token';
 const HIDDEN_KEY = 'kindred.hidden';
+const ALERT_SOUND_KEY = 'kindred.alert_sound';
+/** How many resolved alerts the inbox keeps to show who resolved what. */
+const RESOLVED_KEPT = 10;
+let resolvedSeq = 0;
 
 /** Local persistence: the member token survives visits; a staff token lives only in this tab. */
 export const storage = {
@@ -57,6 +61,22 @@ export const storage = {
       /* ignore */
     }
   },
+  /** Staff setting: a soft tone for new crisis alerts (off unless chosen). */
+  get alertSound() {
+    try {
+      return localStorage.getItem(ALERT_SOUND_KEY) === '1';
+    } catch {
+      return false;
+    }
+  },
+  set alertSound(on) {
+    try {
+      if (on) localStorage.setItem(ALERT_SOUND_KEY, '1');
+      else localStorage.removeItem(ALERT_SOUND_KEY);
+    } catch {
+      /* ignore */
+    }
+  },
   forgetAll() {
     this.memberToken = null;
     try {
@@ -84,7 +104,6 @@ export class RoomState {
     this.typing = new Map(); // member_id -> expiry ms
     this.hands = [];
     this.reports = new Map();
-    this.alerts = [];
     this.whispers = [];
     this.gap = false;
     this.gapAfterOrder = null; // a resume could not fill the stretch after this point
@@ -171,7 +190,6 @@ export class RoomState {
     this.byId.delete(id);
     this.messages = this.messages.filter((m) => m.message_id !== id);
     for (const r of this.reports.values()) if (r.message?.message_id === id) this.reports.delete(r.id);
-    this.alerts = this.alerts.filter((a) => a.message?.message_id !== id);
     return true;
   }
 
@@ -181,9 +199,87 @@ export class RoomState {
 }
 
 /**
- * Events: `session`, `rooms`, `room` {room, what, ...}. `what` is one of
- * reset, message, deleted, members, info, typing, hands, reports, alerts,
- * whisper, notice, removed.
+ * Crisis alerts for staff, across every room in the token's scope, joined or
+ * not: one entry per `alert_id`, open until an `alert_resolved` (ours or
+ * anyone's) closes it for good. Resolved entries are kept (the latest few) so
+ * the inbox can say who resolved what.
+ */
+export class AlertInbox {
+  constructor() {
+    this.byId = new Map(); // alert_id -> {alert_id, room, kind, message, at, facilitators_alerted, resolved: null | {by, at}}
+    this.syncing = null; // alert ids open before a reconnect, not yet sent again
+    this.dropped = new Set(); // resolved ids no longer listed: never open again
+  }
+
+  /** Open alerts, the longest waiting first. */
+  get open() {
+    return [...this.byId.values()].filter((a) => !a.resolved).sort((x, y) => String(x.at).localeCompare(String(y.at)));
+  }
+
+  /** Resolved alerts, the latest first. */
+  get resolved() {
+    return [...this.byId.values()].filter((a) => a.resolved).sort((x, y) => y.resolved.seq - x.resolved.seq);
+  }
+
+  get openCount() {
+    let n = 0;
+    for (const a of this.byId.values()) if (!a.resolved) n++;
+    return n;
+  }
+
+  get(id) {
+    return this.byId.get(id);
+  }
+
+  /** An `alert` frame; the entry when it is new, null for one already known (open or resolved). */
+  add(f) {
+    if (!f?.alert_id) return null;
+    this.syncing?.delete(f.alert_id);
+    if (this.byId.has(f.alert_id) || this.dropped.has(f.alert_id)) return null;
+    const entry = { alert_id: f.alert_id, room: f.room, kind: f.kind, message: f.message || {}, at: f.at || f.message?.ts || new Date().toISOString(), facilitators_alerted: Number(f.facilitators_alerted) || 0, resolved: null };
+    this.byId.set(f.alert_id, entry);
+    return entry;
+  }
+
+  /** Closed for good (`by` null when we only know it is no longer open); the entry if it was open. */
+  resolve(id, by, { mine = false } = {}) {
+    const a = this.byId.get(id);
+    if (!a || a.resolved) return null;
+    a.resolved = { by: by || null, at: new Date().toISOString(), mine, seq: ++resolvedSeq };
+    for (const old of this.resolved.slice(RESOLVED_KEPT)) {
+      this.byId.delete(old.alert_id);
+      this.dropped.add(old.alert_id);
+    }
+    return a;
+  }
+
+  /**
+   * After a reconnect the server sends every alert still open again. Call
+   * `beginSync` at `welcome` and `endSync` once a later request has been
+   * answered (which comes after that replay): alerts open here but not sent
+   * again were resolved while we were away.
+   */
+  beginSync() {
+    this.syncing = new Set(this.open.map((a) => a.alert_id));
+  }
+
+  endSync() {
+    const gone = [...(this.syncing || [])];
+    this.syncing = null;
+    return gone.map((id) => this.resolve(id, null)).filter(Boolean);
+  }
+
+  clear() {
+    this.byId.clear();
+    this.dropped.clear();
+    this.syncing = null;
+  }
+}
+
+/**
+ * Events: `session`, `rooms`, `alerts` {added?, resolved?}, `room` {room,
+ * what, ...}. `what` is one of reset, message, deleted, members, info,
+ * typing, hands, reports, whisper, notice, removed.
  */
 export class Store extends EventTarget {
   constructor() {
@@ -193,6 +289,7 @@ export class Store extends EventTarget {
     this.joined = new Map();
     this.hidden = storage.hidden;
     this.resources = []; // the latest crisis resources from the server
+    this.alerts = new AlertInbox(); // staff: crisis alerts of every room in scope
   }
 
   emit(type, detail = {}) {
@@ -263,6 +360,29 @@ export class Store extends EventTarget {
     storage.forgetAll();
     this.hidden = new Set();
     this.joined.clear();
+    this.clearAlerts();
+  }
+
+  /** Another identity (sign-in, sign-out): its alerts are not ours. */
+  clearAlerts() {
+    this.alerts.clear();
+    this.emit('alerts', { added: [], resolved: [] });
+  }
+
+  /** Mark an alert resolved (by us after `resolve_alert`, or as learned otherwise). */
+  resolveAlert(id, by, opts) {
+    const a = this.alerts.resolve(id, by, opts);
+    if (a) this.emit('alerts', { added: [], resolved: [a] });
+    return a;
+  }
+
+  beginAlertSync() {
+    this.alerts.beginSync();
+  }
+
+  endAlertSync() {
+    const gone = this.alerts.endSync();
+    if (gone.length) this.emit('alerts', { added: [], resolved: gone, whileAway: true });
   }
 
   /** Apply one unsolicited server frame. */
@@ -327,9 +447,13 @@ export class Store extends EventTarget {
         return;
       }
       case 'alert': {
-        if (!r) return;
-        r.alerts.push(f);
-        this.emitRoom(r, 'alerts', { alert: f });
+        // Every room in scope, joined or not; the same alert may come twice.
+        const a = this.alerts.add(f);
+        if (a) this.emit('alerts', { added: [a], resolved: [] });
+        return;
+      }
+      case 'alert_resolved': {
+        this.resolveAlert(f.alert_id, f.by);
         return;
       }
       case 'whisper': {

@@ -53,6 +53,9 @@ pub struct Session {
     /// Rooms this connection is in, with how it appears there.
     rooms: MyRooms,
     bucket: TokenBucket,
+    /// Joins, leaves, hands and reports: each can make the server write to a whole room.
+    actions: TokenBucket,
+    /// `rate_limited` answers in a row (messages and actions); past the limit the connection closes with 4429.
     strikes: u32,
     last_seen: Instant,
     /// When mailbox frames were last flushed to the socket.
@@ -116,6 +119,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         locale: None,
         rooms: MyRooms::default(),
         bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
+        actions: TokenBucket::new(limits.actions_per_10s, Duration::from_secs(10)),
         strikes: 0,
         last_seen: Instant::now(),
         last_flush: Instant::now(),
@@ -407,8 +411,16 @@ impl Session {
                 let rooms = self.app.hub.summaries();
                 Box::pin(self.reply(&ServerMessage::Rooms { id, rooms })).await
             }
-            ClientMessage::Join { id, room, accept_rules, since } => Box::pin(self.join(id, room, accept_rules, since)).await,
+            ClientMessage::Join { id, room, accept_rules, since } => {
+                if let Err(step) = self.throttle_action(&id).await {
+                    return step;
+                }
+                Box::pin(self.join(id, room, accept_rules, since)).await
+            }
             ClientMessage::Leave { id, room } => {
+                if let Err(step) = self.throttle_action(&id).await {
+                    return step;
+                }
                 if self.rooms.remove(&room).is_some() {
                     self.app.hub.leave(&room, self.conn);
                     self.reply(&ServerMessage::Left { id, room }).await
@@ -649,13 +661,8 @@ impl Session {
             return self.error(ErrorBody::new(ErrorCode::BadRequest, "reply_to is not a message id.").with_id(id)).await;
         }
         if let Err(wait) = self.bucket.take(Instant::now()) {
-            self.strikes += 1;
-            if self.strikes > limits.flood_close_after {
-                return Err(End::Close(CloseCode::RateLimited, "flooding"));
-            }
             let msg = "You're sending messages quickly. Please wait a moment before the next one.";
-            let body = ErrorBody::new(ErrorCode::RateLimited, msg).retry_after(wait.as_millis() as u64 + 1);
-            return self.error(body.with_id(id)).await;
+            return self.refuse_flood(id, wait, msg).await;
         }
         self.strikes = 0;
         let Some(room) = self.app.hub.room(&room_id) else {
@@ -728,6 +735,31 @@ impl Session {
                 let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);
                 self.error(body.with_id(id)).await
             }
+        }
+    }
+}
+
+impl Session {
+    /// Answer a request over its rate with `rate_limited`, or close a
+    /// connection that keeps flooding (4429) after `flood_close_after` in a row.
+    async fn refuse_flood(&mut self, id: Option<RequestId>, wait: Duration, msg: &str) -> Step {
+        self.strikes += 1;
+        if self.strikes > self.app.config.limits.flood_close_after {
+            return Err(End::Close(CloseCode::RateLimited, "flooding"));
+        }
+        let body = ErrorBody::new(ErrorCode::RateLimited, msg).retry_after(wait.as_millis() as u64 + 1);
+        self.error(body.with_id(id)).await
+    }
+
+    /// Take a token for a room action (join, leave, hand, report); `Err` is
+    /// the step to return instead when there is none.
+    async fn throttle_action(&mut self, id: &Option<RequestId>) -> Result<(), Step> {
+        match self.actions.take(Instant::now()) {
+            Ok(()) => {
+                self.strikes = 0;
+                Ok(())
+            }
+            Err(wait) => Err(self.refuse_flood(id.clone(), wait, "That's a lot at once. Please wait a moment and try again.").await),
         }
     }
 }

@@ -245,6 +245,9 @@ impl Session {
 
     pub(super) async fn report(&mut self, id: Option<RequestId>, room_id: RoomId, message_id: MessageId, reason: String) -> Step {
         let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
+        }
         if reason.chars().count() > MAX_NOTE_CHARS {
             return self.error(too_long("A reason").with_id(id)).await;
         }
@@ -292,6 +295,9 @@ impl Session {
 
     pub(super) async fn hand(&mut self, id: Option<RequestId>, room_id: RoomId, raised: bool) -> Step {
         let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
+        }
         let done = self.app.hub.room(&room_id).is_some_and(|room| room.set_hand(&me.member_id, raised));
         if done { Ok(()) } else { self.error(not_member(&room_id).with_id(id)).await }
     }
@@ -310,9 +316,9 @@ impl Session {
             return self.error(forbidden("Whispers are only between members and the room's facilitators.").with_id(id)).await;
         }
         if let Err(wait) = self.bucket.take(std::time::Instant::now()) {
-            let body = ErrorBody::new(ErrorCode::RateLimited, "Please wait a moment.").retry_after(wait.as_millis() as u64 + 1);
-            return self.error(body.with_id(id)).await;
+            return self.refuse_flood(id, wait, "Please wait a moment.").await;
         }
+        self.strikes = 0;
         let whisper = ServerMessage::Whisper {
             room: room_id.clone(),
             from: Sender { member_id: me.member_id.clone(), handle: me.handle.clone(), role: me.role },

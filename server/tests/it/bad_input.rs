@@ -131,3 +131,66 @@ async fn a_flood_is_rate_limited_then_closed() {
     assert!(b.try_recv(Duration::from_millis(200)).await.is_none_or(|m| !matches!(m, ServerMessage::Message(_))));
     still_chatting(&mut a, &mut b, "after the flood").await;
 }
+
+/// Write `frames` in one go (one flush), as a hostile client would.
+async fn burst(c: &mut TestClient, frames: impl IntoIterator<Item = ClientMessage>) {
+    use futures_util::SinkExt;
+    for f in frames {
+        c.ws.feed(Message::text(serde_json::to_string(&f).unwrap())).await.unwrap();
+    }
+    c.ws.flush().await.unwrap();
+}
+
+/// Frames `c` receives until it has been quiet for a moment.
+async fn drain(c: &mut TestClient) -> Vec<ServerMessage> {
+    let mut got = Vec::new();
+    while let Some(m) = c.try_recv(Duration::from_millis(500)).await {
+        got.push(m);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_hand_flood_closes_the_flooder_and_nobody_else() {
+    let server = TestServer::start().await;
+    let mut f = server.staff(kindred_protocol::Role::Facilitator, None, "mens-circle").await;
+    let (mut a, _) = server.member(Some("Willow")).await;
+    a.join("mens-circle").await;
+    let (mut c, _) = server.member(Some("Flood")).await;
+    c.join("mens-circle").await;
+    drain(&mut f).await;
+    drain(&mut a).await;
+    let room = kindred_protocol::RoomId::from("mens-circle");
+    burst(&mut c, (0..4000).flat_map(|_| [ClientMessage::RaiseHand { id: None, room: room.clone() }, ClientMessage::LowerHand { id: None, room: room.clone() }]))
+        .await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(4429));
+    let seen = drain(&mut a).await;
+    let updates = seen.iter().filter(|m| matches!(m, ServerMessage::MemberUpdate { .. })).count();
+    assert!(updates <= 31, "the room was told {updates} hand changes");
+    let hands = drain(&mut f).await.iter().filter(|m| matches!(m, ServerMessage::Hands { .. })).count();
+    assert!(hands <= 31, "the facilitator got {hands} queues");
+    a.say("mens-circle", "still here").await;
+    f.expect("the room goes on", |m| matches!(m, ServerMessage::Message(msg) if msg.text == "still here")).await;
+}
+
+#[tokio::test]
+async fn a_join_and_leave_flood_is_throttled() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.member(Some("Willow")).await;
+    a.join("veterans").await;
+    let (mut c, _) = server.member(Some("Flood")).await;
+    c.join("veterans").await;
+    drain(&mut a).await;
+    let room = kindred_protocol::RoomId::from("veterans");
+    burst(
+        &mut c,
+        (0..2000).flat_map(|_| {
+            [ClientMessage::Leave { id: None, room: room.clone() }, ClientMessage::Join { id: None, room: room.clone(), accept_rules: Some(1), since: None }]
+        }),
+    )
+    .await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(4429));
+    let presence = drain(&mut a).await.iter().filter(|m| matches!(m, ServerMessage::Presence { .. })).count();
+    assert!(presence <= 32, "the room was told of {presence} comings and goings");
+    a.assert_alive().await;
+}
