@@ -1,14 +1,56 @@
 //! The escalation webhook: every new crisis alert is POSTed, signed with
 //! HMAC-SHA256, to the operator's on-call endpoint, off the send path and
 //! retried with backoff. It owns the HTTP client and the retry queue; what
-//! an alert is and who raises it are the session's and the alert store's.
+//! an alert is and who raises it are the session's and the alert store's
+//! (in a cluster only the node that stored a new alert calls [`Escalation::raise`],
+//! which is what makes it once per alert).
+//!
+//! How a delivery goes: `raise` puts the payload on a bounded queue and
+//! returns. One dispatcher task takes it off and spawns a delivery task per
+//! alert, so a slow or hanging endpoint holds up only its own alert. Each
+//! attempt has a timeout (`timeout_ms`); a non-2xx answer, a timeout or a
+//! refused connection is counted in `alert_webhook_failures` and retried after
+//! an exponential backoff with jitter, until `retry_for_s` have passed since
+//! the alert was raised; a 2xx ends it. The body is serialized once and the
+//! same bytes are signed and sent on every attempt.
+//!
+//! What is logged: the alert_id, the attempt count and why an attempt failed
+//! (an HTTP status, "timeout", "connection failed"). Never the message text,
+//! the secret, or the URL beyond its host.
+//!
+//! Shutdown: the sender has no shutdown of its own; it stops with the Tokio
+//! runtime, and retries still pending then are lost. The alert itself is
+//! stored durably by the alert store and shown to staff; the webhook is a
+//! best-effort extra channel, not the record.
 
 use crate::metrics::Metrics;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+/// Alerts waiting for the dispatcher; past this `raise` drops (and counts) them.
+const QUEUE: usize = 1024;
+/// Deliveries in progress at once (sending or waiting to retry); past this new alerts are dropped and counted.
+const MAX_PENDING: usize = 4096;
+/// HTTP requests in flight at once, so a flood of alerts cannot open unbounded connections.
+const MAX_IN_FLIGHT: usize = 64;
+/// The shortest retry window the protocol allows (v1.1 section 2: at least 10 minutes).
+const MIN_RETRY_FOR_S: u64 = 600;
+/// The shortest secret accepted, in bytes.
+const MIN_SECRET_BYTES: usize = 16;
 
 /// `[safety.escalation]` in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
     /// Where alerts are POSTed. `https://`, or `http://` to a loopback address.
@@ -18,6 +60,51 @@ pub struct EscalationConfig {
     /// Whether the message text goes into the webhook body. Default false.
     #[serde(default)]
     pub include_text: bool,
+    /// Delay before the first retry, in milliseconds; it doubles with each
+    /// further retry (less up to half of it as jitter). Default 1000.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// The longest delay between two attempts, in milliseconds. Default 60000.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// How long after the alert failed attempts are still retried, in seconds;
+    /// at least 600 (the protocol's 10 minutes). Default 900.
+    #[serde(default = "default_retry_for_s")]
+    pub retry_for_s: u64,
+    /// How long one attempt may take, connecting included, in milliseconds;
+    /// a slower answer counts as failed. Default 5000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_retry_initial_ms() -> u64 {
+    1000
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+fn default_retry_for_s() -> u64 {
+    900
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// By hand, so that printing the config never shows the secret or the URL's
+/// path and query (which may carry a token).
+impl fmt::Debug for EscalationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = Url::parse(&self.webhook_url).ok().and_then(|u| u.host_str().map(str::to_owned));
+        f.debug_struct("EscalationConfig")
+            .field("webhook_host", &host)
+            .field("secret", &"<redacted>")
+            .field("include_text", &self.include_text)
+            .field("retry_initial_ms", &self.retry_initial_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("retry_for_s", &self.retry_for_s)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 /// The webhook body (protocol v1.1 section 2).
@@ -36,24 +123,257 @@ pub struct AlertPayload {
     pub text: Option<String>,
 }
 
+/// The checked configuration, in the units the sender uses.
+struct Settings {
+    url: Url,
+    secret: Vec<u8>,
+    include_text: bool,
+    retry_initial: Duration,
+    retry_max: Duration,
+    retry_for: Duration,
+    timeout: Duration,
+}
+
+impl Settings {
+    fn check(config: &EscalationConfig) -> anyhow::Result<Settings> {
+        use anyhow::bail;
+        // The parse error names what is wrong, not the URL, which may hold a token.
+        let url = Url::parse(&config.webhook_url)
+            .map_err(|e| anyhow::anyhow!("[safety.escalation] webhook_url is not a valid URL: {e}"))?;
+        let Some(host) = url.host_str() else {
+            bail!("[safety.escalation] webhook_url has no host");
+        };
+        // The URL parser has normalised the host: IPv6 in brackets, IPv4 in dotted form.
+        let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+        let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_ok_and(|ip| ip.is_loopback());
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => bail!(
+                "[safety.escalation] webhook_url must be https:// (http:// is allowed only to a loopback address, not to {host})"
+            ),
+            other => bail!("[safety.escalation] webhook_url must be https://, not {other}://"),
+        }
+        if config.secret.len() < MIN_SECRET_BYTES {
+            bail!("[safety.escalation] secret must be at least {MIN_SECRET_BYTES} bytes long");
+        }
+        if config.retry_initial_ms == 0 {
+            bail!("[safety.escalation] retry_initial_ms must be above 0");
+        }
+        if config.retry_max_ms < config.retry_initial_ms {
+            bail!("[safety.escalation] retry_max_ms must be at least retry_initial_ms");
+        }
+        if config.retry_for_s < MIN_RETRY_FOR_S {
+            bail!("[safety.escalation] retry_for_s must be at least {MIN_RETRY_FOR_S} (alerts are retried for at least 10 minutes)");
+        }
+        if config.timeout_ms == 0 || config.timeout_ms > 60_000 {
+            bail!("[safety.escalation] timeout_ms must be between 1 and 60000");
+        }
+        Ok(Settings {
+            url,
+            secret: config.secret.as_bytes().to_vec(),
+            include_text: config.include_text,
+            retry_initial: Duration::from_millis(config.retry_initial_ms),
+            retry_max: Duration::from_millis(config.retry_max_ms),
+            retry_for: Duration::from_secs(config.retry_for_s),
+            timeout: Duration::from_millis(config.timeout_ms),
+        })
+    }
+}
+
 /// The webhook sender (a no-op when no webhook is configured).
 pub struct Escalation {
-    config: Option<EscalationConfig>,
-    #[allow(dead_code)]
+    include_text: bool,
+    /// To the dispatcher; `None` when no webhook is configured.
+    queue: Option<mpsc::Sender<Queued>>,
+    /// One permit per delivery in progress.
+    pending: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// An alert on its way to the dispatcher.
+struct Queued {
+    alert: AlertPayload,
+    /// When it was raised: the retry window counts from here.
+    raised: Instant,
+}
+
+/// What the delivery tasks share.
+struct Sender {
+    client: reqwest::Client,
+    url: Url,
+    secret: Vec<u8>,
+    retry_initial: Duration,
+    retry_max: Duration,
+    retry_for: Duration,
+    in_flight: Semaphore,
+    pending: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
 impl Escalation {
     /// Check the configuration and start the sender; fails for a bad URL or a short secret.
+    /// With a webhook configured it must be called inside the Tokio runtime.
     pub fn new(config: Option<EscalationConfig>, metrics: Arc<Metrics>) -> anyhow::Result<Escalation> {
-        Ok(Escalation { config, metrics })
+        match config {
+            None => Ok(Escalation { include_text: false, queue: None, pending: Arc::new(Semaphore::new(MAX_PENDING)), metrics }),
+            Some(config) => Escalation::start(Settings::check(&config)?, metrics),
+        }
+    }
+
+    fn start(settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Escalation> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| anyhow::anyhow!("the escalation webhook sender must be started inside the Tokio runtime"))?;
+        let mut client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            // A redirect is answered as a failure: the signed alert goes to the configured host only.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("kindred/", env!("CARGO_PKG_VERSION")));
+        let loopback = settings.url.scheme() == "http";
+        if loopback {
+            // A loopback receiver is on this machine; an HTTP(S)_PROXY from the environment must not catch it.
+            client = client.no_proxy();
+        }
+        let client = client.build().map_err(|e| anyhow::anyhow!("cannot build the escalation webhook's HTTP client: {e}"))?;
+        let pending = Arc::new(Semaphore::new(MAX_PENDING));
+        let sender = Arc::new(Sender {
+            client,
+            url: settings.url,
+            secret: settings.secret,
+            retry_initial: settings.retry_initial,
+            retry_max: settings.retry_max,
+            retry_for: settings.retry_for,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            pending: pending.clone(),
+            metrics: metrics.clone(),
+        });
+        tracing::info!(host = sender.url.host_str().unwrap_or_default(), "escalation webhook on");
+        let (queue, rx) = mpsc::channel(QUEUE);
+        runtime.spawn(dispatch(rx, sender));
+        Ok(Escalation { include_text: settings.include_text, queue: Some(queue), pending, metrics })
     }
 
     /// Whether the message text belongs in the payload.
     pub fn include_text(&self) -> bool {
-        self.config.as_ref().is_some_and(|c| c.include_text)
+        self.include_text
     }
 
     /// Queue one alert for delivery; returns at once, never waits for the network.
-    pub fn raise(&self, _alert: AlertPayload) {}
+    /// The text is removed here unless `include_text` is on, whatever the caller put in.
+    pub fn raise(&self, mut alert: AlertPayload) {
+        let Some(queue) = &self.queue else { return };
+        if !self.include_text {
+            alert.text = None;
+        }
+        let alert_id = alert.alert_id.clone();
+        if queue.try_send(Queued { alert, raised: Instant::now() }).is_err() {
+            // Full (or the runtime is gone): the alert is still stored and shown to staff.
+            Metrics::add(&self.metrics.alert_webhook_failures, 1);
+            tracing::warn!(alert_id = %alert_id, "escalation webhook queue full; this alert is not sent");
+        }
+    }
+
+    /// Deliveries in progress: being sent or waiting to be retried.
+    pub fn pending(&self) -> usize {
+        MAX_PENDING - self.pending.available_permits()
+    }
+}
+
+/// Takes alerts off the queue and starts one delivery task each, so one slow
+/// endpoint answer never holds up the next alert's first attempt.
+async fn dispatch(mut rx: mpsc::Receiver<Queued>, sender: Arc<Sender>) {
+    while let Some(queued) = rx.recv().await {
+        let Ok(permit) = sender.pending.clone().try_acquire_owned() else {
+            Metrics::add(&sender.metrics.alert_webhook_failures, 1);
+            tracing::warn!(alert_id = %queued.alert.alert_id, "escalation webhook: too many alerts pending; this one is not sent");
+            continue;
+        };
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            sender.deliver(queued).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Sender {
+    /// Send one alert until it is answered with a 2xx or the retry window has passed.
+    async fn deliver(&self, queued: Queued) {
+        let alert_id = queued.alert.alert_id.clone();
+        let body = match serde_json::to_vec(&queued.alert) {
+            Ok(body) => Bytes::from(body),
+            Err(_) => {
+                // Not expected: the payload is strings and a number.
+                Metrics::add(&self.metrics.alert_webhook_failures, 1);
+                tracing::error!(alert_id = %alert_id, "escalation webhook: the alert cannot be encoded");
+                return;
+            }
+        };
+        let signature = sign(&self.secret, &body);
+        let deadline = queued.raised + self.retry_for;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let failure = {
+                let _slot = self.in_flight.acquire().await.ok();
+                self.attempt(body.clone(), signature.clone()).await
+            };
+            let Some(reason) = failure else {
+                if attempt > 1 {
+                    tracing::info!(alert_id = %alert_id, attempt, "escalation webhook delivered after retries");
+                }
+                return;
+            };
+            Metrics::add(&self.metrics.alert_webhook_failures, 1);
+            if Instant::now() >= deadline {
+                tracing::error!(alert_id = %alert_id, attempts = attempt, "escalation webhook: giving up on this alert");
+                return;
+            }
+            tracing::warn!(alert_id = %alert_id, attempt, reason = %reason, "escalation webhook attempt failed; will retry");
+            tokio::time::sleep(backoff(self.retry_initial, self.retry_max, attempt)).await;
+        }
+    }
+
+    /// One POST; `None` for a 2xx, else why it failed (with nothing from the URL in it).
+    async fn attempt(&self, body: Bytes, signature: HeaderValue) -> Option<String> {
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("x-kindred-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
+            Err(e) if e.is_timeout() => Some("timeout".into()),
+            Err(e) if e.is_connect() => Some("connection failed".into()),
+            Err(_) => Some("request failed".into()),
+        }
+    }
+}
+
+/// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`.
+fn sign(secret: &[u8], body: &[u8]) -> HeaderValue {
+    // HMAC accepts a key of any length, so this never fails.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(body);
+    let mut value = String::with_capacity(7 + 64);
+    value.push_str("sha256=");
+    for byte in mac.finalize().into_bytes() {
+        use std::fmt::Write;
+        let _ = write!(value, "{byte:02x}");
+    }
+    // Only ASCII letters, digits and '=' are in it, all valid in a header value.
+    HeaderValue::from_str(&value).expect("hex and '=' make a valid header value")
+}
+
+/// The wait after failed attempt number `attempt` (1 for the first):
+/// `initial` doubled per further failure, capped at `max`, less up to half as jitter
+/// so that many alerts failing together do not retry in step.
+fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    let full = initial.saturating_mul(1u32 << doublings).min(max);
+    full.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
