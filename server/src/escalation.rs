@@ -377,3 +377,390 @@ fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let full = initial.saturating_mul(1u32 << doublings).min(max);
     full.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against a real HTTP receiver on 127.0.0.1 (axum); nothing is mocked.
+
+    use super::*;
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use parking_lot::Mutex;
+    use std::collections::VecDeque;
+    use std::net::SocketAddr;
+    use std::sync::atomic::Ordering;
+    use tokio::net::TcpListener;
+
+    const SECRET: &str = "0123456789abcdef-test-secret";
+    /// Every wait for something to happen gives up after this.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// How the receiver answers one request.
+    #[derive(Clone, Copy)]
+    enum Reply {
+        Status(u16),
+        /// Answers only after a minute: longer than any timeout here.
+        Hang,
+    }
+
+    /// One request as it arrived.
+    #[derive(Clone)]
+    struct Seen {
+        headers: HeaderMap,
+        body: Bytes,
+        /// The status answered, or `None` while it hangs.
+        answered: Option<u16>,
+        at: Instant,
+    }
+
+    #[derive(Clone, Default)]
+    struct Receiver {
+        seen: Arc<Mutex<Vec<Seen>>>,
+        /// Answers for the next requests, in order; then 200.
+        script: Arc<Mutex<VecDeque<Reply>>>,
+    }
+
+    impl Receiver {
+        async fn start(script: &[Reply]) -> (Receiver, SocketAddr) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+            let addr = listener.local_addr().expect("receiver address");
+            let receiver = Receiver::default();
+            receiver.serve(listener, script);
+            (receiver, addr)
+        }
+
+        fn serve(&self, listener: TcpListener, script: &[Reply]) {
+            self.script.lock().extend(script.iter().copied());
+            let app = Router::new().fallback(record).with_state(self.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+        }
+
+        /// Waits (bounded) until `n` requests have been answered 200; returns all requests seen.
+        async fn delivered(&self, n: usize) -> Vec<Seen> {
+            wait_until("the webhook to be delivered", || {
+                self.seen.lock().iter().filter(|s| s.answered == Some(200)).count() >= n
+            })
+            .await;
+            self.seen.lock().clone()
+        }
+    }
+
+    async fn record(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let reply = receiver.script.lock().pop_front().unwrap_or(Reply::Status(200));
+        let answered = match reply {
+            Reply::Status(code) => Some(code),
+            Reply::Hang => None,
+        };
+        receiver.seen.lock().push(Seen { headers, body, answered, at: Instant::now() });
+        match reply {
+            Reply::Status(code) => StatusCode::from_u16(code).expect("a valid status in the script"),
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                StatusCode::OK
+            }
+        }
+    }
+
+    /// Polls `done` until it holds; panics after `PATIENCE`.
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn config(url: String) -> EscalationConfig {
+        EscalationConfig {
+            webhook_url: url,
+            secret: SECRET.into(),
+            include_text: false,
+            retry_initial_ms: 20,
+            retry_max_ms: 200,
+            retry_for_s: 900,
+            timeout_ms: 5000,
+        }
+    }
+
+    fn url(addr: SocketAddr) -> String {
+        format!("http://{addr}/hooks/kindred?token=abc")
+    }
+
+    fn alert(id: &str) -> AlertPayload {
+        AlertPayload {
+            kind: "crisis".into(),
+            alert_id: id.into(),
+            room: "r1".into(),
+            room_name: "Evening group".into(),
+            language: "en".into(),
+            at: "2025-01-02T03:04:05Z".into(),
+            facilitators_alerted: 2,
+            text: Some("i want to end it all".into()),
+        }
+    }
+
+    fn failures(metrics: &Metrics) -> u64 {
+        metrics.alert_webhook_failures.load(Ordering::Relaxed)
+    }
+
+    fn hex_decode(hex: &str) -> Vec<u8> {
+        assert_eq!(hex.len() % 2, 0, "hex of even length");
+        assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "lowercase hex: {hex}");
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit")).collect()
+    }
+
+    /// The signature header verifies against the raw body, computed here independently.
+    fn assert_signed(seen: &Seen) {
+        let header = seen.headers.get("x-kindred-signature").expect("X-Kindred-Signature").to_str().expect("ascii");
+        let hex = header.strip_prefix("sha256=").expect("sha256= prefix");
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+        mac.update(&seen.body);
+        mac.verify_slice(&hex_decode(hex)).expect("the signature verifies against the raw body");
+    }
+
+    #[tokio::test]
+    async fn delivers_a_signed_payload_within_a_second_without_the_text() {
+        let (receiver, addr) = Receiver::start(&[]).await;
+        let metrics = Arc::new(Metrics::default());
+        let escalation = Escalation::new(Some(config(url(addr))), metrics.clone()).expect("valid config");
+        assert!(!escalation.include_text());
+        let raised = Instant::now();
+        escalation.raise(alert("a1"));
+        let seen = receiver.delivered(1).await;
+        assert_eq!(seen.len(), 1);
+        let got = &seen[0];
+        assert!(got.at - raised < Duration::from_secs(1), "arrived after {:?}", got.at - raised);
+        assert_eq!(got.headers.get("content-type").expect("Content-Type"), "application/json");
+        assert_signed(got);
+        let body: serde_json::Value = serde_json::from_slice(&got.body).expect("JSON body");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "kind": "crisis",
+                "alert_id": "a1",
+                "room": "r1",
+                "room_name": "Evening group",
+                "language": "en",
+                "at": "2025-01-02T03:04:05Z",
+                "facilitators_alerted": 2,
+            })
+        );
+        assert!(!String::from_utf8_lossy(&got.body).contains("end it all"), "no text in the body");
+        assert_eq!(failures(&metrics), 0);
+    }
+
+    #[tokio::test]
+    async fn include_text_sends_the_text() {
+        let (receiver, addr) = Receiver::start(&[]).await;
+        let escalation = Escalation::new(Some(EscalationConfig { include_text: true, ..config(url(addr)) }), Arc::default())
+            .expect("valid config");
+        assert!(escalation.include_text());
+        escalation.raise(alert("a2"));
+        let seen = receiver.delivered(1).await;
+        assert_signed(&seen[0]);
+        let body: serde_json::Value = serde_json::from_slice(&seen[0].body).expect("JSON body");
+        assert_eq!(body["text"], "i want to end it all");
+        assert_eq!(body["alert_id"], "a2");
+        assert_eq!(body.as_object().expect("an object").len(), 8);
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_until_delivered() {
+        let (receiver, addr) = Receiver::start(&[Reply::Status(500), Reply::Status(500)]).await;
+        let metrics = Arc::new(Metrics::default());
+        let escalation = Escalation::new(Some(config(url(addr))), metrics.clone()).expect("valid config");
+        escalation.raise(alert("a3"));
+        let seen = receiver.delivered(1).await;
+        assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), [Some(500), Some(500), Some(200)]);
+        // Every attempt carries the same bytes and the same valid signature.
+        for s in &seen {
+            assert_eq!(s.body, seen[0].body);
+            assert_eq!(s.headers.get("x-kindred-signature"), seen[0].headers.get("x-kindred-signature"));
+            assert_signed(s);
+        }
+        assert_eq!(failures(&metrics), 2);
+        wait_until("the delivery to finish", || escalation.pending() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_attempt_is_retried_until_delivered() {
+        let (receiver, addr) = Receiver::start(&[Reply::Hang, Reply::Status(500)]).await;
+        let metrics = Arc::new(Metrics::default());
+        let escalation =
+            Escalation::new(Some(EscalationConfig { timeout_ms: 200, ..config(url(addr)) }), metrics.clone()).expect("valid config");
+        escalation.raise(alert("a4"));
+        let seen = receiver.delivered(1).await;
+        assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), [None, Some(500), Some(200)]);
+        // The hanging attempt was given (about) its 200 ms before it counted as failed.
+        assert!(seen[1].at - seen[0].at >= Duration::from_millis(150), "retried after {:?}", seen[1].at - seen[0].at);
+        assert_eq!(failures(&metrics), 2);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_is_down_at_first_still_gets_the_alert() {
+        // Take a free port, then leave nothing listening on it.
+        let addr = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("address");
+        let metrics = Arc::new(Metrics::default());
+        let escalation = Escalation::new(Some(config(url(addr))), metrics.clone()).expect("valid config");
+        escalation.raise(alert("a5"));
+        wait_until("a refused attempt", || failures(&metrics) >= 1).await;
+        let receiver = Receiver::default();
+        receiver.serve(TcpListener::bind(addr).await.expect("rebind the same port"), &[]);
+        let seen = receiver.delivered(1).await;
+        assert_signed(&seen[0]);
+        let body: serde_json::Value = serde_json::from_slice(&seen[0].body).expect("JSON body");
+        assert_eq!(body["alert_id"], "a5");
+        assert!(failures(&metrics) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_alert_does_not_delay_the_next_one() {
+        // The first request hangs for a minute (within the 5 s timeout); the second alert must not wait for it.
+        let (receiver, addr) = Receiver::start(&[Reply::Hang]).await;
+        let escalation = Escalation::new(Some(config(url(addr))), Arc::default()).expect("valid config");
+        escalation.raise(alert("slow"));
+        wait_until("the first request", || !receiver.seen.lock().is_empty()).await;
+        let raised = Instant::now();
+        escalation.raise(alert("next"));
+        let seen = receiver.delivered(1).await;
+        let next = seen.iter().find(|s| s.answered == Some(200)).expect("the second alert");
+        assert!(String::from_utf8_lossy(&next.body).contains("\"next\""));
+        assert!(next.at - raised < Duration::from_secs(1), "the second alert took {:?}", next.at - raised);
+    }
+
+    #[tokio::test]
+    async fn raise_returns_at_once_while_the_endpoint_hangs() {
+        let (receiver, addr) = Receiver::start(&[Reply::Hang; 20]).await;
+        let escalation = Escalation::new(Some(config(url(addr))), Arc::default()).expect("valid config");
+        escalation.raise(alert("first"));
+        wait_until("the endpoint to be hanging", || !receiver.seen.lock().is_empty()).await;
+        for i in 0..10 {
+            let started = std::time::Instant::now();
+            escalation.raise(alert(&format!("more-{i}")));
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(50), "raise took {took:?}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_the_overflow() {
+        // On this single-threaded runtime the dispatcher cannot run until the test yields,
+        // so the queue holds exactly QUEUE alerts.
+        let metrics = Arc::new(Metrics::default());
+        let escalation = Escalation::new(Some(config("http://127.0.0.1:9/".into())), metrics.clone()).expect("valid config");
+        for i in 0..QUEUE + 3 {
+            escalation.raise(alert(&format!("q{i}")));
+        }
+        assert_eq!(failures(&metrics), 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_retry_window() {
+        let (receiver, addr) = Receiver::start(&[Reply::Status(503); 1000]).await;
+        let metrics = Arc::new(Metrics::default());
+        // The window is shortened below the configurable minimum through the internal settings.
+        let mut settings = Settings::check(&config(url(addr))).expect("valid config");
+        settings.retry_for = Duration::from_millis(300);
+        let escalation = Escalation::start(settings, metrics.clone()).expect("started");
+        let raised = Instant::now();
+        escalation.raise(alert("a6"));
+        wait_until("the first attempt", || escalation.pending() == 1).await;
+        wait_until("the sender to give up", || escalation.pending() == 0).await;
+        assert!(raised.elapsed() >= Duration::from_millis(300), "kept trying for the whole window");
+        let attempts = receiver.seen.lock().len();
+        assert!(attempts >= 2, "retried before giving up ({attempts} attempts)");
+        assert_eq!(failures(&metrics), attempts as u64);
+    }
+
+    #[tokio::test]
+    async fn no_config_is_a_no_op() {
+        let metrics = Arc::new(Metrics::default());
+        let escalation = Escalation::new(None, metrics.clone()).expect("no webhook is fine");
+        assert!(!escalation.include_text());
+        escalation.raise(alert("a7"));
+        assert_eq!(escalation.pending(), 0);
+        assert_eq!(failures(&metrics), 0);
+    }
+
+    #[tokio::test]
+    async fn config_validation() {
+        let check = |config: EscalationConfig| Escalation::new(Some(config), Arc::default()).err().map(|e| e.to_string());
+        let refused = |url: &str| check(config(url.into())).unwrap_or_else(|| panic!("{url} should be refused"));
+        let err = refused("http://oncall.example.org/kindred?token=hunter2");
+        assert!(err.contains("https"), "{err}");
+        assert!(!err.contains("hunter2"), "no query string in errors: {err}");
+        refused("http://10.0.0.1/kindred");
+        refused("http://localhost.example.org/kindred");
+        refused("ftp://127.0.0.1/kindred");
+        refused("not a url");
+        refused("https://");
+        refused("");
+        let err = check(EscalationConfig { secret: "fifteen bytes!!".into(), ..config("https://oncall.example.org/".into()) })
+            .expect("a 15-byte secret is refused");
+        assert!(err.contains("16 bytes"), "{err}");
+        assert!(!err.contains("fifteen"), "the secret is not echoed: {err}");
+        assert!(check(EscalationConfig { retry_for_s: 599, ..config("https://oncall.example.org/".into()) }).is_some());
+        assert!(check(EscalationConfig { timeout_ms: 0, ..config("https://oncall.example.org/".into()) }).is_some());
+        assert!(check(EscalationConfig { retry_initial_ms: 0, ..config("https://oncall.example.org/".into()) }).is_some());
+        assert!(check(EscalationConfig { retry_max_ms: 10, ..config("https://oncall.example.org/".into()) }).is_some());
+        for ok in [
+            "http://127.0.0.1/kindred",
+            "http://127.0.0.1:8080/kindred?token=x",
+            "http://127.5.6.7/",
+            "http://localhost:9000/",
+            "http://[::1]:9000/",
+            "https://oncall.example.org/kindred",
+        ] {
+            assert_eq!(check(config(ok.into())), None, "{ok} should be accepted");
+        }
+        let exact16 = EscalationConfig { secret: "sixteen bytes!!!".into(), ..config("https://oncall.example.org/".into()) };
+        assert_eq!(check(exact16), None);
+    }
+
+    #[test]
+    fn a_webhook_needs_the_runtime() {
+        let err = Escalation::new(Some(config("https://oncall.example.org/".into())), Arc::default())
+            .err()
+            .expect("no runtime here");
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    #[test]
+    fn config_reads_with_defaults_and_refuses_unknown_fields() {
+        let config: EscalationConfig =
+            toml::from_str("webhook_url = \"https://oncall.example.org/kindred\"\nsecret = \"0123456789abcdef\"\n").expect("parses");
+        assert!(!config.include_text);
+        assert_eq!((config.retry_initial_ms, config.retry_max_ms, config.retry_for_s, config.timeout_ms), (1000, 60_000, 900, 5000));
+        assert!(toml::from_str::<EscalationConfig>("webhook_url = \"https://x.org/\"\nsecret = \"0123456789abcdef\"\nretries = 3\n").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_secret_and_the_query() {
+        let shown = format!("{:?}", config("https://oncall.example.org/hook?token=hunter2".into()));
+        assert!(shown.contains("oncall.example.org"), "{shown}");
+        assert!(!shown.contains(SECRET) && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        for (attempt, full) in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (40, 60), (u32::MAX, 60)] {
+            for _ in 0..50 {
+                let wait = backoff(initial, max, attempt);
+                let full = Duration::from_secs(full);
+                assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?} not within [{:?}, {full:?}]", full / 2);
+            }
+        }
+    }
+
+    #[test]
+    fn signature_is_lowercase_hex_hmac() {
+        // RFC 4231 test case 2.
+        let value = sign(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(value, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+}
