@@ -266,10 +266,17 @@ impl Escalation {
             alert.text = None;
         }
         let alert_id = alert.alert_id.clone();
-        if queue.try_send(Queued { alert, raised: Instant::now() }).is_err() {
-            // Full (or the runtime is gone): the alert is still stored and shown to staff.
-            Metrics::add(&self.metrics.alert_webhook_failures, 1);
-            tracing::warn!(alert_id = %alert_id, "escalation webhook queue full; this alert is not sent");
+        // Either way the alert itself is still stored and shown to staff.
+        match queue.try_send(Queued { alert, raised: Instant::now() }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::add(&self.metrics.alert_webhook_failures, 1);
+                tracing::warn!(alert_id = %alert_id, "escalation webhook queue full; this alert is not sent");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Metrics::add(&self.metrics.alert_webhook_failures, 1);
+                tracing::warn!(alert_id = %alert_id, "escalation webhook sender stopped (runtime shutting down); this alert is not sent");
+            }
         }
     }
 
