@@ -47,7 +47,8 @@ export class RoomScreen {
     this.flags = h('p', { class: 'room-flags', hidden: true });
     this.peopleToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'people-panel', 'aria-expanded': 'false', onclick: () => this.togglePanel(this.people, this.peopleToggle) });
     this.toolsCount = h('span', { class: 'count-badge', 'aria-hidden': 'true', hidden: true });
-    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount);
+    this.toolsCountText = h('span', { class: 'visually-hidden' });
+    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount, this.toolsCountText);
 
     this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel') });
     this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
@@ -159,10 +160,10 @@ export class RoomScreen {
 
   /** Open crisis alerts (every room in scope), shown on the tools button. */
   setAlertCount(n) {
+    // The badge is seen; screen readers hear the words after the button's name.
     this.toolsCount.hidden = n === 0;
     this.toolsCount.textContent = n > 0 ? String(n) : '';
-    if (n > 0) this.toolsToggle.setAttribute('aria-label', t('toolsToggleWithAlerts', n));
-    else this.toolsToggle.removeAttribute('aria-label');
+    this.toolsCountText.textContent = n > 0 ? t('toolsToggleAlerts', n) : '';
   }
 
   onRoomEvent(d) {

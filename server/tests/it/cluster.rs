@@ -986,3 +986,23 @@ async fn open_alerts_outlive_the_node_that_raised_them_and_reach_staff_on_a_new_
     let got = sam.expect("the open alert after welcome", |m| matches!(m, ServerMessage::Alert { .. })).await;
     assert!(matches!(got, ServerMessage::Alert { message, facilitators_alerted: 0, .. } if message.text.starts_with("quiero morir")));
 }
+
+#[tokio::test]
+async fn in_a_cluster_exactly_one_node_posts_each_alert() {
+    let (url, got) = crate::webhook::receiver().await;
+    let redis = Redis::start();
+    let hook = |c: &mut Config| c.safety.escalation = Some(crate::webhook::escalation(&url, false));
+    let a = node_with(redis.url(), false, "a", Duration::from_secs(3), hook).await;
+    let b = node_with(redis.url(), false, "b", Duration::from_secs(3), hook).await;
+    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (mut bo, _) = joined_member(&b, "Bo").await;
+    mo.say(ROOM, "I want to end my life").await;
+    bo.say(ROOM, "some days I want to die too").await;
+    crate::webhook::wait_for_posts(&got, 2).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let posts = got.lock().unwrap().clone();
+    let mut ids: Vec<String> = posts.iter().map(|(_, _, body)| serde_json::from_slice::<serde_json::Value>(body).unwrap()["alert_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((posts.len(), ids.len()), (2, 2), "one POST per alert, whichever node raised it");
+}

@@ -18,3 +18,4 @@ mod rooms;
 mod session;
 mod slow_consumer;
 mod web_client;
+mod webhook;

@@ -246,7 +246,7 @@ export default {
   toolsReports: 'Open reports',
   toolsReportsNone: 'No open reports.',
   toolsReportBy: (reason) => reason ? `Reason: ${reason}` : 'No reason given',
-  toolsToggleWithAlerts: (n) => n === 1 ? 'Facilitator tools, 1 open crisis alert' : `Facilitator tools, ${n} open crisis alerts`,
+  toolsToggleAlerts: (n) => n === 1 ? '(1 open crisis alert)' : `(${n} open crisis alerts)`,
   toolsAlerts: 'Crisis alerts',
   toolsAlertText: (handle) => `${handle} may be in crisis`,
   dismissReport: 'Dismiss',
