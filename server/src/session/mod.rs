@@ -46,7 +46,9 @@ pub struct Session {
     socket: WebSocket,
     rx: crate::mailbox::Receiver,
     outbox: Outbox,
-    identity: Option<Identity>,
+    /// Boxed: every idle connection carries this struct in its future, and
+    /// the identity is read only by requests, never by the write path.
+    identity: Option<Box<Identity>>,
     handle: String,
     /// `hello.locale`, for texts the server writes (crisis notices).
     locale: Option<Box<str>>,
@@ -542,7 +544,7 @@ impl Session {
             .filter(|l| (1..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             .map(String::into_boxed_str);
         let scope = crate::alerts::Scope::of(&identity);
-        self.identity = Some(identity);
+        self.identity = Some(Box::new(identity));
         self.handle = handle;
         self.reply(&welcome).await?;
         if let Some(scope) = scope {
