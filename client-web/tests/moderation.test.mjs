@@ -54,6 +54,10 @@ test('a facilitator deletes a message and it disappears for both members', { tim
   await b.page.locator('dialog[open] select').selectOption({ index: 1 });
   await b.page.locator('dialog[open]').getByRole('button', { name: 'Send report' }).click();
   await fpage.locator('.tool-report').waitFor({ timeout: WAIT });
+  // A crisis message: the alert inbox at the top of the tools, with the count in the header.
+  await sendMessage(b.page, 'Some nights I think everyone would be better off without me.');
+  await fpage.locator('#staff-tools .alert-item').waitFor({ timeout: WAIT });
+  await fpage.getByRole('button', { name: 'Alerts (1)', exact: true }).waitFor({ timeout: WAIT });
   await fpage.waitForFunction(() => !document.querySelector('.toast'), null, { timeout: WAIT });
   await fpage.screenshot({ path: screenshotPath('facilitator.png') });
   await a.context.close();
