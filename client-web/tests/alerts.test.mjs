@@ -39,9 +39,25 @@ function staffToken(dataDir, { name, role = 'facilitator', rooms }) {
   return out.trim().split(/\s+/).pop();
 }
 
-/** A facilitator signed in through `/#token=` in a context of its own, on the directory. */
-async function openStaff(server, opts, { bypassCSP = false, viewport = { width: 1200, height: 800 } } = {}) {
-  const context = await browser.newContext({ viewport, reducedMotion: 'reduce', bypassCSP, locale: 'en-GB', timezoneId: 'Europe/London' });
+/**
+ * A facilitator signed in through `/#token=` in a context of its own, on the
+ * directory. `window.__audioContexts` counts the Web Audio contexts the page
+ * made (the alert tone makes one, the first time it plays).
+ */
+async function openStaff(server, opts, { bypassCSP = false, viewport = { width: 1200, height: 800 }, reducedMotion = 'reduce' } = {}) {
+  const context = await browser.newContext({ viewport, reducedMotion, bypassCSP, locale: 'en-GB', timezoneId: 'Europe/London' });
+  await context.addInitScript(() => {
+    window.__audioContexts = 0;
+    const Real = window.AudioContext;
+    if (Real) {
+      window.AudioContext = class extends Real {
+        constructor(...args) {
+          super(...args);
+          window.__audioContexts += 1;
+        }
+      };
+    }
+  });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
@@ -168,6 +184,13 @@ test("the member's crisis card offers helplines as tel: and sms: links and says 
     assert.ok((await card.locator('a[href^="https://"]').count()) > 0);
     assert.equal(await card.locator('.resources b, .resources img').count(), 0);
 
+    // How other contacts read: a number to text, one in Spanish, none at all.
+    const parsed = await member.page.evaluate(async () => {
+      const { contactNumbers } = await import('/js/room.js');
+      return ['Text SHOUT to 85258', 'Llama al 024', 'findahelpline.com', 'Call 13 11 14'].map((c) => contactNumbers(c).map((n) => [n.tel, n.sms]));
+    });
+    assert.deepEqual(parsed, [[[null, 'sms:85258']], [['tel:024', null]], [], [['tel:131114', null]]]);
+
     // The help dialog lists the same helplines with the same links.
     await member.page.locator('.topbar .help-btn').click();
     await member.page.locator('dialog[open] a[href="tel:116123"]').waitFor();
@@ -226,13 +249,51 @@ test('axe: no serious or critical violations on the alert inbox, in the dialog a
     const phone = await seriousViolations(staff.page);
     assert.deepEqual(phone, [], `tools drawer at 375px: ${JSON.stringify(phone, null, 2)}`);
 
-    // The sound setting is off by default and remembered.
+    // The sound setting is off by default and remembered; with reduced motion asked for, it never plays.
     const sound = panel.getByRole('checkbox', { name: 'Play a sound for new alerts' });
     assert.equal(await sound.isChecked(), false);
     await sound.check();
     assert.equal(await staff.page.evaluate(() => localStorage.getItem('kindred.alert_sound')), '1');
+    assert.equal(await staff.page.evaluate(() => window.__audioContexts), 0, 'no tone under prefers-reduced-motion');
 
     for (const p of [a, b, staff]) assert.deepEqual(p.errors, []);
     for (const p of [a, b, staff]) await p.context.close();
+  });
+});
+
+test('an alert resolved while a facilitator was offline stops counting when they reconnect; the optional tone plays for new alerts', { timeout: 120000 }, async () => {
+  await withServer(async (server) => {
+    // Ana has the tone on and no reduced-motion preference.
+    const ana = await openStaff(server, { name: 'Ana' }, { reducedMotion: 'no-preference' });
+    await ana.page.evaluate(() => localStorage.setItem('kindred.alert_sound', '1'));
+    const member = await memberInCrisis(server, 'anxiety');
+    await waitTitle(ana.page, '(1) Kindred');
+    await ana.page.waitForFunction(() => window.__audioContexts === 1, null, { timeout: WAIT });
+
+    // Ana's connection goes away; Sam resolves meanwhile.
+    await ana.page.evaluate(() => window.kindred.conn.stop());
+    const sam = await openStaff(server, { name: 'Sam', rooms: ['anxiety'] });
+    await sam.page.getByRole('button', { name: 'Alerts (1)', exact: true }).click();
+    await sam.page.locator('dialog[open] .alert-resolve').click();
+    await sam.page.locator('dialog[open]').last().getByRole('button', { name: 'Resolve', exact: true }).click();
+    await waitTitle(sam.page, 'Kindred');
+
+    // Back online, Ana's count drops: the server did not send that alert again.
+    await ana.page.evaluate(() => window.kindred.conn.restart());
+    await waitTitle(ana.page, 'Kindred');
+    await ana.page.getByRole('button', { name: 'Alerts', exact: true }).click();
+    const inbox = ana.page.locator('dialog[open].dialog-alerts');
+    await inbox.locator('.alert-resolved', { hasText: 'Resolved while you were offline' }).waitFor();
+    assert.equal(await inbox.locator('.alert-item').count(), 0);
+    assert.equal(await inbox.getByRole('checkbox', { name: 'Play a sound for new alerts' }).isChecked(), true, 'the setting is remembered');
+    await ana.page.keyboard.press('Escape');
+
+    // A new alert later: counted, announced, and one more tone (same audio context, so the count stays).
+    await sendMessage(member.page, 'I want to die.');
+    await waitTitle(ana.page, '(1) Kindred');
+    await waitTitle(sam.page, '(1) Kindred');
+    assert.equal(await ana.page.evaluate(() => window.__audioContexts), 1);
+    for (const p of [member, sam, ana]) assert.deepEqual(p.errors, []);
+    for (const p of [member, sam, ana]) await p.context.close();
   });
 });
