@@ -252,6 +252,8 @@ export class AlertInboxView {
       if (err.code === 'not_found') {
         // Someone else closed it first (their `alert_resolved` may still be on its way).
         this.app.store.resolveAlert(a.alert_id, null);
+        const by = this.app.store.alerts.get(a.alert_id)?.resolved?.by;
+        this.app.toast(by ? t('alertAlreadyResolvedBy', by) : t('alertAlreadyResolved'));
         return;
       }
       await inform(t('errGeneric'), err.code === 'forbidden' ? t('errForbidden') : this.app.errorText(err, { roomName: name }));

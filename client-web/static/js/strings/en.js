@@ -295,6 +295,8 @@ export default {
   alertResolveIntro: (room) => `Resolve it once someone has reached out or it is in hand. Every facilitator looking after ${room} will see who resolved it.`,
   alertNoteLabel: 'Note for the record (optional)',
   alertResolvedDone: 'Alert resolved.',
+  alertAlreadyResolved: 'Someone else had already resolved this alert.',
+  alertAlreadyResolvedBy: (by) => `${by} had already resolved this alert.`,
   alertResolvedItem: (handle, room) => `${handle} in ${room}`,
   alertResolvedBy: (by) => `Resolved by ${by}`,
   alertResolvedAway: 'Resolved while you were offline',
