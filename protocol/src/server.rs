@@ -161,6 +161,7 @@ pub enum ServerMessage {
 /// Limits announced in `welcome`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
+    /// Lengths count Unicode scalar values (code points), not bytes or UTF-16 units.
     pub max_text_chars: u32,
     pub messages_per_10s: u32,
     /// The largest text frame the server reads, in bytes.
@@ -168,6 +169,12 @@ pub struct Limits {
     pub max_frame_bytes: u32,
     #[serde(default)]
     pub max_handle_chars: u32,
+    /// Rooms one connection may be in at once; one more join gets `forbidden`.
+    #[serde(default)]
+    pub max_rooms_per_connection: u32,
+    /// The longest content warning (`cw`), in code points.
+    #[serde(default)]
+    pub max_cw_chars: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +236,12 @@ pub struct RoomSummary {
     pub kind: RoomKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleInfo>,
+    /// Whether a newcomer can join now: `false` while the room is locked,
+    /// closed by its schedule, or full.
     pub open: bool,
+    /// A facilitator locked the room: nobody new may join.
+    #[serde(default)]
+    pub locked: bool,
     pub capacity: u32,
     pub member_count: u32,
     pub mode: RoomMode,
@@ -250,7 +262,6 @@ pub struct RoomInfo {
     #[serde(default)]
     pub topic_now: Option<String>,
     pub slow_mode_s: u32,
-    pub locked: bool,
 }
 
 /// Someone in a room, by its room-scoped id.

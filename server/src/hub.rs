@@ -276,16 +276,25 @@ impl Room {
     pub fn summary(&self) -> RoomSummary {
         let def = self.def();
         let state = self.state.lock();
-        def.summary(Utc::now(), state.members.len() as u32, state.mode)
+        Self::summary_of(&def, &state)
+    }
+
+    /// The directory entry: the definition's, with what the live room adds —
+    /// a locked or full room is not open to newcomers.
+    fn summary_of(def: &RoomDef, state: &RoomState) -> RoomSummary {
+        let mut summary = def.summary(Utc::now(), state.members.len() as u32, state.mode);
+        let members = state.members.values().filter(|p| !p.member.role.is_staff()).count();
+        summary.locked = state.locked;
+        summary.open &= !state.locked && members < def.capacity as usize;
+        summary
     }
 
     fn info(def: &RoomDef, state: &RoomState) -> RoomInfo {
         RoomInfo {
-            summary: def.summary(Utc::now(), state.members.len() as u32, state.mode),
+            summary: Self::summary_of(def, state),
             rules: def.rules.clone(),
             topic_now: state.topic_now.clone(),
             slow_mode_s: state.slow_mode_s,
-            locked: state.locked,
         }
     }
 

@@ -200,6 +200,7 @@ impl RoomDef {
                 },
             }),
             open: !matches!(status, Some(Status::Closed { .. })),
+            locked: false,
             capacity: self.capacity,
             member_count,
             mode,

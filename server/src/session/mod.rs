@@ -465,6 +465,11 @@ impl Session {
         let id = envelope.id.filter(RequestId::is_valid);
         let message = match &envelope.kind {
             None => "Every request needs a \"type\".".to_owned(),
+            // A known request with an unknown `action` fails the same way inside.
+            Some(kind) if kind == "moderate" && error.to_string().starts_with("unknown variant") => {
+                let action = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("action")?.as_str().map(str::to_owned));
+                format!("Unknown moderation action '{}'.", truncate(action.as_deref().unwrap_or(""), 40))
+            }
             Some(kind) if error.to_string().starts_with("unknown variant") => {
                 format!("Unknown request type '{}'.", truncate(kind, 40))
             }
@@ -534,6 +539,8 @@ impl Session {
                 messages_per_10s: limits.messages_per_10s,
                 max_frame_bytes: limits.max_frame_bytes,
                 max_handle_chars: limits.max_handle_chars,
+                max_rooms_per_connection: limits.max_rooms_per_connection as u32,
+                max_cw_chars: limits.max_cw_chars,
             },
             server: ServerInfo { version: env!("CARGO_PKG_VERSION").into(), node: app.config.node.clone() },
         };
@@ -644,7 +651,8 @@ impl Session {
     ) -> Step {
         let limits = &self.app.config.limits;
         let Some(me) = self.rooms.get(&room_id).cloned() else {
-            return self.error(not_member(&room_id).with_id(id)).await;
+            let body = if self.app.hub.room(&room_id).is_some() { not_member(&room_id) } else { no_such_room(&room_id) };
+            return self.error(body.with_id(id)).await;
         };
         let chars = text.chars().count();
         if text.trim().is_empty() {
@@ -772,6 +780,10 @@ async fn hold_ends(hold: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
         Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
+}
+
+fn no_such_room(room: &RoomId) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, format!("There is no room '{}'.", truncate(room.as_str(), 64)))
 }
 
 fn not_member(room: &RoomId) -> ErrorBody {

@@ -19,6 +19,11 @@ use std::time::Duration;
 /// The longest reason, note or topic a facilitator may write.
 const MAX_NOTE_CHARS: usize = 500;
 
+/// What a member is told when the facilitator gave no reason.
+const KICKED: &str = "A facilitator asked you to leave this room for now.";
+const BANNED: &str = "A facilitator removed you from this room.";
+const MUTED: &str = "A facilitator has muted you for now.";
+
 fn forbidden(msg: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Forbidden, msg)
 }
@@ -122,7 +127,8 @@ impl Session {
                 if !note_ok(reason) {
                     Err(too_long("reason"))
                 } else {
-                    let removed = ServerMessage::Removed { room: room_id.clone(), reason: RemovedReason::Kicked, note: reason.clone(), until: None };
+                    let note = Some(reason.clone().unwrap_or_else(|| KICKED.to_owned()));
+                    let removed = ServerMessage::Removed { room: room_id.clone(), reason: RemovedReason::Kicked, note, until: None };
                     if room.remove_member(member_id, &encode(&removed)) { Ok((Some(member_id.0.clone()), reason.clone())) } else { Err(not_found("member")) }
                 }
             }
@@ -196,10 +202,8 @@ impl Session {
         let sanction = Sanction { room: Some(room_id.clone()), account: account.clone(), member_id: Some(member_id.clone()), until, reason: reason.clone() };
         app.moderation.mute(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
         room.set_muted(member_id, Some(until.map(rfc3339)));
-        let text = match &reason {
-            Some(r) => format!("A facilitator has muted you for now: {r}"),
-            None => "A facilitator has muted you for now.".to_owned(),
-        };
+        // The facilitator's words alone: clients say "muted" from the member's state.
+        let text = reason.clone().unwrap_or_else(|| MUTED.to_owned());
         room.send_to(member_id, &encode(&warning(&room_id, text)));
         if let Some(d) = duration_s {
             // The mute ends by itself: tell the room when it does (unless lifted or renewed).
@@ -231,7 +235,8 @@ impl Session {
             reason: reason.clone(),
         };
         app.moderation.ban(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
-        let removed = ServerMessage::Removed { room: room_id, reason: RemovedReason::Banned, note: reason, until: until.map(rfc3339) };
+        let note = Some(reason.unwrap_or_else(|| BANNED.to_owned()));
+        let removed = ServerMessage::Removed { room: room_id, reason: RemovedReason::Banned, note, until: until.map(rfc3339) };
         room.remove_member(member_id, &encode(&removed));
         if service {
             if let Some(conns) = app.accounts.get(&account) {
@@ -345,6 +350,10 @@ impl Session {
         // The audit log notes that an erasure happened, not who it was
         // (`actor` with no room names no one).
         self.audit("forget_me", None, None, None, None).await;
+        // The account's other tabs end too: none of them may post after the erasure.
+        if let Some(conns) = self.app.accounts.get(&account) {
+            conns.iter().filter(|(c, _)| *c != self.conn).for_each(|(_, control)| control.close(CloseCode::Unauthorized));
+        }
         self.reply(&ServerMessage::Forgotten { id }).await?;
         Err(End::Close(CloseCode::Normal, "forgotten"))
     }

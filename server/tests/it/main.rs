@@ -7,6 +7,7 @@ mod admin_api;
 mod bad_input;
 mod cluster;
 mod coalescing;
+mod contract;
 mod crisis;
 mod logs;
 mod messages;

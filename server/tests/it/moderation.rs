@@ -132,7 +132,7 @@ async fn room_settings_change_for_everyone() {
     a.say("depression", "second").await;
 
     moderated(&f.moderate("depression", A::Lock).await);
-    a.expect("room_update", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.locked)).await;
+    a.expect("room_update", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.summary.locked)).await;
     let (mut b, _) = server.member(None).await;
     b.send(&ClientMessage::Join { id: Some(1.into()), room: "depression".into(), accept_rules: Some(1), since: None }).await;
     b.expect_error(ErrorCode::RoomLocked).await;

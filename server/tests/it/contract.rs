@@ -1,0 +1,100 @@
+//! Where a client written from docs/protocol.md alone used to disagree with
+//! the server (issue 14, protocol v1.1 section 5): each test failed before
+//! its fix.
+
+use crate::common::*;
+use kindred_protocol::{ClientMessage, ErrorCode, ModerationAction as A, NoticeKind, RemovedReason, Role, ServerMessage};
+use std::time::Duration;
+
+async fn summary(c: &mut TestClient, room: &str) -> kindred_protocol::RoomSummary {
+    c.send(&ClientMessage::ListRooms { id: Some(1.into()) }).await;
+    match c.expect("rooms", |m| matches!(m, ServerMessage::Rooms { .. })).await {
+        ServerMessage::Rooms { rooms, .. } => rooms.into_iter().find(|r| r.id.as_str() == room).expect("the room is listed"),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn a_locked_or_full_room_is_not_open_and_says_so() {
+    let server = TestServer::with(|c| c.rooms.iter_mut().filter(|r| r.id.as_str() == "veterans").for_each(|r| r.capacity = 1)).await;
+    let mut f = server.staff(Role::Facilitator, None, "grief").await;
+    let (mut a, _) = server.member(None).await;
+    let s = summary(&mut a, "grief").await;
+    assert!(s.open && !s.locked);
+    f.moderate("grief", A::Lock).await;
+    let s = summary(&mut a, "grief").await;
+    assert!(!s.open && s.locked, "{s:?}");
+    let joined = f.join("grief").await;
+    assert!(matches!(joined, ServerMessage::Joined { ref room, .. } if room.summary.locked && !room.summary.open));
+    f.moderate("grief", A::Unlock).await;
+    assert!(summary(&mut a, "grief").await.open);
+
+    a.join("veterans").await;
+    let (mut b, _) = server.member(None).await;
+    let s = summary(&mut b, "veterans").await;
+    assert!(!s.open && !s.locked, "a full room is not open: {s:?}");
+}
+
+#[tokio::test]
+async fn welcome_states_the_room_and_content_warning_limits() {
+    let server = TestServer::start().await;
+    let (_, welcome) = server.member(None).await;
+    let ServerMessage::Welcome { limits, .. } = welcome else { unreachable!() };
+    assert_eq!(limits.max_rooms_per_connection, server.app.config.limits.max_rooms_per_connection as u32);
+    assert_eq!(limits.max_cw_chars, server.app.config.limits.max_cw_chars);
+    assert!(limits.max_rooms_per_connection > 0 && limits.max_cw_chars > 0);
+}
+
+#[tokio::test]
+async fn a_removal_always_says_why_and_a_mute_gives_the_reason_alone() {
+    let server = TestServer::start().await;
+    let mut f = server.staff(Role::Facilitator, None, "grief").await;
+    let (mut a, _) = server.member(Some("Willow")).await;
+    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    f.moderate("grief", A::Mute { member_id: a_id.clone(), duration_s: None, reason: Some("Let's give others a turn.".into()) }).await;
+    let n = a.expect("warning", |m| matches!(m, ServerMessage::Notice(n) if n.kind == NoticeKind::Warning)).await;
+    assert!(matches!(n, ServerMessage::Notice(n) if n.text == "Let's give others a turn."), "the reason, not a sentence around it");
+    f.moderate("grief", A::Kick { member_id: a_id.clone(), reason: None }).await;
+    let removed = a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
+    assert!(matches!(removed, ServerMessage::Removed { reason: RemovedReason::Kicked, note: Some(ref n), .. } if !n.is_empty()), "{removed:?}");
+
+    let (mut b, _) = server.member(Some("Cedar")).await;
+    let b_id = joined_parts(&b.join("grief").await).0.member_id.clone();
+    f.moderate("grief", A::Ban { member_id: b_id, duration_s: None, reason: None, service: false }).await;
+    let removed = b.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
+    assert!(matches!(removed, ServerMessage::Removed { reason: RemovedReason::Banned, note: Some(ref n), .. } if !n.is_empty()), "{removed:?}");
+}
+
+#[tokio::test]
+async fn sending_to_an_unknown_room_is_not_found_and_to_one_not_joined_is_not_member() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.member(None).await;
+    let send = |room: &str, id: i64| ClientMessage::Send { id: Some(id.into()), room: room.into(), text: "hi".into(), reply_to: None, cw: None, staff: false };
+    a.send(&send("no-such-room", 1)).await;
+    assert_eq!(a.expect_error(ErrorCode::NotFound).await.id, Some(1.into()));
+    a.send(&send("grief", 2)).await;
+    assert_eq!(a.expect_error(ErrorCode::NotMember).await.id, Some(2.into()));
+}
+
+#[tokio::test]
+async fn an_unknown_moderation_action_is_named_as_such() {
+    let server = TestServer::start().await;
+    let mut f = server.staff(Role::Facilitator, None, "grief").await;
+    f.send_raw(tokio_tungstenite::tungstenite::Message::text(r#"{"type":"moderate","id":3,"room":"grief","action":"explode"}"#)).await;
+    let e = f.expect_error(ErrorCode::BadRequest).await;
+    assert_eq!(e.id, Some(3.into()));
+    assert!(e.message.contains("moderation action 'explode'"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn forget_me_closes_the_accounts_other_connections() {
+    let server = TestServer::start().await;
+    let (mut a, welcome) = server.member(Some("Willow")).await;
+    a.join("grief").await;
+    let mut tab = server.client().await;
+    tab.hello(Some(&token_of(&welcome)), None).await;
+    tab.join("grief").await;
+    a.send(&ClientMessage::ForgetMe { id: Some(1.into()) }).await;
+    a.expect("forgotten", |m| matches!(m, ServerMessage::Forgotten { .. })).await;
+    assert_eq!(tab.closed(Duration::from_secs(5)).await, Closed::Code(4401), "the second tab cannot post after the erasure");
+}
