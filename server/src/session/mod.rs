@@ -13,7 +13,6 @@ use crate::rooms::rfc3339;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use futures_util::SinkExt;
-use kindred_protocol::client::Envelope;
 use kindred_protocol::{
     ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member,
     MessageId, Notice, NoticeKind, RequestId, RoomId, Sender, ServerInfo, ServerMessage,
@@ -384,7 +383,12 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Step {
-        let request: ClientMessage = match serde_json::from_str(text) {
+        // Only an object is a request: serde would also read `["ping"]` as one.
+        let parsed = match text.trim_start().starts_with('{') {
+            true => serde_json::from_str(text),
+            false => serde_json::from_str::<ClientMessage>("[]"),
+        };
+        let request: ClientMessage = match parsed {
             Ok(request) => request,
             Err(e) => return Box::pin(self.on_unparsable(text, e)).await,
         };
@@ -458,23 +462,31 @@ impl Session {
     /// A frame that is not a valid request: JSON that does not fit gets
     /// `bad_request`; a frame that is not JSON at all breaks the protocol.
     async fn on_unparsable(&mut self, text: &str, error: serde_json::Error) -> Step {
-        let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text) else {
             self.error(ErrorBody::new(ErrorCode::BadRequest, "Each frame must be one JSON object.")).await?;
             return Err(End::Close(CloseCode::Policy, "not JSON"));
         };
-        let id = envelope.id.filter(RequestId::is_valid);
-        let message = match &envelope.kind {
-            None => "Every request needs a \"type\".".to_owned(),
+        let (id, kind) = envelope(&object);
+        let id = match id {
+            Ok(id) => id.filter(RequestId::is_valid),
+            Err(()) => {
+                let msg = "A request id must be a string of up to 64 characters or a whole number.";
+                return self.error(ErrorBody::new(ErrorCode::BadRequest, msg)).await;
+            }
+        };
+        let message = match &kind {
+            Err(()) => "A request's \"type\" must be a string.".to_owned(),
+            Ok(None) => "Every request needs a \"type\".".to_owned(),
             // A known request with an unknown `action` fails the same way inside.
-            Some(kind) if kind == "moderate" && error.to_string().starts_with("unknown variant") => {
+            Ok(Some(kind)) if kind == "moderate" && error.to_string().starts_with("unknown variant") => {
                 let action = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("action")?.as_str().map(str::to_owned));
                 format!("Unknown moderation action '{}'.", truncate(action.as_deref().unwrap_or(""), 40))
             }
-            Some(kind) if error.to_string().starts_with("unknown variant") => {
+            Ok(Some(kind)) if error.to_string().starts_with("unknown variant") => {
                 format!("Unknown request type '{}'.", truncate(kind, 40))
             }
             // serde's message names the field and what it expected, never the value.
-            Some(kind) => format!("Invalid '{}' request: {error}", truncate(kind, 40)),
+            Ok(Some(kind)) => format!("Invalid '{}' request: {error}", truncate(kind, 40)),
         };
         if self.identity.is_none() {
             self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await?;
@@ -780,6 +792,25 @@ async fn hold_ends(hold: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
         Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
+}
+
+/// The `id` and `type` of a JSON object that is not a valid request: each
+/// absent, present, or `Err` when of the wrong kind (an id must be a string
+/// or a whole number: 1.0, 1e3 and 2^63 are not).
+fn envelope(object: &serde_json::Map<String, serde_json::Value>) -> (Result<Option<RequestId>, ()>, Result<Option<String>, ()>) {
+    use serde_json::Value;
+    let id = match object.get("id") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(RequestId::Str(s.clone()))),
+        Some(Value::Number(n)) => n.as_i64().map(|n| Some(RequestId::Int(n))).ok_or(()),
+        Some(_) => Err(()),
+    };
+    let kind = match object.get("type") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(()),
+    };
+    (id, kind)
 }
 
 fn no_such_room(room: &RoomId) -> ErrorBody {

@@ -194,3 +194,29 @@ async fn a_join_and_leave_flood_is_throttled() {
     assert!(presence <= 32, "the room was told of {presence} comings and goings");
     a.assert_alive().await;
 }
+
+#[tokio::test]
+async fn an_id_or_type_of_the_wrong_kind_is_a_bad_request_and_the_connection_stays() {
+    let server = TestServer::start().await;
+    let (mut c, _) = server.member(None).await;
+    for id in ["1.5", "1.0", "1e3", "true", "{}", "[1]", "9223372036854775808", "null"] {
+        c.send_raw(Message::text(format!(r#"{{"type":"ping","id":{id}}}"#))).await;
+        let reply = c.recv().await;
+        match (id, reply) {
+            // A null id is no id: a ping without one is answered.
+            ("null", ServerMessage::Pong { id: None }) => {}
+            (_, ServerMessage::Error(e)) if id != "null" => {
+                assert_eq!((e.code, e.id), (ErrorCode::BadRequest, None), "id {id}");
+            }
+            (_, other) => panic!("id {id}: {other:?}"),
+        }
+    }
+    c.send_raw(Message::text(r#"{"type":5,"id":"t"}"#)).await;
+    let e = c.expect_error(ErrorCode::BadRequest).await;
+    assert_eq!(e.id, Some("t".into()));
+    c.assert_alive().await;
+    // An array is not an object, whatever it holds.
+    c.send_raw(Message::text(r#"["ping"]"#)).await;
+    c.expect_error(ErrorCode::BadRequest).await;
+    assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
+}
