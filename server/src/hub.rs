@@ -199,6 +199,10 @@ struct RoomState {
     /// Cluster: when another node's event last said who a member is (joined,
     /// left, changed), so a presence snapshot read before it cannot undo it.
     presence_news: HashMap<MemberId, Instant>,
+    /// Every member id the room has seen (joined, on any node), with its
+    /// account and when, so a facilitator can warn, mute, ban or unban
+    /// someone who already left. Memory only; see `remember`.
+    seen: HashMap<MemberId, (AccountId, Instant)>,
     /// Connections `fan_out` found closed or too slow, not yet removed.
     dead: Vec<ConnId>,
     /// A `fan_out` up the stack is removing `dead`: nested ones only add to it.
@@ -238,6 +242,7 @@ impl Room {
                 pending: BTreeMap::new(),
                 loading: false,
                 presence_news: HashMap::new(),
+                seen: HashMap::new(),
                 dead: Vec::new(),
                 removing_dead: false,
             }),
@@ -368,6 +373,7 @@ impl Room {
                     req.member_id.clone(),
                     Present { member: member.clone(), account: req.account.clone(), conns: 1, node: None },
                 );
+                self.remember(&def, &mut state, &req.member_id, &req.account);
                 announce = true;
                 member
             }
@@ -737,7 +743,35 @@ impl Room {
         if let Some(p) = state.members.get(member_id) {
             return Some(p.account.clone());
         }
+        if let Some((account, _)) = state.seen.get(member_id) {
+            return Some(account.clone());
+        }
         state.log.iter().find(|s| &s.msg.from.member_id == member_id).map(|s| s.account.clone())
+    }
+
+    /// Whether `member_id` is in the room now or was recently.
+    pub fn has_seen(&self, member_id: &MemberId) -> bool {
+        let state = self.state.lock();
+        state.members.contains_key(member_id) || state.seen.contains_key(member_id)
+    }
+
+    /// Note that `member_id` (of `account`) was in the room. Kept for the
+    /// room's history retention (at least an hour), and for at most
+    /// `SEEN_MAX` members, the longest ago forgotten first.
+    fn remember(&self, def: &RoomDef, state: &mut RoomState, member_id: &MemberId, account: &AccountId) {
+        const SEEN_MAX: usize = 4096;
+        let now = Instant::now();
+        state.seen.insert(member_id.clone(), (account.clone(), now));
+        if state.seen.len() > SEEN_MAX {
+            let keep = self.retention(def).max(Duration::from_secs(3600));
+            state.seen.retain(|_, (_, at)| now.duration_since(*at) < keep);
+            if state.seen.len() > SEEN_MAX {
+                let mut ages: Vec<Instant> = state.seen.values().map(|(_, at)| *at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() - SEEN_MAX / 2];
+                state.seen.retain(|_, (_, at)| *at >= cutoff);
+            }
+        }
     }
 
     pub fn member(&self, member_id: &MemberId) -> Option<Member> {
@@ -1108,6 +1142,7 @@ impl Room {
 
     fn add_remote(&self, room: &RoomId, state: &mut RoomState, r: RemoteMember) {
         let member = r.member.clone();
+        self.remember(&self.def(), state, &member.member_id, &r.account);
         state.members.insert(member.member_id.clone(), Present { member: r.member, account: r.account, conns: 0, node: Some(r.node) });
         let frame = encode(&ServerMessage::Presence {
             room: room.clone(),

@@ -103,7 +103,12 @@ impl Session {
                     Err(too_long("reason"))
                 } else {
                     let notice = warning(&room_id, reason.clone());
-                    if room.send_to(member_id, &encode(&notice)) { Ok((Some(member_id.0.clone()), Some(reason.clone()))) } else { Err(not_found("member")) }
+                    // Someone who already left is not there to read it: a no-op, but not an error.
+                    if room.send_to(member_id, &encode(&notice)) || room.has_seen(member_id) {
+                        Ok((Some(member_id.0.clone()), Some(reason.clone())))
+                    } else {
+                        Err(not_found("member"))
+                    }
                 }
             }
             ModerationAction::Mute { member_id, duration_s, reason } => {
@@ -129,7 +134,11 @@ impl Session {
                 } else {
                     let note = Some(reason.clone().unwrap_or_else(|| KICKED.to_owned()));
                     let removed = ServerMessage::Removed { room: room_id.clone(), reason: RemovedReason::Kicked, note, until: None };
-                    if room.remove_member(member_id, &encode(&removed)) { Ok((Some(member_id.0.clone()), reason.clone())) } else { Err(not_found("member")) }
+                    if room.remove_member(member_id, &encode(&removed)) || room.has_seen(member_id) {
+                        Ok((Some(member_id.0.clone()), reason.clone()))
+                    } else {
+                        Err(not_found("member"))
+                    }
                 }
             }
             ModerationAction::Ban { member_id, duration_s, reason, service } => {
@@ -142,11 +151,19 @@ impl Session {
                 }
             }
             ModerationAction::Unban { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
-                Some(account) => match self.app.moderation.unban(Some(&room_id), &account).await {
-                    Ok(true) => Ok((Some(member_id.0.clone()), reason.clone())),
-                    Ok(false) => Err(not_found("ban")),
-                    Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
-                },
+                Some(account) => {
+                    // An admin's unban also lifts a ban from the whole service.
+                    let admin = self.identity.as_ref().is_some_and(|i| i.role == Role::Admin);
+                    let lifted = match self.app.moderation.unban(Some(&room_id), &account).await {
+                        Ok(false) if admin => self.app.moderation.unban(None, &account).await,
+                        other => other,
+                    };
+                    match lifted {
+                        Ok(true) => Ok((Some(member_id.0.clone()), reason.clone())),
+                        Ok(false) => Err(not_found("ban")),
+                        Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
+                    }
+                }
                 None => Err(not_found("member")),
             },
             ModerationAction::SlowMode { seconds } => {

@@ -98,3 +98,40 @@ async fn forget_me_closes_the_accounts_other_connections() {
     a.expect("forgotten", |m| matches!(m, ServerMessage::Forgotten { .. })).await;
     assert_eq!(tab.closed(Duration::from_secs(5)).await, Closed::Code(4401), "the second tab cannot post after the erasure");
 }
+
+#[tokio::test]
+async fn a_member_who_joined_and_left_without_posting_can_still_be_sanctioned() {
+    let server = TestServer::start().await;
+    let mut f = server.staff(Role::Facilitator, None, "grief").await;
+    let (mut a, welcome) = server.member(Some("Willow")).await;
+    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    a.send(&ClientMessage::Leave { id: Some(1.into()), room: "grief".into() }).await;
+    a.expect("left", |m| matches!(m, ServerMessage::Left { .. })).await;
+    let ok = |m: &ServerMessage| matches!(m, ServerMessage::Moderated { .. });
+    assert!(ok(&f.moderate("grief", A::Warn { member_id: a_id.clone(), reason: "Please be kind.".into() }).await));
+    assert!(ok(&f.moderate("grief", A::Mute { member_id: a_id.clone(), duration_s: Some(60), reason: None }).await));
+    assert!(ok(&f.moderate("grief", A::Kick { member_id: a_id.clone(), reason: None }).await), "a no-op for someone absent");
+    assert!(ok(&f.moderate("grief", A::Ban { member_id: a_id.clone(), duration_s: None, reason: Some("spam".into()), service: false }).await));
+    // Reconnecting does not evade the ban.
+    let mut again = server.client().await;
+    again.hello(Some(&token_of(&welcome)), None).await;
+    again.send(&ClientMessage::Join { id: Some(2.into()), room: "grief".into(), accept_rules: Some(1), since: None }).await;
+    again.expect_error(ErrorCode::Banned).await;
+    assert!(ok(&f.moderate("grief", A::Unban { member_id: a_id.clone(), reason: None }).await));
+    again.join("grief").await;
+}
+
+#[tokio::test]
+async fn an_admin_lifts_a_service_ban_with_unban() {
+    let server = TestServer::start().await;
+    let mut admin = server.staff(Role::Admin, None, "grief").await;
+    let (mut a, welcome) = server.member(Some("Willow")).await;
+    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    admin.moderate("grief", A::Ban { member_id: a_id.clone(), duration_s: None, reason: None, service: true }).await;
+    assert_eq!(a.closed(Duration::from_secs(5)).await, Closed::Code(4403));
+    let reply = admin.moderate("grief", A::Unban { member_id: a_id, reason: Some("appeal accepted".into()) }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    let mut back = server.client().await;
+    back.hello(Some(&token_of(&welcome)), None).await;
+    back.join("grief").await;
+}
