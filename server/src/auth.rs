@@ -64,9 +64,45 @@ pub struct StaffClaims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    pub iat: u64,
+    /// Not required: identity providers may leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
+}
+
+/// A JWT `aud`: one string, or an array of them (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(aud: &str) -> Audience {
+        Audience::One(aud.to_owned())
+    }
+}
+
+impl From<String> for Audience {
+    fn from(aud: String) -> Audience {
+        Audience::One(aud)
+    }
+}
+
+/// Why a staff token was refused, in words fit for the person holding it.
+fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "its signature does not match".into(),
+        K::InvalidAudience => "it was issued for another service (aud)".into(),
+        K::InvalidIssuer => "it was issued by an identity provider this server does not trust (iss)".into(),
+        K::ImmatureSignature => "it is not valid yet (nbf)".into(),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => "it is signed with an algorithm this server does not accept".into(),
+        K::MissingRequiredClaim(claim) => format!("it has no '{claim}' claim"),
+        _ => "it is not a token this server can read".into(),
+    }
 }
 
 /// Signing keys, all derived from one secret so that every node of a cluster
@@ -207,7 +243,7 @@ impl Auth {
         let data = jsonwebtoken::decode::<StaffClaims>(token, &self.staff_key, &validation)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-            other => AuthError::Invalid(format!("{other:?}")),
+            other => AuthError::Invalid(refusal(other)),
         })?;
         let claims = data.claims;
         if !claims.role.is_staff() {
@@ -233,9 +269,9 @@ impl Auth {
             rooms,
             exp: iat + ttl.as_secs(),
             nbf: None,
-            iat,
+            iat: Some(iat),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.as_str().into(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.secret))
             .expect("HS256 encoding of plain claims cannot fail")

@@ -16,7 +16,7 @@ fn claims(aud: &str, exp: u64) -> StaffClaims {
         rooms: None,
         exp,
         nbf: None,
-        iat: now_s(),
+        iat: Some(now_s()),
         iss: "kindred".into(),
         aud: aud.into(),
     }
@@ -25,7 +25,9 @@ fn claims(aud: &str, exp: u64) -> StaffClaims {
 async fn refused(server: &TestServer, token: String) {
     let mut c = server.client().await;
     c.send(&ClientMessage::Hello { id: Some(1.into()), token: Some(token), handle: None, locale: None }).await;
-    c.expect_error(ErrorCode::Unauthorized).await;
+    let e = c.expect_error(ErrorCode::Unauthorized).await;
+    // Fit to show a person: no internal type names such as InvalidSignature or Json(Error(..)).
+    assert!(!e.message.contains("Invalid") && !e.message.contains("Error(") && !e.message.contains("::"), "{}", e.message);
 }
 
 async fn accepted(server: &TestServer, token: String) {
@@ -83,4 +85,23 @@ async fn a_pinned_public_key_algorithm_refuses_hs256_key_confusion() {
     refused(&server, jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims("kindred", now_s() + 600), &confused).unwrap()).await;
     // And `kindred token`'s HS256 tokens no longer pass either.
     refused(&server, server.app.auth.staff_token(Role::Admin, "Mallory", None, std::time::Duration::from_secs(600))).await;
+}
+
+#[tokio::test]
+async fn tokens_without_iat_or_with_an_audience_array_are_accepted() {
+    let server = TestServer::with(|c| c.jwt_secret = Some("a-test-secret-that-is-long-enough!!".into())).await;
+    let key = EncodingKey::from_secret(b"a-test-secret-that-is-long-enough!!");
+    let sign = |c: &StaffClaims| jsonwebtoken::encode(&Header::new(Algorithm::HS256), c, &key).unwrap();
+    let mut no_iat = claims("kindred", now_s() + 600);
+    no_iat.iat = None;
+    accepted(&server, sign(&no_iat)).await;
+    let mut many = claims("kindred", now_s() + 600);
+    many.aud = kindred_server::auth::Audience::Many(vec!["another-service".into(), "kindred".into()]);
+    accepted(&server, sign(&many)).await;
+    many.aud = kindred_server::auth::Audience::Many(vec!["another-service".into()]);
+    refused(&server, sign(&many)).await;
+    let mut c = server.client().await;
+    c.send(&ClientMessage::Hello { id: Some(1.into()), token: Some("not.a.token".into()), handle: None, locale: None }).await;
+    let e = c.expect_error(ErrorCode::Unauthorized).await;
+    assert!(e.message.contains("not a token this server can read"), "{}", e.message);
 }
