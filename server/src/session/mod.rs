@@ -378,7 +378,13 @@ impl Session {
                 Err(End::Close(CloseCode::Policy, "binary frame"))
             }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
-            Message::Close(_) => Err(End::Gone),
+            Message::Close(_) => {
+                // tungstenite queued the answering close frame (RFC 6455 §5.5.1); send it.
+                let timeout = self.app.config.limits.write_timeout();
+                // Best effort: the peer is leaving either way.
+                let _ = tokio::time::timeout(timeout, self.socket.flush()).await;
+                Err(End::Gone)
+            }
         }
     }
 

@@ -135,3 +135,27 @@ async fn an_admin_lifts_a_service_ban_with_unban() {
     back.hello(Some(&token_of(&welcome)), None).await;
     back.join("grief").await;
 }
+
+#[tokio::test]
+async fn the_server_answers_a_clients_close_frame() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+    let server = TestServer::start().await;
+    let (mut a, _) = server.member(None).await;
+    a.join("grief").await;
+    a.ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(frame) = a.ws.next().await {
+            match frame {
+                Ok(Message::Close(frame)) => return Some(frame),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server answers in time");
+    assert!(answer.is_some(), "a close frame comes back, not a dropped connection");
+}
