@@ -326,8 +326,22 @@ impl ModerationStore {
         self.muted(room, account).map(|m| m.until_text())
     }
 
-    pub async fn add_report(&self, room: &RoomId, report: Report) -> Result<(), StoreError> {
-        self.change(|s| s.reports.push((room.clone(), report.clone()))).await
+    /// File a report, unless this reporter already has one open on that
+    /// message: the report that is open now, and whether it is new.
+    pub async fn add_report(&self, room: &RoomId, report: Report) -> Result<(Report, bool), StoreError> {
+        self.change(|s| {
+            let open = s.reports.iter().find(|(r, rep)| {
+                r == room && rep.by == report.by && rep.message.message_id == report.message.message_id
+            });
+            match open {
+                Some((_, rep)) => (rep.clone(), false),
+                None => {
+                    s.reports.push((room.clone(), report.clone()));
+                    (report.clone(), true)
+                }
+            }
+        })
+        .await
     }
 
     /// Close a report; the report if it was open.

@@ -282,9 +282,12 @@ impl Session {
             by: me.member_id.clone(),
             at: rfc3339(Utc::now()),
         };
-        if let Err(e) = self.app.moderation.add_report(&room_id, report.clone()).await {
-            return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await;
-        }
+        let report = match self.app.moderation.add_report(&room_id, report).await {
+            Ok((report, true)) => report,
+            // Reported already and still open: the facilitators have it, nothing more to file or send.
+            Ok((open, false)) => return self.reply(&ServerMessage::Reported { id, report_id: open.id }).await,
+            Err(e) => return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await,
+        };
         // The one place message text enters the audit log: the message a member reported.
         let detail = serde_json::json!({ "report_id": report.id, "message_id": report.message.message_id, "quoted": report.message.text });
         self.audit("report", Some(&room_id), Some(report.message.from.member_id.0.clone()), Some(report.reason.clone()), Some(detail)).await;

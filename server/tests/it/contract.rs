@@ -159,3 +159,27 @@ async fn the_server_answers_a_clients_close_frame() {
     .expect("the server answers in time");
     assert!(answer.is_some(), "a close frame comes back, not a dropped connection");
 }
+
+#[tokio::test]
+async fn reporting_the_same_message_again_files_nothing_new() {
+    let server = TestServer::start().await;
+    let mut f = server.staff(Role::Facilitator, None, "grief").await;
+    let (mut a, _) = server.member(Some("Willow")).await;
+    a.join("grief").await;
+    let (mut b, _) = server.member(Some("Cedar")).await;
+    b.join("grief").await;
+    let (message_id, _) = a.say("grief", "something unkind").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        b.send(&ClientMessage::Report { id: Some(i.into()), room: "grief".into(), message_id: message_id.as_str().into(), reason: "unkind".into() }).await;
+        match b.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await {
+            ServerMessage::Reported { report_id, .. } => ids.push(report_id),
+            _ => unreachable!(),
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one open report: {ids:?}");
+    f.expect("report_filed", |m| matches!(m, ServerMessage::ReportFiled { .. })).await;
+    let again = f.try_recv(Duration::from_millis(400)).await;
+    assert!(again.is_none_or(|m| !matches!(m, ServerMessage::ReportFiled { .. })), "the facilitator is told once");
+    assert_eq!(server.app.moderation.open_reports(None).len(), 1);
+}
