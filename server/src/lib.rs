@@ -161,6 +161,25 @@ impl App {
     }
 }
 
+/// Libraries whose debug and trace output can hold what the server must
+/// never log: frame payloads (message text, tokens), headers, addresses,
+/// Redis commands with their arguments.
+const QUIET_TARGETS: &[&str] =
+    &["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "h2", "axum", "tower_http", "reqwest", "rustls", "redis", "mio", "want"];
+
+/// The log filter for `spec` (`RUST_LOG` syntax; `info` when it does not
+/// parse), with the libraries above held at `info` whatever it says: the
+/// promise that logs hold no message text, tokens or addresses holds at
+/// every level.
+pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(spec).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for target in QUIET_TARGETS {
+        // Our own constant strings: always a valid directive.
+        filter = filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
+    }
+    filter
+}
+
 /// Serve on an already-bound listener until `shutdown` is cancelled, then
 /// tell every connection to reconnect elsewhere (1012) and wait for them, up
 /// to the configured drain timeout.

@@ -113,8 +113,7 @@ fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = kindred_server::log_filter(&std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -16,7 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// Everything every test in this binary logged, at debug level.
+/// Everything every test in this binary logged, at trace level.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.get().expect("logging is set up by TestServer").lock().unwrap()).into_owned()
 }
@@ -41,7 +41,9 @@ fn init_logging() {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = LogWriter(buffer.clone());
         tracing_subscriber::fmt()
-            .with_env_filter("debug")
+            // Everything at trace, as an operator may set RUST_LOG: the server caps
+            // the libraries that would log frames (see `log_filter`).
+            .with_env_filter(kindred_server::log_filter("trace,tungstenite=trace,tokio_tungstenite=trace,hyper=trace"))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .init();

@@ -1,9 +1,9 @@
-//! Logs never hold message text, tokens or IP addresses, even at debug level.
+//! Logs never hold message text, tokens or IP addresses, even at trace level.
 
 use crate::common::*;
 
 #[tokio::test]
-async fn debug_logs_hold_no_message_text_token_or_address() {
+async fn trace_logs_hold_no_message_text_token_or_address() {
     let server = TestServer::start().await;
     let marker = format!("MARKER-{:x}", rand::random::<u64>());
     let (mut a, welcome) = server.member(Some("Quiet Fern")).await;
