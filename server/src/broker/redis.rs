@@ -106,8 +106,10 @@ return 0
 
 const NODES_KEY: &str = "kindred:nodes";
 /// Per node, the scopes of its staff connections (JSON), so the node that
-/// raises a crisis alert can count everyone it reaches.
-const STAFF_KEY: &str = "kindred:staff";
+/// raises a crisis alert can count everyone it reaches. Its hash tag puts it
+/// in the slot of `kindred:nodes` on a Redis Cluster: the health tick
+/// pipelines both.
+const STAFF_KEY: &str = "{kindred:nodes}:staff";
 /// How long a Redis call may take before the node treats Redis as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a room stays subscribed after its last local connection left.
