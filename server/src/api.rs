@@ -53,6 +53,10 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("Send an admin token as 'Authorization: Bearer <token>'."))?;
     let identity = app.auth.verify(token.trim()).map_err(|e| unauthorized(&e.to_string()))?;
+    // A member's session token is no admin credential at all: 401, like a forged one.
+    if identity.role == Role::Member {
+        return Err(unauthorized("This API takes an admin token, not a member's session token."));
+    }
     if identity.role != Role::Admin || app.moderation.is_forgotten(&identity.account) {
         return Err(ApiError(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "Only admins can use this API.".into()));
     }

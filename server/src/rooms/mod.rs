@@ -129,7 +129,8 @@ impl RoomsFile {
             .map(|spec| {
                 anyhow::ensure!(valid_room_id(&spec.id), "room id {:?}: use 1–48 of a-z, 0-9 and -", spec.id);
                 anyhow::ensure!(seen.insert(spec.id.clone()), "room id {:?} appears twice", spec.id);
-                anyhow::ensure!(spec.capacity > 0, "room {:?}: capacity must be at least 1", spec.id);
+                anyhow::ensure!((1..=MAX_CAPACITY).contains(&spec.capacity), "room {:?}: capacity must be 1 to {MAX_CAPACITY}", spec.id);
+                spec.check_texts().map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
                 let schedule = spec
                     .schedule
                     .map(Schedule::new)
@@ -152,6 +153,48 @@ impl RoomsFile {
                 })
             })
             .collect()
+    }
+}
+
+/// Bounds on what a room definition may hold: every `list_rooms` carries
+/// the whole directory, so nothing in it may be unbounded.
+const MAX_CAPACITY: u32 = 10_000;
+const MAX_NAME_CHARS: usize = 80;
+const MAX_TOPIC_CHARS: usize = 40;
+const MAX_DESCRIPTION_CHARS: usize = 500;
+const MAX_TAGS: usize = 10;
+const MAX_TAG_CHARS: usize = 32;
+const MAX_RULES_CHARS: usize = 5_000;
+/// 30 days: history is kept short for members' privacy.
+const MAX_HISTORY_MINUTES: u32 = 43_200;
+
+impl RoomSpec {
+    /// The text fields within their bounds (counted in code points).
+    fn check_texts(&self) -> Result<(), String> {
+        let chars = |s: &str| s.chars().count();
+        if self.name.trim().is_empty() || chars(&self.name) > MAX_NAME_CHARS {
+            return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
+        }
+        if chars(&self.topic) > MAX_TOPIC_CHARS {
+            return Err(format!("topic can be up to {MAX_TOPIC_CHARS} characters"));
+        }
+        if chars(&self.description) > MAX_DESCRIPTION_CHARS {
+            return Err(format!("description can be up to {MAX_DESCRIPTION_CHARS} characters"));
+        }
+        if self.tags.len() > MAX_TAGS || self.tags.iter().any(|t| t.trim().is_empty() || chars(t) > MAX_TAG_CHARS) {
+            return Err(format!("up to {MAX_TAGS} tags of 1 to {MAX_TAG_CHARS} characters each"));
+        }
+        let language_ok = (2..=35).contains(&self.language.len()) && self.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !language_ok {
+            return Err("language must be a BCP 47 tag such as en or pt-BR".into());
+        }
+        if self.rules.as_ref().is_some_and(|r| chars(r) > MAX_RULES_CHARS) {
+            return Err(format!("rules can be up to {MAX_RULES_CHARS} characters"));
+        }
+        if self.history_minutes.is_some_and(|m| m > MAX_HISTORY_MINUTES) {
+            return Err(format!("history_minutes can be up to {MAX_HISTORY_MINUTES} (30 days)"));
+        }
+        Ok(())
     }
 }
 

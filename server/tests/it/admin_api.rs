@@ -35,7 +35,7 @@ async fn only_admins_may_use_the_api() {
     let facilitator = server.app.auth.staff_token(Role::Facilitator, "Sam", None, Duration::from_secs(60));
     assert_eq!(request(&server, "GET", "/api/reports", None, None).await.0, 401);
     assert_eq!(request(&server, "GET", "/api/reports", Some("garbage"), None).await.0, 401);
-    assert_eq!(request(&server, "GET", "/api/reports", Some(&token_of(&welcome)), None).await.0, 403);
+    assert_eq!(request(&server, "GET", "/api/reports", Some(&token_of(&welcome)), None).await.0, 401, "a member's session token is no credential here");
     assert_eq!(request(&server, "POST", "/api/rooms", Some(&facilitator), Some(NEW_ROOM)).await.0, 403);
     assert_eq!(request(&server, "GET", "/api/reports", Some(&admin_token(&server)), None).await.0, 200);
 }
@@ -128,4 +128,28 @@ async fn a_room_that_requires_a_facilitator_waits_for_one() {
     a.expect_error(ErrorCode::WaitingForFacilitator).await;
     let _f = server.staff(Role::Facilitator, None, "circle").await;
     a.say("circle", "hello!").await;
+}
+
+#[tokio::test]
+async fn a_member_token_is_unauthorized_and_every_room_field_is_bounded() {
+    let server = TestServer::start().await;
+    let (_, welcome) = server.member(None).await;
+    assert_eq!(request(&server, "GET", "/api/rooms", Some(&token_of(&welcome)), None).await.0, 401, "a session token is no admin credential");
+    let token = admin_token(&server);
+    let long = |n: usize| "x".repeat(n);
+    for (what, spec) in [
+        ("an empty name", r#"{"id":"a1","name":""}"#.to_owned()),
+        ("a blank name", r#"{"id":"a2","name":"   "}"#.to_owned()),
+        ("a long name", format!(r#"{{"id":"a3","name":"{}"}}"#, long(81))),
+        ("a long description", format!(r#"{{"id":"a4","name":"A","description":"{}"}}"#, long(501))),
+        ("too many tags", format!(r#"{{"id":"a5","name":"A","tags":[{}]}}"#, vec!["\"t\""; 11].join(","))),
+        ("a bad language", r#"{"id":"a6","name":"A","language":"<script>"}"#.to_owned()),
+        ("a huge capacity", r#"{"id":"a7","name":"A","capacity":1000000}"#.to_owned()),
+        ("long rules", format!(r#"{{"id":"a8","name":"A","rules":"{}"}}"#, long(5001))),
+    ] {
+        let (status, body) = request(&server, "POST", "/api/rooms", Some(&token), Some(&spec)).await;
+        assert_eq!(status, 400, "{what}: {body}");
+    }
+    let ok = r#"{"id":"ok","name":"Duelo y pérdida","language":"es","tags":["duelo"],"capacity":20}"#;
+    assert_eq!(request(&server, "POST", "/api/rooms", Some(&token), Some(ok)).await.0, 201);
 }
