@@ -358,7 +358,8 @@ impl Room {
             }
             None => {
                 let handle = crate::handles::unique_in_room(&req.handle, |h| {
-                    state.members.values().any(|p| p.member.handle.eq_ignore_ascii_case(h))
+                    // Look-alikes clash too: a Cyrillic "Sаm" beside facilitator Sam becomes "Sаm 2".
+                    state.members.values().any(|p| crate::handles::look_alike(&p.member.handle, h))
                 });
                 let member = Member {
                     member_id: req.member_id.clone(),

@@ -530,15 +530,24 @@ impl Session {
             self.error(body.with_id(id)).await?;
             return Err(End::Close(CloseCode::Banned, "banned"));
         }
+        // Staff may be called "Sam (facilitator)"; a member may not pass for staff.
+        let check = if identity.role.is_staff() { crate::handles::validate_name } else { crate::handles::validate };
         let handle = match wished.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
-            Some(wished) => match crate::handles::validate(wished, limits.min_handle_chars, limits.max_handle_chars) {
+            Some(wished) => match check(wished, limits.min_handle_chars, limits.max_handle_chars) {
                 Ok(handle) => handle,
-                Err(e) => return self.error(ErrorBody::new(ErrorCode::InvalidHandle, e.to_string()).with_id(id)).await,
+                Err(e) => {
+                    // v1.1: a handle that hides or impersonates is a bad request, not a naming slip.
+                    let code = match e {
+                        crate::handles::HandleError::Invisible | crate::handles::HandleError::StaffWord => ErrorCode::BadRequest,
+                        _ => ErrorCode::InvalidHandle,
+                    };
+                    return self.error(ErrorBody::new(code, format!("That name can't be used: {e}.")).with_id(id)).await;
+                }
             },
             None => identity
                 .name
                 .as_deref()
-                .and_then(|n| crate::handles::validate(n, limits.min_handle_chars, limits.max_handle_chars).ok())
+                .and_then(|n| check(n, limits.min_handle_chars, limits.max_handle_chars).ok())
                 .unwrap_or_else(crate::handles::generate),
         };
         let session_token = match (identity.role, token) {

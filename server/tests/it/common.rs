@@ -361,3 +361,8 @@ pub fn joined_parts(joined: &ServerMessage) -> (&kindred_protocol::Member, &[kin
     }
 }
 
+
+/// How a handle looks (the server's own fold), for tests of look-alikes.
+pub fn look(handle: &str) -> String {
+    kindred_server::handles::look(handle)
+}

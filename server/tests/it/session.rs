@@ -220,3 +220,26 @@ async fn metrics_count_messages_deliveries_and_errors() {
     assert_eq!(value("kindred_connections"), 2);
     assert_eq!(value("kindred_room_members"), 2);
 }
+
+#[tokio::test]
+async fn handles_that_hide_or_pass_for_staff_are_refused_and_look_alikes_of_a_facilitator_are_numbered() {
+    let server = TestServer::start().await;
+    for bad in ["\u{3164}\u{3164}\u{3164}", "\u{FFA0}\u{FFA0}", "\u{115F}\u{115F}", "Facilitator", "ADMIN", "System", "Ｍｏｄｅｒａｔｏｒ", "Fаcilitator"] {
+        let mut c = server.client().await;
+        c.send(&ClientMessage::Hello { id: Some(1.into()), token: None, handle: Some(bad.into()), locale: None }).await;
+        let e = c.expect_error(ErrorCode::BadRequest).await;
+        assert_eq!(e.id, Some(1.into()), "{bad:?}");
+        c.hello(None, Some("Brave Finch")).await;
+    }
+    // Facilitator Sam is in the room: "Sаm" (Cyrillic а) and "Ｓａｍ" (fullwidth) cannot stand beside him as "Sam".
+    let token = server.app.auth.staff_token(kindred_protocol::Role::Facilitator, "Sam", None, std::time::Duration::from_secs(600));
+    let mut f = server.client().await;
+    f.hello(Some(&token), None).await;
+    f.join("grief").await;
+    for lookalike in ["Sаm", "Ｓａｍ"] {
+        let (mut m, _) = server.member(Some(lookalike)).await;
+        let joined = m.join("grief").await;
+        let handle = &joined_parts(&joined).0.handle;
+        assert_ne!(crate::common::look(handle), crate::common::look("Sam"), "{lookalike:?} joined as {handle:?}");
+    }
+}
