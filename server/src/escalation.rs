@@ -247,7 +247,8 @@ impl Escalation {
             pending: pending.clone(),
             metrics: metrics.clone(),
         });
-        tracing::info!(host = sender.url.host_str().unwrap_or_default(), "escalation webhook on");
+        // Not the host: it may be an address, and logs hold none.
+        tracing::info!("escalation webhook on");
         let (queue, rx) = mpsc::channel(QUEUE);
         runtime.spawn(dispatch(rx, sender));
         Ok(Escalation { include_text: settings.include_text, queue: Some(queue), pending, metrics })
