@@ -294,6 +294,7 @@ mod tests {
             reply_to: None,
             cw: None,
             staff: false,
+            staff_seq: None,
         }))
         .unwrap();
         assert_eq!(tag(&frame), Some("message"));

@@ -305,6 +305,10 @@ pub struct ChatMessage {
     /// A staff back-channel message, seen only by the room's facilitators.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub staff: bool,
+    /// Staff messages only: their own sequence in the room (increasing). A
+    /// staff message keeps the `seq` of the room message before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +497,7 @@ mod tests {
             reply_to: None,
             cw: None,
             staff: false,
+            staff_seq: None,
         });
         let v = serde_json::to_value(&msg).unwrap();
         assert_eq!(v["type"], "message");

@@ -181,6 +181,8 @@ struct RoomState {
     last_seq: u64,
     /// Every message up to this seq has left the log by age or count.
     pruned_through: u64,
+    /// The last staff-channel message's `staff_seq` (embedded default; in a cluster Redis assigns it).
+    staff_seq: u64,
     slow_mode_s: u32,
     locked: bool,
     topic_now: Option<String>,
@@ -231,6 +233,7 @@ impl Room {
                 log: VecDeque::new(),
                 last_seq: 0,
                 pruned_through: 0,
+                staff_seq: 0,
                 slow_mode_s: 0,
                 locked: false,
                 topic_now: None,
@@ -388,8 +391,17 @@ impl Room {
             p.epoch == state.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq
         });
         let (history, recovered) = match resume_from {
+            // A staff message shares the seq of the room message before it, so
+            // one with the client's own seq may be news to it: staff get those
+            // too, and dedupe by message_id.
             Some(p) => (
-                state.log.iter().filter(|s| s.msg.seq > p.seq).filter(visible).map(|s| s.msg.clone()).collect(),
+                state
+                    .log
+                    .iter()
+                    .filter(|s| s.msg.seq > p.seq || (staff && s.msg.staff && s.msg.seq == p.seq))
+                    .filter(visible)
+                    .map(|s| s.msg.clone())
+                    .collect(),
                 true,
             ),
             None => {
@@ -574,7 +586,10 @@ impl Room {
         let mut state = self.state.lock();
         // Staff back-channel messages take no seq of their own, so members
         // see a room sequence without holes; they sort after the seq they follow.
-        if !draft.msg.staff {
+        if draft.msg.staff {
+            state.staff_seq += 1;
+            draft.msg.staff_seq = Some(state.staff_seq);
+        } else {
             state.last_seq += 1;
         }
         draft.msg.seq = state.last_seq;
@@ -1391,6 +1406,7 @@ mod tests {
             reply_to: None,
             cw: None,
             staff: false,
+            staff_seq: None,
         };
         Stored { msg, account: AccountId::from("a_1"), at: Instant::now() }
     }

@@ -741,6 +741,7 @@ impl Session {
                 reply_to,
                 cw,
                 staff,
+                staff_seq: None,
             },
             account,
         };

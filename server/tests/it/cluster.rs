@@ -1006,3 +1006,30 @@ async fn in_a_cluster_exactly_one_node_posts_each_alert() {
     ids.dedup();
     assert_eq!((posts.len(), ids.len()), (2, 2), "one POST per alert, whichever node raised it");
 }
+
+#[tokio::test]
+async fn staff_notes_get_a_staff_seq_from_redis_and_come_back_on_resume_on_another_node() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
+    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (_, seq) = mo.say(ROOM, "hi all").await;
+    sam.expect("Mo's message", |m| matches!(m, ServerMessage::Message(msg) if msg.seq == seq)).await;
+    let joined = sam.join(ROOM).await;
+    let epoch = joined_parts(&joined).2.to_owned();
+    drop(sam);
+    let mut ana = b.staff(Role::Admin, None, ROOM).await;
+    ana.send(&ClientMessage::Send { id: Some(1.into()), room: RoomId::from(ROOM), text: "keep an eye on Mo".into(), reply_to: None, cw: None, staff: true }).await;
+    let note = ana.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
+    let ServerMessage::Message(note) = note else { unreachable!() };
+    assert_eq!((note.seq, note.staff_seq), (seq, Some(1)));
+    // Sam comes back on node b, resuming from Mo's message: the note is there.
+    let token = b.app.auth.staff_token(Role::Facilitator, "Sam Rivers", None, Duration::from_secs(600));
+    let mut back = b.client().await;
+    back.hello(Some(&token), None).await;
+    let joined = back.join_since(ROOM, Some(Position { epoch, seq })).await;
+    let (_, history, _, _, recovered) = joined_parts(&joined);
+    assert!(recovered);
+    assert!(history.iter().any(|m| m.message_id == note.message_id && m.staff_seq == Some(1)), "{history:?}");
+}

@@ -183,3 +183,34 @@ async fn reporting_the_same_message_again_files_nothing_new() {
     assert!(again.is_none_or(|m| !matches!(m, ServerMessage::ReportFiled { .. })), "the facilitator is told once");
     assert_eq!(server.app.moderation.open_reports(None).len(), 1);
 }
+
+#[tokio::test]
+async fn a_staff_note_posted_while_a_facilitator_was_away_comes_back_on_resume() {
+    let server = TestServer::start().await;
+    let mut f1 = server.staff(Role::Facilitator, None, "lgbtq").await;
+    let mut f2 = server.staff(Role::Admin, None, "lgbtq").await;
+    let (mut a, _) = server.member(Some("Willow")).await;
+    a.join("lgbtq").await;
+    let (_, seq) = a.say("lgbtq", "hi all").await;
+    f1.expect("the member's message", |m| matches!(m, ServerMessage::Message(msg) if msg.seq == seq)).await;
+    let joined = f1.join("lgbtq").await;
+    let (_, _, epoch, _, _) = joined_parts(&joined);
+    let position = kindred_protocol::Position { epoch: epoch.to_owned(), seq };
+    f1.close().await;
+    f2.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true }).await;
+    let note = f2.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
+    let ServerMessage::Message(note) = note else { unreachable!() };
+    assert_eq!((note.seq, note.staff_seq), (seq, Some(1)), "keeps the seq before it, with a staff_seq of its own");
+
+    let mut back = server.client().await;
+    let token = server.app.auth.staff_token(Role::Facilitator, "Sam Rivers", None, Duration::from_secs(600));
+    back.hello(Some(&token), None).await;
+    let joined = back.join_since("lgbtq", Some(position)).await;
+    let (_, history, _, _, recovered) = joined_parts(&joined);
+    assert!(recovered);
+    assert!(history.iter().any(|m| m.message_id == note.message_id), "the staff note is not lost: {history:?}");
+    // A second staff note counts on.
+    f2.send(&ClientMessage::Send { id: Some(2.into()), room: "lgbtq".into(), text: "she's ok".into(), reply_to: None, cw: None, staff: true }).await;
+    let next = back.expect("second note", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
+    assert!(matches!(next, ServerMessage::Message(msg) if msg.staff_seq == Some(2)));
+}
