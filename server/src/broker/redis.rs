@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Give a message its seq, store it, publish it: one atomic step.
+/// Give a message its seq (a staff message: its staff_seq, written into the
+/// JSON's `"staff_seq":0` placeholder), store it, publish it: one atomic step.
 /// KEYS: meta, log. ARGV: new epoch, staff (1/0), message JSON, account JSON,
 /// message id, now (ms), max entries, retention (ms), channel, PUBLISH or SPUBLISH.
 ///
@@ -67,8 +68,12 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq
+local sseq = 0
+local body = ARGV[3]
 if ARGV[2] == '1' then
   seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+  sseq = redis.call('HINCRBY', KEYS[1], 'staff_seq', 1)
+  body = string.gsub(body, '"staff_seq":0', '"staff_seq":' .. sseq, 1)
 else
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 end
@@ -76,7 +81,7 @@ local now = tonumber(ARGV[6])
 local maxlen = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 if maxlen > 0 and retention > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-*', 'm', ARGV[3], 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-*', 'm', body, 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
   for _ = 1, 16 do
     local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
     if not e then break end
@@ -87,8 +92,8 @@ if maxlen > 0 and retention > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], retention)
 end
-redis.call(ARGV[10], ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. ARGV[3])
-return {epoch, seq}
+redis.call(ARGV[10], ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. body)
+return {epoch, seq, sseq}
 "#;
 
 /// Delete the history entries between two ids whose field equals a value:
@@ -391,6 +396,11 @@ impl Broker for RedisBroker {
             let retention_ms = u64::from(def.history_minutes.unwrap_or(s.limits.history_minutes)) * 60_000;
             let now = now_ms();
             let account = serde_json::to_string(&draft.account).expect("ids serialize");
+            let mut draft = draft;
+            if draft.msg.staff {
+                // The script writes the real value over this placeholder.
+                draft.msg.staff_seq = Some(0);
+            }
             let body = serde_json::to_string(&draft.msg).expect("protocol types serialize");
             let mut invocation = s.append.key(&keys.meta);
             invocation
@@ -405,9 +415,12 @@ impl Broker for RedisBroker {
                 .arg(retention_ms)
                 .arg(&keys.channel)
                 .arg(s.publisher.publish_command());
-            let (epoch, seq): (String, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
+            let (epoch, seq, staff_seq): (String, u64, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
             let mut msg = draft.msg;
             msg.seq = seq;
+            if msg.staff {
+                msg.staff_seq = Some(staff_seq);
+            }
             // This node's members need not wait for the message to come back
             // over the subscription (where it is then a duplicate), and the
             // sender's `sent` goes out in one write with its own copy. Not a
@@ -909,6 +922,8 @@ struct Heartbeat {
     peers: HashSet<String>,
     /// Room events dropped on a full queue, as counted at the last tick.
     dropped: u64,
+    /// This node's staff scopes as last written to Redis.
+    staff: Option<String>,
 }
 
 /// Heartbeat; the members of nodes gone silent since the last tick leave
@@ -922,10 +937,18 @@ async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Hear
     pipe.cmd("ZADD").arg(NODES_KEY).arg(now).arg(&*s.node).ignore();
     pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now.saturating_sub(10 * ttl_ms)).ignore();
     pipe.cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(now.saturating_sub(ttl_ms)).arg("+inf");
+    // This node's staff scopes: written when they change, and again after a
+    // repair (Redis may have lost them); idle ticks write nothing.
     let scopes = serde_json::to_string(&s.on_duty.local_scopes()).expect("scopes serialize");
-    pipe.cmd("HSET").arg(STAFF_KEY).arg(&*s.node).arg(scopes).ignore();
+    let write_scopes = repairing || beat.staff.as_deref() != Some(scopes.as_str());
+    if write_scopes {
+        pipe.cmd("HSET").arg(STAFF_KEY).arg(&*s.node).arg(&scopes).ignore();
+    }
     pipe.cmd("HGETALL").arg(STAFF_KEY);
     let (alive, staff): (Vec<String>, HashMap<String, String>) = bounded(pipe.query_async(&mut conn)).await?;
+    if write_scopes {
+        beat.staff = Some(scopes);
+    }
     // This node's own heartbeat lapsed (a stall, or Redis out of reach): other
     // nodes may have dropped its members. Every room announces them again.
     let lapsed = beat.last.replace(Instant::now()).is_some_and(|t| t.elapsed() > s.presence_ttl / 2);
