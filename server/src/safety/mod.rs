@@ -105,10 +105,12 @@ pub struct Safety {
     street: Regex,
 }
 
-/// Lower case, common letter substitutions undone, apostrophes dropped,
-/// other punctuation to spaces, and runs of single letters joined
-/// ("k i l l" → "kill"), so spelling games do not hide a crisis. The words
-/// come out separated by single spaces.
+/// Lower case, accents and other marks dropped (NFKD: "é" → "e", "ñ" → "n";
+/// Arabic harakat and hamza carriers too), a few letters NFKD leaves whole
+/// folded by hand (`fold_letter`), common letter substitutions undone,
+/// apostrophes dropped, other punctuation to spaces, and runs of single
+/// letters joined ("k i l l" → "kill"), so spelling games do not hide a
+/// crisis. The words come out separated by single spaces.
 pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     normalize_into(text, &mut out);
@@ -116,20 +118,16 @@ pub fn normalize(text: &str) -> String {
 }
 
 fn normalize_into(text: &str, out: &mut String) {
-    let lower = |c: char| if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
-    let mapped = text.chars().filter(|c| !matches!(c, '\'' | '’' | '`')).map(|c| match lower(c) {
-        '0' => 'o',
-        '1' => 'i',
-        '3' => 'e',
-        '4' | '@' => 'a',
-        '5' | '$' => 's',
-        '7' => 't',
-        c if c.is_alphanumeric() => c,
-        _ => ' ',
-    });
+    let mut mapped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            push_ascii(c, &mut mapped);
+        } else {
+            push_folded(c, &mut mapped);
+        }
+    }
     // A one-letter word joins the run of one-letter words just before it;
     // any other word stands alone.
-    let mapped: String = mapped.collect();
     let base = out.len();
     let mut after_single = false;
     for word in mapped.split(' ').filter(|w| !w.is_empty()) {
@@ -140,6 +138,81 @@ fn normalize_into(text: &str, out: &mut String) {
         out.push_str(word);
         after_single = single;
     }
+}
+
+/// ASCII: lower case, leetspeak undone (only ASCII digits: Arabic-Indic
+/// and other digits stay digits), apostrophes dropped, the rest to spaces.
+fn push_ascii(c: char, mapped: &mut String) {
+    match c.to_ascii_lowercase() {
+        '\'' | '`' => {}
+        '0' => mapped.push('o'),
+        '1' => mapped.push('i'),
+        '3' => mapped.push('e'),
+        '4' | '@' => mapped.push('a'),
+        '5' | '$' => mapped.push('s'),
+        '7' => mapped.push('t'),
+        c if c.is_ascii_alphanumeric() => mapped.push(c),
+        _ => mapped.push(' '),
+    }
+}
+
+/// Anything else: the hand folds, then NFKD (compatibility: full-width and
+/// styled letters become plain ones) without its combining marks, then
+/// lower case. Each Unicode table is consulted once a character: this runs
+/// on every character of every message.
+fn push_folded(c: char, mapped: &mut String) {
+    if let Some(folded) = fold_letter(c) {
+        mapped.push_str(folded);
+        return;
+    }
+    match c {
+        // Arabic harakat (fatha, damma, kasra, shadda, sukun…) and the
+        // superscript alef: combining marks, dropped.
+        '\u{064B}'..='\u{065F}' | '\u{0670}' => return,
+        // Arabic letters NFKD leaves alone (not آ أ ؤ إ ئ), taken as they
+        // are: the general path below costs ~100 ns a letter in Arabic.
+        '\u{0621}' | '\u{0627}'..='\u{063A}' | '\u{0641}'..='\u{064A}' => {
+            mapped.push(c);
+            return;
+        }
+        _ => {}
+    }
+    unicode_normalization::char::decompose_compatible(c, |d| {
+        if d.is_ascii() {
+            push_ascii(d, mapped);
+        } else if unicode_normalization::char::is_combining_mark(d) {
+            // é = e + U+0301, أ = ا + U+0654: the mark goes.
+        } else if let Some(folded) = fold_letter(d) {
+            mapped.push_str(folded);
+        } else if d.is_alphanumeric() {
+            mapped.extend(d.to_lowercase());
+        } else {
+            mapped.push(' ');
+        }
+    });
+}
+
+/// What NFKD does not fold but people write interchangeably: letters with
+/// no decomposition (ł, ß, ø…), the Arabic folds usual in search (alef
+/// wasla → alef, alef maqsura → yeh, teh marbuta → heh, Persian yeh and
+/// keheh), and characters that are dropped outright: apostrophes, the
+/// Arabic tatweel (a stretch inside a word) and invisible joiners.
+fn fold_letter(c: char) -> Option<&'static str> {
+    Some(match c {
+        'ß' | 'ẞ' => "ss",
+        'ł' | 'Ł' => "l",
+        'ø' | 'Ø' => "o",
+        'đ' | 'Đ' => "d",
+        'æ' | 'Æ' => "ae",
+        'œ' | 'Œ' => "oe",
+        'ı' => "i",
+        'ٱ' => "ا",
+        'ى' | 'ی' => "ي",
+        'ة' => "ه",
+        'ک' => "ك",
+        '’' | '‘' | 'ʼ' | '´' | 'ـ' | '\u{ad}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' => "",
+        _ => return None,
+    })
 }
 
 /// A list of phrases (crisis terms, the blocklist), matched as whole words
@@ -352,5 +425,23 @@ mod tests {
         let s = safety();
         assert!(s.check("want to BUY FOLLOWERS cheap?", "en").blocked);
         assert!(!s.check("followers of the buy-nothing group", "en").blocked);
+    }
+
+    #[test]
+    fn normalizing_folds_accents_and_arabic_variants_but_not_other_digits() {
+        for (text, normal) in [
+            ("Chcę umrzeć", "chce umrzec"),
+            ("ŁÓDŹ, Straße", "lodz strasse"),
+            ("Ñandú ÉTÉ œuvre", "nandu ete oeuvre"),
+            ("ｗ４ｎｔ", "want"),
+            ("kill\u{200b}myself", "killmyself"),
+            ("أُرِيدُ أَنْ أَمُوتَ", "اريد ان اموت"),
+            ("آمال إلى ٱلمدرسة", "امال الي المدرسه"),
+            ("أمـــوت", "اموت"),
+            ("عندي ٣ أطفال و٤ قطط", "عندي ٣ اطفال و٤ قطط"),
+            ("۱۲۳", "۱۲۳"),
+        ] {
+            assert_eq!(normalize(text), normal, "{text:?}");
+        }
     }
 }
