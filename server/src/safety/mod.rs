@@ -3,12 +3,20 @@
 //! personal details that could expose someone (e-mail, phone, street
 //! address, links), and the operator's blocklist. Pure functions of the
 //! text and the configuration: no I/O, nothing logged.
+//!
+//! This module owns:
+//! - the shipped crisis-term lists, one data file per language in `terms/`
+//!   (en, es, fr, de, pt, it, nl, pl, ar), merged with the operator's
+//!   `crisis_terms` and checked in **every** message whatever the room's
+//!   language, as one automaton over the normalised text;
+//! - normalisation (`normalize`): case, accents (NFKD), Arabic letter
+//!   variants, punctuation, leetspeak and spelled-out letters.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use kindred_protocol::Resource;
 use regex::Regex;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What to do with a message that carries personal details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
@@ -25,8 +33,11 @@ pub enum PiiAction {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SafetyConfig {
-    /// Crisis terms per language (`en`, …); rooms use their language's list,
-    /// falling back to English.
+    /// The operator's crisis terms per language (`en`, `es`, …; a region
+    /// such as `es-MX` counts as `es`). A language named here **replaces**
+    /// the shipped list of that language (an empty list turns it off);
+    /// the other shipped languages stay. Every message is checked against
+    /// every language's terms, whatever the room's language.
     pub crisis_terms: HashMap<String, Vec<String>>,
     /// Helplines offered with `crisis_resources`.
     pub resources: Vec<ResourceSpec>,
@@ -49,19 +60,36 @@ pub struct ResourceSpec {
     pub url: Option<String>,
 }
 
-const ENGLISH_CRISIS_TERMS: &[&str] = &[
-    "kill myself", "killing myself", "kms", "suicide", "suicidal", "end my life", "ending my life",
-    "take my own life", "taking my own life", "end it all", "want to die", "wanna die", "wish i was dead",
-    "wish i were dead", "better off dead", "better off without me", "dont want to live", "dont want to be alive",
-    "no reason to live", "nothing to live for", "hurt myself", "hurting myself", "harm myself", "self harm",
-    "selfharm", "cut myself", "cutting myself", "overdose", "od on",
+/// The shipped crisis terms, one phrase a line (see the files' headers).
+const SHIPPED_CRISIS_TERMS: &[(&str, &str)] = &[
+    ("en", include_str!("terms/en.txt")),
+    ("es", include_str!("terms/es.txt")),
+    ("fr", include_str!("terms/fr.txt")),
+    ("de", include_str!("terms/de.txt")),
+    ("pt", include_str!("terms/pt.txt")),
+    ("it", include_str!("terms/it.txt")),
+    ("nl", include_str!("terms/nl.txt")),
+    ("pl", include_str!("terms/pl.txt")),
+    ("ar", include_str!("terms/ar.txt")),
 ];
+
+/// The phrases of a term file: its lines without comments and blanks.
+fn term_lines(file: &str) -> impl Iterator<Item = &str> {
+    file.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// The language of a BCP 47 tag: `es-MX` → `es` (`es_MX` too), compared
+/// without regard to case.
+fn primary_language(tag: &str) -> &str {
+    tag.trim().split(['-', '_']).next().unwrap_or("")
+}
 
 impl Default for SafetyConfig {
     fn default() -> Self {
         let resource = |name: &str, contact: &str, url: &str| ResourceSpec { name: name.into(), contact: contact.into(), url: Some(url.into()) };
         SafetyConfig {
-            crisis_terms: HashMap::from([("en".to_owned(), ENGLISH_CRISIS_TERMS.iter().map(|t| (*t).to_owned()).collect())]),
+            // Empty: the shipped lists (`terms/`) apply; see the field.
+            crisis_terms: HashMap::new(),
             resources: vec![
                 ResourceSpec {
                     name: "Emergency services".into(),
@@ -95,8 +123,9 @@ pub struct Verdict {
 /// The compiled checks.
 pub struct Safety {
     config: SafetyConfig,
-    /// Crisis terms per language, as one automaton each (see `Phrases`).
-    crisis: HashMap<String, Phrases>,
+    /// Every language's crisis terms, shipped and the operator's, as one
+    /// automaton (see `Phrases`).
+    crisis: Phrases,
     blocklist: Phrases,
     email: Regex,
     url: Regex,
@@ -220,41 +249,94 @@ fn fold_letter(c: char) -> Option<&'static str> {
 /// ` its words `, or, for a phrase of several words, ` itswords ` as one
 /// token (what "k i l l m y s e l f" normalises to). One automaton, one
 /// pass over the text.
-struct Phrases(Option<AhoCorasick>);
+///
+/// A phrase in Arabic script is `its words ` without the leading space,
+/// because Arabic writes "and", "so", "with", "to" and "the" as prefixes of
+/// the next word ("الانتحار", "وأريد"): it matches at the start of a word or
+/// after one of `ARABIC_PROCLITICS`, checked for each such match (rare).
+struct Phrases {
+    automaton: Option<AhoCorasick>,
+    /// Per pattern: an Arabic one, whose match needs `after_proclitic`.
+    arabic: Vec<bool>,
+    any_arabic: bool,
+}
+
+/// Up to this many patterns the automaton is a DFA (a table lookup per byte
+/// of text; 1.3 MB for the shipped lists); above it, the library's choice,
+/// smaller and somewhat slower on long messages.
+const DFA_MAX_PATTERNS: usize = 2_000;
+
+/// What may stand, in the same word, before an Arabic phrase: و ف (and,
+/// so), ب ل (with, to), the article ال, and their usual combinations.
+/// Not ك nor س, which start too many unrelated words ("كان", "سوف").
+const ARABIC_PROCLITICS: &[&str] = &["و", "ف", "ب", "ل", "ال", "وال", "فال", "بال", "لل", "ولل", "فلل", "وب", "فب", "ول", "فل"];
+
+fn is_arabic(c: char) -> bool {
+    matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{08A0}'..='\u{08FF}')
+}
+
+/// Whether the match at `start` begins its word, or follows a proclitic.
+fn after_proclitic(padded: &str, start: usize) -> bool {
+    let before = &padded[..start];
+    let prefix = &before[before.rfind(' ').map_or(0, |space| space + 1)..];
+    prefix.is_empty() || ARABIC_PROCLITICS.contains(&prefix)
+}
 
 impl Phrases {
     /// Fails only for a list past the automaton's size limits (millions of terms).
-    fn new<'a>(terms: impl IntoIterator<Item = &'a String>) -> Result<Phrases, aho_corasick::BuildError> {
+    fn new<'a>(terms: impl IntoIterator<Item = &'a str>) -> Result<Phrases, aho_corasick::BuildError> {
         let mut patterns = Vec::new();
+        let mut seen = HashSet::new();
         for term in terms {
             let words = normalize(term);
-            if words.is_empty() {
+            let Some(first) = words.chars().next() else { continue };
+            let mut add = |pattern: String| {
+                if seen.insert(pattern.clone()) {
+                    patterns.push(pattern);
+                }
+            };
+            if is_arabic(first) {
+                add(format!("{words} "));
                 continue;
             }
             if words.contains(' ') {
-                patterns.push(format!(" {} ", words.replace(' ', "")));
+                add(format!(" {} ", words.replace(' ', "")));
             }
-            patterns.push(format!(" {words} "));
+            add(format!(" {words} "));
         }
-        let automaton = if patterns.is_empty() { None } else { Some(AhoCorasick::new(&patterns)?) };
-        Ok(Phrases(automaton))
+        let arabic: Vec<bool> = patterns.iter().map(|p| !p.starts_with(' ')).collect();
+        let any_arabic = arabic.contains(&true);
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            let dfa = (patterns.len() <= DFA_MAX_PATTERNS).then(|| AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).build(&patterns).ok());
+            match dfa.flatten() {
+                Some(dfa) => Some(dfa),
+                None => Some(AhoCorasick::new(&patterns)?),
+            }
+        };
+        Ok(Phrases { automaton, arabic, any_arabic })
     }
 
     /// `padded`: normalised text with a space before and after.
     fn found_in(&self, padded: &str) -> bool {
-        self.0.as_ref().is_some_and(|ac| ac.is_match(padded))
+        let Some(ac) = &self.automaton else { return false };
+        if !self.any_arabic {
+            return ac.is_match(padded);
+        }
+        ac.find_overlapping_iter(padded).any(|m| !self.arabic[m.pattern().as_usize()] || after_proclitic(padded, m.start()))
     }
 }
 
 impl Safety {
     /// Compile the checks; fails for a crisis-term list or blocklist too large to compile.
     pub fn new(config: SafetyConfig) -> Result<Safety, aho_corasick::BuildError> {
-        let crisis = config
-            .crisis_terms
-            .iter()
-            .map(|(lang, terms)| Ok((lang.clone(), Phrases::new(terms)?)))
-            .collect::<Result<_, aho_corasick::BuildError>>()?;
-        let blocklist = Phrases::new(&config.blocklist)?;
+        // A language the operator lists replaces the shipped list of that language.
+        let replaced = |lang: &str| config.crisis_terms.keys().any(|key| primary_language(key).eq_ignore_ascii_case(lang));
+        let shipped = SHIPPED_CRISIS_TERMS.iter().filter(|(lang, _)| !replaced(lang)).flat_map(|(_, file)| term_lines(file));
+        let operators = config.crisis_terms.values().flatten().map(String::as_str);
+        let crisis = Phrases::new(shipped.chain(operators))?;
+        let blocklist = Phrases::new(config.blocklist.iter().map(String::as_str))?;
         let re = |pattern: &str| Regex::new(pattern).expect("built-in patterns compile");
         // Word boundaries are ASCII (`(?-u:\b)`): a Unicode `\b` sends the
         // regex engine to its slow path on any text with an emoji or a curly
@@ -292,15 +374,15 @@ impl Safety {
         self.config.crisis_text.clone()
     }
 
-    /// Check a message's text, for a room in `language`.
-    pub fn check(&self, text: &str, language: &str) -> Verdict {
+    /// Check a message's text. Crisis terms are those of every language,
+    /// whatever the room's `_language`: members write in their own.
+    pub fn check(&self, text: &str, _language: &str) -> Verdict {
         let mut padded = String::with_capacity(text.len() + 2);
         padded.push(' ');
         normalize_into(text, &mut padded);
         padded.push(' ');
-        let terms = self.crisis.get(language).or_else(|| self.crisis.get("en"));
         Verdict {
-            crisis: terms.is_some_and(|terms| terms.found_in(&padded)),
+            crisis: self.crisis.found_in(&padded),
             pii: self.pii(text),
             blocked: self.blocklist.found_in(&padded),
         }
@@ -425,6 +507,216 @@ mod tests {
         let s = safety();
         assert!(s.check("want to BUY FOLLOWERS cheap?", "en").blocked);
         assert!(!s.check("followers of the buy-nothing group", "en").blocked);
+    }
+
+    /// The bare shipped configuration.
+    fn shipped() -> Safety {
+        Safety::new(SafetyConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn crisis_terms_match_in_every_shipped_language() {
+        let s = shipped();
+        for (lang, text) in [
+            ("es", "Quiero morir, ya no puedo más"),
+            ("es", "no quiero vivir así"),
+            ("es", "a veces me quiero matar"),
+            ("es", "he pensado en quitarme la vida"),
+            ("es", "pienso en suicidarme"),
+            ("es", "ojalá estuviera muerta"),
+            ("fr", "je veux mourir"),
+            ("fr", "j'ai pensé à me suicider"),
+            ("fr", "j’ai envie d’en finir"),
+            ("fr", "je vais me tuer ce soir"),
+            ("fr", "je n'ai plus envie de vivre"),
+            ("de", "Ich will sterben."),
+            ("de", "manchmal denke ich daran, mich umzubringen"),
+            ("de", "ich will nicht mehr leben"),
+            ("de", "ich will mich umbringen"),
+            ("de", "ich möchte mit dem Leben Schluss machen"),
+            ("pt", "eu quero morrer"),
+            ("pt", "às vezes penso em me matar"),
+            ("pt", "não quero mais viver"),
+            ("pt", "vou matar-me"),
+            ("it", "voglio morire"),
+            ("it", "penso di uccidermi, voglio uccidermi"),
+            ("it", "voglio farla finita"),
+            ("it", "non voglio più vivere"),
+            ("nl", "ik wil dood"),
+            ("nl", "ik denk aan zelfmoord"),
+            ("nl", "ik wil niet meer leven"),
+            ("nl", "ik ben bang dat ik mezelf iets aandoe"),
+            ("pl", "chcę umrzeć"),
+            ("pl", "myślę żeby zabić się"),
+            ("pl", "chcę się zabić"),
+            ("pl", "nie chcę już żyć"),
+            ("pl", "mam myśli samobójcze"),
+            ("ar", "أريد أن أموت"),
+            ("ar", "أريد الانتحار"),
+            ("ar", "أفكر في الانتحار كل ليلة"),
+            ("ar", "سأقتل نفسي"),
+            ("ar", "لا أريد أن أعيش بعد الآن"),
+        ] {
+            assert!(s.check(text, lang).crisis, "{lang}: should match: {text}");
+        }
+    }
+
+    #[test]
+    fn accents_and_case_do_not_hide_a_crisis() {
+        let s = shipped();
+        for text in [
+            "chce umrzec",
+            "CHCĘ UMRZEĆ",
+            "nie chce zyc",
+            "quiero morír",
+            "QUIERO MORIR",
+            "ojala estuviera muerto",
+            "ICH WILL STERBEN",
+            "ich mochte sterben",
+            "ich will mit dem Leben Schluß machen",
+            "JE VEUX MOURIR",
+            "mettre fin a mes jours",
+            "nao quero viver",
+            "NÃO QUERO VIVER",
+            "non voglio piu vivere",
+            "mijn leven beeindigen",
+            "suicidaal",
+            "ｗａｎｔ ｔｏ ｄｉｅ",
+            "ich will\u{200b} sterben",
+        ] {
+            assert!(s.check(text, "en").crisis, "should match: {text}");
+        }
+    }
+
+    #[test]
+    fn arabic_matches_with_or_without_harakat_tatweel_and_letter_variants() {
+        let s = shipped();
+        for text in [
+            "اريد ان اموت",
+            "أُرِيدُ أَنْ أَمُوتَ",
+            "أريـــد أن أمـــوت",
+            "إريد إن أموت",
+            "ﺃﺭﻳﺪ ﺃﻥ ﺃﻣﻮﺕ",
+            "وأريد أن أموت",
+            "فكرت بالانتحار",
+            "اتمني الموت",
+            "أتمنى لو كنت ميته",
+            "لم اعد اريد العيش",
+            "عندي ٣ أطفال و أريد أن أموت",
+        ] {
+            assert!(s.check(text, "ar").crisis, "should match: {text}");
+        }
+        // A phrase may follow a prefix in the same word, not any letters:
+        // "أصلا" (actually) ends in "لا", and "أصلا أريد أن أعيش" wants to live.
+        for text in ["أنا أصلا أريد أن أعيش", "عملية انتحارية في الأخبار"] {
+            assert!(!s.check(text, "ar").crisis, "should not match: {text}");
+        }
+    }
+
+    #[test]
+    fn idioms_and_grief_are_not_a_crisis_in_any_language() {
+        let s = shipped();
+        for text in [
+            // en
+            "this traffic is killing me",
+            "I could kill for a coffee",
+            "my mother died in March",
+            "I'm dying to see the new film",
+            // es
+            "me muero de risa",
+            "me muero de hambre",
+            "mi madre murió hace un año",
+            "este calor me mata",
+            "mi hermano se suicidó",
+            // fr
+            "je meurs de faim",
+            "je meurs de rire",
+            "ma mère est morte",
+            "ce boulot va me tuer",
+            "on doit en finir avec ce projet",
+            // de
+            "ich sterbe vor Langeweile",
+            "meine Mutter ist gestorben",
+            "mein Chef wird mich umbringen",
+            "das bringt mich noch um",
+            "ich lach mich tot",
+            // pt
+            "morrendo de rir",
+            "estou morrendo de fome",
+            "esse calor vai me matar",
+            "minha mãe morreu",
+            // it
+            "muoio dal ridere",
+            "sto morendo di fame",
+            "mia madre è morta",
+            "devi farla finita di lamentarti",
+            // nl
+            "ik ga dood van de honger",
+            "ik lach me dood",
+            "mijn moeder is dood",
+            "we moeten er een einde aan maken",
+            // pl
+            "umieram ze śmiechu",
+            "umieram z głodu",
+            "moja mama umarła",
+            "można się zabić na tym lodzie",
+            // ar
+            "سأموت من الضحك",
+            "أموت من الجوع",
+            "ماتت أمي",
+            "توفي والدي العام الماضي",
+            "أنهي حياتي الجامعية هذا العام",
+            "تعرضت لإيذاء نفسي وجسدي",
+        ] {
+            for lang in ["en", "es", "ar"] {
+                assert!(!s.check(text, lang).crisis, "{lang}: should not match: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crisis_in_another_language_than_the_rooms_is_caught() {
+        let s = shipped();
+        assert!(s.check("no quiero vivir", "en").crisis);
+        assert!(s.check("I want to die", "es").crisis);
+        assert!(s.check("أريد أن أموت", "fr").crisis);
+        assert!(s.check("chcę umrzeć", "xx-unknown").crisis);
+    }
+
+    #[test]
+    fn every_shipped_term_matches_itself_and_is_well_formed() {
+        let s = shipped();
+        for (lang, file) in SHIPPED_CRISIS_TERMS {
+            assert!(term_lines(file).count() >= 20, "{lang}: too short a list");
+            for term in term_lines(file) {
+                let words = normalize(term);
+                assert!(!words.is_empty(), "{lang}: {term:?} normalises to nothing");
+                // A one-letter word at either end could join a neighbour's.
+                let (first, last) = (words.split(' ').next().unwrap(), words.split(' ').last().unwrap());
+                assert!(first.chars().nth(1).is_some() && last.chars().nth(1).is_some(), "{lang}: {term:?} ends in a one-letter word");
+                assert!(s.check(term, lang).crisis, "{lang}: {term:?} does not match itself");
+                assert!(s.check(&format!("so, {} ...", term.to_uppercase()), "en").crisis, "{lang}: {term:?} upper case");
+            }
+        }
+    }
+
+    #[test]
+    fn operator_terms_replace_that_languages_shipped_list_only() {
+        let config = SafetyConfig {
+            crisis_terms: HashMap::from([
+                ("ES-mx".to_owned(), vec!["estoy en el límite".to_owned()]),
+                ("de".to_owned(), Vec::new()),
+                ("sv".to_owned(), vec!["jag vill dö".to_owned()]),
+            ]),
+            ..SafetyConfig::default()
+        };
+        let s = Safety::new(config).unwrap();
+        assert!(s.check("estoy en el limite", "es").crisis, "the operator's Spanish");
+        assert!(!s.check("quiero morir", "es").crisis, "the shipped Spanish list is replaced");
+        assert!(!s.check("ich will sterben", "de").crisis, "an empty list turns German off");
+        assert!(s.check("Jag vill dö", "en").crisis, "a language Kindred does not ship");
+        assert!(s.check("je veux mourir", "es").crisis, "other shipped languages stay");
+        assert!(s.check("I want to die", "es").crisis, "English stays");
     }
 
     #[test]
