@@ -10,7 +10,8 @@
 //!   `crisis_terms` and checked in **every** message whatever the room's
 //!   language, as one automaton over the normalised text;
 //! - normalisation (`normalize`): case, accents (NFKD), Arabic letter
-//!   variants, punctuation, leetspeak and spelled-out letters.
+//!   variants, punctuation, leetspeak and spelled-out letters;
+//! - the default helplines, tagged by language (`resources_for`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use kindred_protocol::Resource;
@@ -58,6 +59,11 @@ pub struct ResourceSpec {
     pub contact: String,
     #[serde(default)]
     pub url: Option<String>,
+    /// The languages the service answers in (`["en", "es"]`): members
+    /// writing in one of them see it first. Empty: for everyone, in the
+    /// list's order.
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 /// The shipped crisis terms, one phrase a line (see the files' headers).
@@ -85,21 +91,46 @@ fn primary_language(tag: &str) -> &str {
 }
 
 impl Default for SafetyConfig {
+    /// DEFAULT HELPLINES, FOR THE OPERATOR TO REVIEW: correct when written,
+    /// but numbers and services change, and a community needs the services
+    /// of its own region (`[[safety.resources]]`). Every one here answers at
+    /// any hour (the notice says the helplines are "open now" when no
+    /// facilitator is online); keep that true of a replacement list.
     fn default() -> Self {
-        let resource = |name: &str, contact: &str, url: &str| ResourceSpec { name: name.into(), contact: contact.into(), url: Some(url.into()) };
+        let resource = |name: &str, contact: &str, url: Option<&str>, languages: &[&str]| ResourceSpec {
+            name: name.into(),
+            contact: contact.into(),
+            url: url.map(Into::into),
+            languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+        };
         SafetyConfig {
             // Empty: the shipped lists (`terms/`) apply; see the field.
             crisis_terms: HashMap::new(),
             resources: vec![
-                ResourceSpec {
-                    name: "Emergency services".into(),
-                    contact: "If you are in danger now, call your local emergency number (112 in Europe, 911 in North America, 999 in the UK, 000 in Australia).".into(),
-                    url: None,
-                },
-                resource("Find A Helpline (free, confidential helplines in 130+ countries)", "findahelpline.com", "https://findahelpline.com"),
-                resource("988 Suicide & Crisis Lifeline (US)", "Call or text 988", "https://988lifeline.org"),
-                resource("Samaritans (UK and Ireland)", "Call 116 123, free, day or night", "https://www.samaritans.org"),
-                resource("Lifeline (Australia)", "Call 13 11 14", "https://www.lifeline.org.au"),
+                resource(
+                    "Emergency services",
+                    "If you are in danger now, call your local emergency number (112 in Europe, 911 in North America, 999 in the UK, 000 in Australia).",
+                    None,
+                    &[],
+                ),
+                resource("Find A Helpline (free, confidential helplines in 130+ countries)", "findahelpline.com", Some("https://findahelpline.com"), &[]),
+                // Before 988, which also answers in Spanish: Spanish speakers see 024 first.
+                resource("Línea 024 (España)", "Llama al 024, gratis y a cualquier hora", None, &["es"]),
+                resource("988 Suicide & Crisis Lifeline (US)", "Call or text 988", Some("https://988lifeline.org"), &["en", "es"]),
+                resource("Samaritans (UK and Ireland)", "Call 116 123, free, day or night", Some("https://www.samaritans.org"), &["en"]),
+                resource("Lifeline (Australia)", "Call 13 11 14", Some("https://www.lifeline.org.au"), &["en"]),
+                resource(
+                    "3114, numéro national de prévention du suicide (France)",
+                    "Appelle le 3114, gratuit, 24 h/24 et 7 j/7",
+                    Some("https://3114.fr"),
+                    &["fr"],
+                ),
+                resource(
+                    "TelefonSeelsorge (Deutschland)",
+                    "Ruf an: 0800 111 0 111 oder 0800 111 0 222, kostenlos, rund um die Uhr",
+                    Some("https://www.telefonseelsorge.de"),
+                    &["de"],
+                ),
             ],
             crisis_text: "It sounds like you're carrying something really heavy right now. You don't have to face it alone: \
                           these people are there to talk, any time. The facilitators here have been let know, gently."
@@ -357,14 +388,23 @@ impl Safety {
         &self.config
     }
 
+    /// The helplines in the configured order.
     pub fn resources(&self) -> Vec<Resource> {
-        self.config.resources.iter().map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() }).collect()
+        self.resources_for(None)
     }
 
     /// The helplines for a member writing in `locale` (BCP 47, from `hello`):
-    /// those tagged with its language first, then the rest.
-    pub fn resources_for(&self, _locale: Option<&str>) -> Vec<Resource> {
-        self.resources()
+    /// those tagged with its language first (`es-MX` → `es`), then all the
+    /// others, each group in the configured order.
+    pub fn resources_for(&self, locale: Option<&str>) -> Vec<Resource> {
+        let lang = locale.map(primary_language).filter(|lang| !lang.is_empty());
+        let speaks = |spec: &ResourceSpec| lang.is_some_and(|lang| spec.languages.iter().any(|tag| primary_language(tag).eq_ignore_ascii_case(lang)));
+        let (first, rest): (Vec<&ResourceSpec>, Vec<&ResourceSpec>) = self.config.resources.iter().partition(|spec| speaks(spec));
+        first
+            .into_iter()
+            .chain(rest)
+            .map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() })
+            .collect()
     }
 
     /// The words said with the helplines, in `locale` where a translation
@@ -735,5 +775,52 @@ mod tests {
         ] {
             assert_eq!(normalize(text), normal, "{text:?}");
         }
+    }
+
+    #[test]
+    fn resources_put_the_members_language_first() {
+        let s = shipped();
+        let names = |locale: Option<&str>| s.resources_for(locale).into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let original = names(None);
+        assert_eq!(s.resources().into_iter().map(|r| r.name).collect::<Vec<_>>(), original);
+        assert_eq!(original[0], "Emergency services");
+        let spanish = names(Some("es-MX"));
+        assert!(spanish[0].starts_with("Línea 024"), "{spanish:?}");
+        assert!(spanish[1].starts_with("988"), "{spanish:?}");
+        assert_eq!(spanish[2], "Emergency services");
+        assert!(names(Some("en-GB"))[0].starts_with("988"));
+        assert!(names(Some("fr-CA"))[0].starts_with("3114"));
+        assert!(names(Some("de_AT"))[0].starts_with("TelefonSeelsorge"));
+        assert_eq!(names(Some("sv-SE")), original);
+        assert_eq!(names(Some("")), original);
+        for locale in [None, Some("es"), Some("fr"), Some("zz")] {
+            assert_eq!(names(locale).len(), original.len());
+        }
+    }
+
+    #[test]
+    fn resources_and_texts_parse_from_the_config_file() {
+        let config: SafetyConfig = toml::from_str(
+            r#"
+            crisis_text = "We're here with you."
+            [crisis_terms]
+            en = ["at the end of my rope"]
+            [[resources]]
+            name = "Local line"
+            contact = "Call 0800 000 000"
+            [[resources]]
+            name = "Línea local"
+            contact = "Llama al 0800 000 001"
+            languages = ["es-ES"]
+            "#,
+        )
+        .unwrap();
+        assert!(config.resources[0].languages.is_empty());
+        let s = Safety::new(config).unwrap();
+        assert_eq!(s.resources_for(Some("es"))[0].name, "Línea local");
+        assert_eq!(s.resources_for(Some("en"))[0].name, "Local line");
+        assert!(s.check("I'm at the end of my rope", "en").crisis);
+        assert!(!s.check("I want to die of embarrassment", "en").crisis, "the operator replaced English");
+        assert!(toml::from_str::<SafetyConfig>("crisis_txt = \"typo\"").is_err(), "unknown keys are refused");
     }
 }
