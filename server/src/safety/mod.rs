@@ -11,7 +11,8 @@
 //!   language, as one automaton over the normalised text;
 //! - normalisation (`normalize`): case, accents (NFKD), Arabic letter
 //!   variants, punctuation, leetspeak and spelled-out letters;
-//! - the default helplines, tagged by language (`resources_for`).
+//! - the default helplines, tagged by language (`resources_for`);
+//! - the words said with the helplines, per language (`crisis_text`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use kindred_protocol::Resource;
@@ -42,7 +43,9 @@ pub struct SafetyConfig {
     pub crisis_terms: HashMap<String, Vec<String>>,
     /// Helplines offered with `crisis_resources`.
     pub resources: Vec<ResourceSpec>,
-    /// The words said with the resources.
+    /// The opening words said with the resources in English (and for
+    /// members whose language has no translation). Kindred adds a sentence
+    /// saying truthfully whether a facilitator was told; see `crisis_text`.
     pub crisis_text: String,
     /// Default for rooms that do not set `pii`. Default `block`.
     pub pii: PiiAction,
@@ -83,6 +86,76 @@ const SHIPPED_CRISIS_TERMS: &[(&str, &str)] = &[
 fn term_lines(file: &str) -> impl Iterator<Item = &str> {
     file.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
 }
+
+/// The notice said with the helplines, in one language: the opening words,
+/// then one of two sentences saying truthfully whether a person was told.
+struct CrisisText {
+    lang: &'static str,
+    opening: &'static str,
+    /// At least one facilitator got the alert.
+    told: &'static str,
+    /// Nobody did: no facilitator is online.
+    nobody_online: &'static str,
+}
+
+/// English first: the fallback. Kept free of gendered forms for the reader
+/// (es "a solas", fr "sans soutien", ar without gendered verbs).
+const CRISIS_TEXTS: &[CrisisText] = &[
+    CrisisText {
+        lang: "en",
+        opening: "It sounds like you're carrying something really heavy. You don't have to face it alone.",
+        told: "We've let a facilitator here know, and they may reach out to you gently. The helplines below are there to listen too.",
+        nobody_online: "No facilitator is online right now, but the helplines below are open now and there to listen.",
+    },
+    CrisisText {
+        lang: "es",
+        opening: "Parece que estás cargando con algo muy pesado. No tienes que enfrentarlo a solas.",
+        told: "Hemos avisado a una persona facilitadora del grupo, que quizá te escriba con calma. Las líneas de abajo también están para escucharte.",
+        nobody_online: "En este momento no hay ninguna persona facilitadora conectada, pero las líneas de abajo están abiertas ahora y están para escucharte.",
+    },
+    CrisisText {
+        lang: "fr",
+        opening: "On dirait que tu portes quelque chose de très lourd. Tu n'as pas à traverser ça sans soutien.",
+        told: "Nous avons prévenu une personne de l'équipe d'animation, qui pourra prendre doucement contact avec toi. Les lignes ci-dessous sont là pour t'écouter, elles aussi.",
+        nobody_online: "Personne de l'équipe d'animation n'est en ligne pour le moment, mais les lignes ci-dessous sont ouvertes maintenant et là pour t'écouter.",
+    },
+    CrisisText {
+        lang: "de",
+        opening: "Es klingt, als würdest du etwas sehr Schweres tragen. Damit musst du nicht allein bleiben.",
+        told: "Wir haben jemandem aus dem Moderationsteam Bescheid gegeben; die Person meldet sich vielleicht behutsam bei dir. Auch die Angebote unten sind da, um dir zuzuhören.",
+        nobody_online: "Gerade ist niemand aus dem Moderationsteam online, aber die Angebote unten sind jetzt erreichbar und hören dir zu.",
+    },
+    CrisisText {
+        lang: "pt",
+        opening: "Parece que você está carregando algo muito pesado. Você não precisa enfrentar isso sem apoio.",
+        told: "Avisamos alguém da equipe de facilitação daqui, que talvez entre em contato com você com calma. As linhas de apoio abaixo também estão aqui para ouvir você.",
+        nobody_online: "No momento não há ninguém da equipe de facilitação online, mas as linhas de apoio abaixo estão abertas agora e prontas para ouvir você.",
+    },
+    CrisisText {
+        lang: "it",
+        opening: "Sembra che tu stia portando qualcosa di molto pesante. Non devi affrontarlo senza aiuto.",
+        told: "Abbiamo avvisato una persona che facilita il gruppo: potrebbe contattarti con delicatezza. Anche le linee qui sotto sono lì per ascoltarti.",
+        nobody_online: "In questo momento nessuna persona che facilita il gruppo è online, ma le linee qui sotto sono aperte adesso e pronte ad ascoltarti.",
+    },
+    CrisisText {
+        lang: "nl",
+        opening: "Het klinkt alsof je iets heel zwaars met je meedraagt. Je hoeft dit niet alleen te doen.",
+        told: "We hebben iemand van de begeleiding hier ingelicht; die neemt misschien rustig contact met je op. Ook de hulplijnen hieronder luisteren graag naar je.",
+        nobody_online: "Er is op dit moment niemand van de begeleiding online, maar de hulplijnen hieronder zijn nu bereikbaar en luisteren graag naar je.",
+    },
+    CrisisText {
+        lang: "pl",
+        opening: "Wygląda na to, że dźwigasz coś bardzo ciężkiego. Nie musisz mierzyć się z tym bez wsparcia.",
+        told: "Daliśmy znać osobie prowadzącej grupę — może delikatnie się do Ciebie odezwać. Linie wsparcia poniżej też są po to, żeby Cię wysłuchać.",
+        nobody_online: "W tej chwili nie ma online nikogo z osób prowadzących grupę, ale linie wsparcia poniżej działają teraz i są gotowe Cię wysłuchać.",
+    },
+    CrisisText {
+        lang: "ar",
+        opening: "يبدو أن هذه لحظة صعبة جدًا. لست وحدك في هذا.",
+        told: "أبلغنا أحد الميسّرين هنا، وقد يتواصل معك بلطف. وخطوط المساعدة أدناه موجودة للاستماع إليك أيضًا.",
+        nobody_online: "لا يوجد أي ميسّر متصل حاليًا، لكن خطوط المساعدة أدناه متاحة الآن ومستعدة للاستماع إليك.",
+    },
+];
 
 /// The language of a BCP 47 tag: `es-MX` → `es` (`es_MX` too), compared
 /// without regard to case.
@@ -132,9 +205,7 @@ impl Default for SafetyConfig {
                     &["de"],
                 ),
             ],
-            crisis_text: "It sounds like you're carrying something really heavy right now. You don't have to face it alone: \
-                          these people are there to talk, any time. The facilitators here have been let know, gently."
-                .into(),
+            crisis_text: CRISIS_TEXTS[0].opening.into(),
             pii: PiiAction::Block,
             blocklist: Vec::new(),
             escalation: None,
@@ -407,11 +478,17 @@ impl Safety {
             .collect()
     }
 
-    /// The words said with the helplines, in `locale` where a translation
-    /// exists: truthful about whether a person was told
-    /// (`facilitators_alerted` staff connections).
-    pub fn crisis_text(&self, _locale: Option<&str>, _facilitators_alerted: u32) -> String {
-        self.config.crisis_text.clone()
+    /// The words said with the helplines, in `locale`'s language where a
+    /// translation exists (`es-MX` → `es` → `en`): the opening (in English,
+    /// the operator's `crisis_text`), then truthfully whether a person was
+    /// told: `facilitators_alerted` staff connections got the alert, or
+    /// nobody is online and the helplines are open now.
+    pub fn crisis_text(&self, locale: Option<&str>, facilitators_alerted: u32) -> String {
+        let lang = locale.map(primary_language).unwrap_or("en");
+        let text = CRISIS_TEXTS.iter().find(|t| t.lang.eq_ignore_ascii_case(lang)).unwrap_or(&CRISIS_TEXTS[0]);
+        let opening = if text.lang == "en" { self.config.crisis_text.trim() } else { text.opening };
+        let status = if facilitators_alerted > 0 { text.told } else { text.nobody_online };
+        if opening.is_empty() { status.to_owned() } else { format!("{opening} {status}") }
     }
 
     /// Check a message's text. Crisis terms are those of every language,
@@ -821,6 +898,53 @@ mod tests {
         assert_eq!(s.resources_for(Some("en"))[0].name, "Local line");
         assert!(s.check("I'm at the end of my rope", "en").crisis);
         assert!(!s.check("I want to die of embarrassment", "en").crisis, "the operator replaced English");
+        assert!(s.crisis_text(Some("en"), 0).starts_with("We're here with you. No facilitator"));
         assert!(toml::from_str::<SafetyConfig>("crisis_txt = \"typo\"").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn the_crisis_text_says_truthfully_whether_someone_was_told() {
+        let s = shipped();
+        let none = s.crisis_text(Some("en"), 0);
+        let told = s.crisis_text(Some("en"), 2);
+        assert!(none.contains("No facilitator is online right now") && none.contains("open now"), "{none}");
+        assert!(!none.contains("let a facilitator"), "{none}");
+        assert!(told.contains("We've let a facilitator here know"), "{told}");
+        assert!(!told.contains("have been let know") && !told.contains("online"), "{told}");
+        assert_eq!(s.crisis_text(Some("en"), 1), told);
+        for lang in ["en", "es", "fr", "de", "pt", "it", "nl", "pl", "ar"] {
+            let (none, told) = (s.crisis_text(Some(lang), 0), s.crisis_text(Some(lang), 1));
+            assert_ne!(none, told, "{lang}");
+            assert!(none.len() > 40 && none.len() < 400 && told.len() < 400, "{lang}");
+            if lang != "en" {
+                assert_ne!(none, s.crisis_text(Some("en"), 0), "{lang} is translated");
+            }
+        }
+        assert!(s.crisis_text(Some("es"), 0).contains("no hay ninguna persona facilitadora conectada"));
+        assert!(s.crisis_text(Some("fr"), 3).contains("Nous avons prévenu"));
+    }
+
+    #[test]
+    fn the_crisis_text_falls_back_from_region_to_language_to_english() {
+        let s = shipped();
+        for n in [0, 1] {
+            assert_eq!(s.crisis_text(Some("es-MX"), n), s.crisis_text(Some("es"), n));
+            assert_eq!(s.crisis_text(Some("PT_br"), n), s.crisis_text(Some("pt"), n));
+            assert_eq!(s.crisis_text(Some("sv-SE"), n), s.crisis_text(Some("en"), n));
+            assert_eq!(s.crisis_text(Some(""), n), s.crisis_text(Some("en"), n));
+            assert_eq!(s.crisis_text(None, n), s.crisis_text(Some("en"), n));
+        }
+    }
+
+    #[test]
+    fn the_operators_crisis_text_replaces_the_english_opening_only() {
+        let s = Safety::new(SafetyConfig { crisis_text: "We're glad you said something.".into(), ..SafetyConfig::default() }).unwrap();
+        assert_eq!(
+            s.crisis_text(Some("en-US"), 1),
+            "We're glad you said something. We've let a facilitator here know, and they may reach out to you gently. The helplines below are there to listen too."
+        );
+        assert_eq!(s.crisis_text(Some("de"), 1), shipped().crisis_text(Some("de"), 1));
+        let bare = Safety::new(SafetyConfig { crisis_text: String::new(), ..SafetyConfig::default() }).unwrap();
+        assert!(bare.crisis_text(None, 0).starts_with("No facilitator is online right now"));
     }
 }
