@@ -376,6 +376,7 @@ async fn member(
                 if crisis {
                     crisis_sent = true;
                     stats.alerts.sent.fetch_add(1, Relaxed);
+                    stats.alerts.last_crisis_at.store(now, Relaxed);
                 }
             }
             frame = ws.next() => match frame {
@@ -412,7 +413,11 @@ fn on_text(k: usize, text: &str, sampled: bool, full_parse: bool, stats: &Stats)
             }
             if sampled {
                 if let Some(sent_at) = client::stamp_of(text) {
-                    stats.latency(k, client::unix_nanos().saturating_sub(sent_at) / 1000);
+                    let micros = client::unix_nanos().saturating_sub(sent_at) / 1000;
+                    stats.latency(k, micros);
+                    if stats.measuring.load(Relaxed) {
+                        stats.alerts.after_crisis(sent_at, micros);
+                    }
                 }
             }
         }

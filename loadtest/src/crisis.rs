@@ -9,6 +9,10 @@
 //! - [`staff`] reads the staff connection: latency = receive time − the send
 //!   stamp at the start of the alert's message text (the same clock as the
 //!   ordinary end-to-end latency).
+//! - Ordinary messages sent within [`AFTER_CRISIS`] of a crisis message are
+//!   also timed on their own: set against the whole run's latency, they show
+//!   whether storing an alert holds up the chat around it (within one run, so
+//!   a busy machine's minute-to-minute swings affect both alike).
 //! - [`scrape`] reads the server's own view from `/metrics`:
 //!   `kindred_alerts_total` and the `kindred_alert_delivery_seconds` buckets.
 
@@ -36,6 +40,9 @@ pub fn crisis_text(nanos: u64, len: usize) -> String {
     text.push_str(PHRASE);
     text
 }
+
+/// Ordinary messages sent this soon after a crisis message are timed apart (`after_crisis`).
+pub const AFTER_CRISIS: Duration = Duration::from_millis(50);
 
 /// Crisis credits: `per_s` a second from the moment the window opens (the
 /// first one at once) until it closes.
@@ -97,8 +104,12 @@ pub struct Alerts {
     pub unreadable: AtomicU64,
     /// The staff connection ended before the run did.
     pub staff_dropped: AtomicBool,
+    /// The send stamp of this process's latest crisis message (0: none yet).
+    pub last_crisis_at: AtomicU64,
     seen: Mutex<HashSet<String>>,
     latency: Mutex<Histogram<u64>>,
+    /// Ordinary deliveries of messages sent within AFTER_CRISIS after a crisis message.
+    after_crisis: Mutex<Histogram<u64>>,
 }
 
 impl Alerts {
@@ -111,8 +122,10 @@ impl Alerts {
             duplicates: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
             staff_dropped: AtomicBool::new(false),
+            last_crisis_at: AtomicU64::new(0),
             seen: Mutex::new(HashSet::new()),
             latency: Mutex::new(stats::histogram()),
+            after_crisis: Mutex::new(stats::histogram()),
         }
     }
 
@@ -140,6 +153,16 @@ impl Alerts {
         let _ = self.latency.lock().record(micros.clamp(1, stats::MAX_MICROS));
     }
 
+    /// Time a delivery of an ordinary message apart if it was sent in the
+    /// AFTER_CRISIS after the latest crisis message (not the crisis message itself).
+    pub fn after_crisis(&self, sent_at: u64, micros: u64) {
+        let crisis_at = self.last_crisis_at.load(Relaxed);
+        if crisis_at != 0 && sent_at > crisis_at && sent_at - crisis_at <= AFTER_CRISIS.as_nanos() as u64 {
+            // Clamped into the histogram's bounds, so recording cannot fail.
+            let _ = self.after_crisis.lock().record(micros.clamp(1, stats::MAX_MICROS));
+        }
+    }
+
     pub fn report(&self, staff_connection: bool, server: Option<ServerAlerts>) -> AlertReport {
         AlertReport {
             crisis_per_s: self.schedule.per_s,
@@ -151,6 +174,8 @@ impl Alerts {
             alerts_unreadable: self.unreadable.load(Relaxed),
             staff_dropped: self.staff_dropped.load(Relaxed),
             latency: Percentiles::of(&self.latency.lock()),
+            after_crisis_ms: AFTER_CRISIS.as_millis() as u64,
+            after_crisis_latency: Percentiles::of(&self.after_crisis.lock()),
             server,
         }
     }
@@ -288,7 +313,24 @@ mod tests {
         alerts.on_frame(&alert("al_2"), sent_at + 5_000_000);
         let r = alerts.report(true, None);
         assert_eq!((r.alerts_received, r.alerts_duplicate, r.alerts_before_window), (1, 1, 1));
+        assert_eq!(r.after_crisis_latency.samples, 0);
         assert!((r.latency.p50_ms - 3.0).abs() < 0.01 && (r.latency.max_ms - 3.0).abs() < 0.01, "{:?}", r.latency);
+    }
+
+    #[test]
+    fn ordinary_messages_just_after_a_crisis_message_are_timed_apart() {
+        let alerts = Alerts::new(1.0);
+        let ms = 1_000_000;
+        alerts.after_crisis(100 * ms, 1000);
+        alerts.last_crisis_at.store(100 * ms, Relaxed);
+        alerts.after_crisis(100 * ms, 2000); // the crisis message itself
+        alerts.after_crisis(99 * ms, 3000); // sent before it
+        alerts.after_crisis(120 * ms, 4000);
+        alerts.after_crisis(150 * ms, 5000);
+        alerts.after_crisis(151 * ms, 6000); // too late
+        let after = alerts.report(false, None).after_crisis_latency;
+        assert_eq!(after.samples, 2);
+        assert!((after.max_ms - 5.0).abs() < 0.01, "{after:?}");
     }
 
     #[test]

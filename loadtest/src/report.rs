@@ -75,6 +75,10 @@ pub struct AlertReport {
     pub staff_dropped: bool,
     /// Send (the stamp in the message text) → the `alert` frame read by the staff connection.
     pub latency: Percentiles,
+    /// Ordinary messages sent within this many ms after one of this process's crisis messages…
+    pub after_crisis_ms: u64,
+    /// …and their end-to-end latency, to set against the whole run's (does storing an alert hold up the chat?).
+    pub after_crisis_latency: Percentiles,
     /// The server's own view over the same time (`/metrics`, read before the window and after the last alert).
     pub server: Option<ServerAlerts>,
 }
@@ -249,6 +253,16 @@ impl Report {
                 row(
                     "alert latency, send → staff (ms)",
                     format!("p50 {:.2} · p99 {:.2} · max {:.2} ({} samples)", l.p50_ms, l.p99_ms, l.max_ms, l.samples),
+                );
+            }
+            let n = &a.after_crisis_latency;
+            if n.samples > 0 {
+                row(
+                    &format!("latency of messages sent ≤ {} ms after a crisis message (ms)", a.after_crisis_ms),
+                    format!(
+                        "p50 {:.2} · p90 {:.2} · p99 {:.2} · max {:.2} ({} samples)",
+                        n.p50_ms, n.p90_ms, n.p99_ms, n.max_ms, n.samples
+                    ),
                 );
             }
             if let Some(sv) = &a.server {
