@@ -3,9 +3,12 @@
 //! send on their timers while every connection counts what it receives, and
 //! measure a fixed window. Connection `k` is in room `k / members`; the first
 //! `senders` members of each room send. The `connect --churn` loop is
-//! separate (`churn`), because its connections do not stay.
+//! separate (`churn`), because its connections do not stay. With
+//! `--crisis-per-s`, some sends carry a crisis phrase, and with `--staff-token`
+//! shard 0 also runs one staff connection that times their alerts (`crisis`).
 
 use crate::client::{self, Dialer};
+use crate::crisis;
 use crate::procfs;
 use crate::report::{Report, Resources};
 use crate::stats::{Counts, Stats};
@@ -49,6 +52,10 @@ pub struct Plan {
     pub progress: bool,
     /// `connect`: latency is the session setup time (connect → `joined`), measured from the start.
     pub measure_setup: bool,
+    /// Crisis messages per second from this process's senders, in the measured window.
+    pub crisis_per_s: f64,
+    /// Shard 0 opens a staff connection with this token and times every alert.
+    pub staff_token: Option<String>,
 }
 
 impl Plan {
@@ -76,7 +83,7 @@ pub fn room_id(prefix: &str, n: usize) -> RoomId {
 
 /// Run the plan to the end and report.
 pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::new(plan.crisis_per_s));
     let mine = plan.mine();
     let started = Instant::now();
     let server_start = procfs::usage_of(&plan.server_pids);
@@ -86,8 +93,20 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     }
 
     let stop = CancellationToken::new();
-    let (go_tx, go_rx) = watch::channel(None::<tokio::time::Instant>);
+    let alerts = &stats.alerts;
+    let with_alerts = alerts.schedule.enabled() || plan.staff_token.is_some();
+    // The staff connection: on before anyone sends, and not one of `mine`
+    // (it joins no room, so it neither sends nor counts deliveries).
+    let staff = match &plan.staff_token {
+        Some(token) if plan.shard.0 == 0 => {
+            let ws = dialer.staff_session(token).await.map_err(|e| anyhow::anyhow!("the staff connection (--staff-token) failed: {e}"))?;
+            let (stats, stop) = (stats.clone(), stop.clone());
+            Some(tokio::spawn(async move { crisis::staff(ws, &stats.alerts, stop).await }))
+        }
+        _ => None,
+    };
     let gate = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let (go_tx, go_rx) = watch::channel(None::<tokio::time::Instant>);
     let plan = Arc::new(plan);
     let mut tasks = JoinSet::new();
     for &k in &mine {
@@ -164,6 +183,10 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         progress.line("warmup");
     }
 
+    // The server's alert metrics, to report the window's share of them.
+    let metrics_url = dialer.metrics_url();
+    let scrape_metrics = with_alerts && plan.shard.0 == 0;
+    let metrics_before = if scrape_metrics { scrape_or_warn(&metrics_url).await } else { None };
     let server_before = procfs::usage_of(&plan.server_pids);
     let own_before = procfs::own();
     let c0 = stats.snapshot();
@@ -171,6 +194,7 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         stats.reset_latency();
         stats.measuring.store(true, Relaxed);
     }
+    alerts.schedule.open(client::unix_nanos());
     let t0 = Instant::now();
     let until = t0 + plan.duration;
     while Instant::now() < until {
@@ -178,11 +202,31 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         progress.line("run");
     }
     stats.measuring.store(false, Relaxed);
+    alerts.schedule.close();
     let window = t0.elapsed().as_secs_f64();
     let counts = stats.snapshot() - c0;
     let server_after = procfs::usage_of(&plan.server_pids);
     let own_after = procfs::own();
     let latency = if plan.measure_setup { setup_latency } else { stats.total_latency() };
+
+    // Alerts for the window's last crisis messages may still be on their way:
+    // wait for them (up to ALERT_GRACE), then read the server's metrics.
+    let alert_report = if with_alerts {
+        let grace_until = Instant::now() + ALERT_GRACE;
+        while staff.as_ref().is_some_and(|t| !t.is_finished())
+            && alerts.received.load(Relaxed) < alerts.sent.load(Relaxed)
+            && Instant::now() < grace_until
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let server_alerts = match (metrics_before, if scrape_metrics { scrape_or_warn(&metrics_url).await } else { None }) {
+            (Some(before), Some(after)) => Some(after.since(&before)),
+            _ => None,
+        };
+        Some(alerts.report(staff.is_some(), server_alerts))
+    } else {
+        None
+    };
 
     stop.cancel();
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -190,6 +234,9 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         tasks.abort_all();
     }
     drop(go_tx);
+    if let Some(staff) = staff {
+        let _ = tokio::time::timeout(Duration::from_secs(3), staff).await;
+    }
 
     // The servers serve every shard: their CPU and memory are divided by the
     // deliveries and connections of all shards, estimated from this one's share.
@@ -236,8 +283,23 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         latency,
         server,
         generator,
+        alerts: alert_report,
         ..base_report(&plan, &dialer, &stats)
     })
+}
+
+/// How long after the window the staff connection may still wait for alerts
+/// of crisis messages sent in it (the sanity bound for one is 10 s).
+const ALERT_GRACE: Duration = Duration::from_secs(10);
+
+async fn scrape_or_warn(url: &str) -> Option<crate::report::ServerAlerts> {
+    match crisis::scrape(url).await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("not reporting the server's alert metrics: {e:#}");
+            None
+        }
+    }
 }
 
 /// The fields every scenario's report fills the same way.
@@ -267,6 +329,8 @@ async fn member(
     stop: CancellationToken,
 ) {
     let sender = k % plan.members < plan.senders && !plan.interval.is_zero();
+    // The server raises no second alert for a member with one open in the room.
+    let mut crisis_sent = false;
     let sampled = k % plan.sample_every.max(1) == 0;
     let mut ticker: Option<tokio::time::Interval> = None;
     let mut next_id: i64 = 100;
@@ -293,10 +357,12 @@ async fn member(
             }
             _ = async { ticker.as_mut().expect("guarded by is_some").tick().await }, if ticker.is_some() => {
                 next_id += 1;
+                let now = client::unix_nanos();
+                let crisis = !crisis_sent && stats.alerts.schedule.take(now);
                 let msg = ClientMessage::Send {
                     id: Some(RequestId::Int(next_id)),
                     room: room.clone(),
-                    text: client::stamped_text(client::unix_nanos(), plan.text_bytes),
+                    text: if crisis { crisis::crisis_text(now, plan.text_bytes) } else { client::stamped_text(now, plan.text_bytes) },
                     reply_to: None,
                     cw: None,
                     staff: false,
@@ -307,6 +373,11 @@ async fn member(
                     return;
                 }
                 stats.sent.fetch_add(1, Relaxed);
+                if crisis {
+                    crisis_sent = true;
+                    stats.alerts.sent.fetch_add(1, Relaxed);
+                    stats.alerts.last_crisis_at.store(now, Relaxed);
+                }
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => on_text(k, &text, sampled, plan.full_parse, stats),
@@ -342,7 +413,11 @@ fn on_text(k: usize, text: &str, sampled: bool, full_parse: bool, stats: &Stats)
             }
             if sampled {
                 if let Some(sent_at) = client::stamp_of(text) {
-                    stats.latency(k, client::unix_nanos().saturating_sub(sent_at) / 1000);
+                    let micros = client::unix_nanos().saturating_sub(sent_at) / 1000;
+                    stats.latency(k, micros);
+                    if stats.measuring.load(Relaxed) {
+                        stats.alerts.after_crisis(sent_at, micros);
+                    }
                 }
             }
         }

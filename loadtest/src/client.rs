@@ -161,6 +161,22 @@ impl Dialer {
         Err(SetupError::Refused(ErrorCode::RulesNotAccepted))
     }
 
+    /// The staff connection of a crisis run: `hello` with a facilitator's (or
+    /// admin's) token on the first server, and `welcome`; it joins no room, so
+    /// all it is sent is alerts for the rooms its token covers.
+    pub async fn staff_session(&self, token: &str) -> Result<Ws, SetupError> {
+        let mut ws = self.connect(0).await?;
+        let hello = ClientMessage::Hello { id: Some(RequestId::Int(1)), token: Some(token.to_owned()), handle: None, locale: None };
+        send(&mut ws, &hello).await.map_err(|e| SetupError::WebSocket(e.to_string()))?;
+        self.expect(&mut ws, "welcome").await?;
+        Ok(ws)
+    }
+
+    /// `http://host:port/metrics` of the first server.
+    pub fn metrics_url(&self) -> String {
+        metrics_url(&self.targets[0].url)
+    }
+
     /// Wait for a reply of type `want`, skipping events; an `error` ends the wait.
     async fn expect(&self, ws: &mut Ws, want: &'static str) -> Result<(), Refusal> {
         let deadline = tokio::time::Instant::now() + self.step_timeout;
@@ -220,6 +236,14 @@ pub async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), tungstenite::E
     // Our own protocol types always serialize.
     let text = serde_json::to_string(msg).expect("protocol types serialize");
     ws.send(Message::text(text)).await
+}
+
+/// The server's Prometheus endpoint beside its WebSocket URL:
+/// `ws://host:port/anything` → `http://host:port/metrics`.
+pub fn metrics_url(ws_url: &str) -> String {
+    let rest = ws_url.strip_prefix("ws://").or_else(|| ws_url.strip_prefix("http://")).unwrap_or(ws_url);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    format!("http://{hostport}/metrics")
 }
 
 /// Close politely (1000), not waiting long for the server's answer.
@@ -300,5 +324,12 @@ mod tests {
         assert_eq!(tag(&frame), Some("message"));
         assert_eq!(stamp_of(&frame), Some(nanos));
         assert_eq!(stamp_of(r#"{"type":"message","text":"hello"}"#), None);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_sits_beside_the_websocket() {
+        assert_eq!(metrics_url("ws://127.0.0.1:9100/ws"), "http://127.0.0.1:9100/metrics");
+        assert_eq!(metrics_url("ws://localhost:8080"), "http://localhost:8080/metrics");
+        assert_eq!(metrics_url("http://10.0.0.2:80/a/b"), "http://10.0.0.2:80/metrics");
     }
 }

@@ -5,12 +5,14 @@
 //! rooms; `chart` draws results. See docs/benchmarks.md.
 //!
 //! Crate map: [`client`] (one member's connection and frames), [`chat`] (the
-//! scenario engine), [`stats`] (counters and latency histograms), [`procfs`]
+//! scenario engine), [`crisis`] (crisis messages and the staff connection that
+//! times their alerts), [`stats`] (counters and latency histograms), [`procfs`]
 //! (CPU and memory from /proc), [`report`] (JSON and Markdown), [`chart`] (SVG).
 
 mod chart;
 mod chat;
 mod client;
+mod crisis;
 mod procfs;
 mod report;
 mod stats;
@@ -36,6 +38,8 @@ enum Command {
     Rooms {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        crisis: Crisis,
         #[arg(long, default_value_t = 1500)]
         rooms: usize,
         #[arg(long, default_value_t = 10)]
@@ -48,6 +52,8 @@ enum Command {
     Fanout {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        crisis: Crisis,
         #[arg(long, default_value_t = 1)]
         rooms: usize,
         #[arg(long, default_value_t = 1000)]
@@ -167,6 +173,29 @@ struct Common {
     quiet: bool,
 }
 
+/// Crisis alerts under load (`rooms`, `fanout`).
+#[derive(Args, Clone)]
+struct Crisis {
+    /// Crisis messages per second, all shards together, in the measured window: a sender's
+    /// ordinary message gets a crisis phrase appended, each sender at most once per run.
+    #[arg(long, default_value_t = 0.0)]
+    crisis_per_s: f64,
+    /// A facilitator's or admin's token (`kindred token`): shard 0 opens one more connection
+    /// with it to the first --url, joins no room, and times every `alert` it is sent.
+    #[arg(long)]
+    staff_token: Option<String>,
+}
+
+impl Crisis {
+    fn apply(self, plan: &mut chat::Plan) -> anyhow::Result<()> {
+        anyhow::ensure!(self.crisis_per_s >= 0.0 && self.crisis_per_s.is_finite(), "--crisis-per-s must be 0 or more");
+        // Each shard sends its share, so the total is what was asked for.
+        plan.crisis_per_s = self.crisis_per_s / plan.shard.1 as f64;
+        plan.staff_token = self.staff_token;
+        Ok(())
+    }
+}
+
 fn seconds(s: &str) -> Result<Duration, String> {
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -215,13 +244,15 @@ impl Common {
             server_pids: self.server_pids.clone(),
             progress: !self.quiet,
             measure_setup: false,
+            crisis_per_s: 0.0,
+            staff_token: None,
         }
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let command_line = redacted_command_line(std::env::args());
     let (common, plan, churn) = match cli.command {
         Command::Config { rooms, capacity, room_prefix, history, mailbox, write_buffer_bytes } => {
             let limits = [
@@ -242,19 +273,21 @@ fn main() -> anyhow::Result<()> {
             eprintln!("wrote {} ({} results)", out.display(), reports.len());
             return Ok(());
         }
-        Command::Rooms { common, rooms, members, interval } => {
+        Command::Rooms { common, crisis, rooms, members, interval } => {
             let mut plan = common.plan("rooms", rooms, members, rooms * members);
             plan.senders = members;
             plan.interval = interval;
+            crisis.apply(&mut plan)?;
             (common, plan, false)
         }
-        Command::Fanout { common, rooms, members, senders, rate } => {
+        Command::Fanout { common, crisis, rooms, members, senders, rate } => {
             let mut plan = common.plan("fanout", rooms, members, rooms * members);
             plan.senders = senders.min(members);
             let msgs_per_s = rate / members.max(1) as f64;
             let all_senders = (rooms * plan.senders) as f64;
             anyhow::ensure!(msgs_per_s > 0.0 && all_senders > 0.0, "--rate and --senders must be positive");
             plan.interval = Duration::from_secs_f64(all_senders / msgs_per_s);
+            crisis.apply(&mut plan)?;
             (common, plan, false)
         }
         Command::Connect { common, connections, members, rooms, churn } => {
@@ -293,6 +326,26 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command line for the report, without the staff token's value (a
+/// bearer credential has no place in a results file).
+fn redacted_command_line(args: impl IntoIterator<Item = String>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if std::mem::take(&mut hide_next) {
+            out.push("<token>".into());
+        } else if arg == "--staff-token" {
+            hide_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--staff-token=") {
+            out.push("--staff-token=<token>".into());
+        } else {
+            out.push(arg);
+        }
+    }
+    out.join(" ")
+}
+
 /// A config file for `kindred serve --config`: load-test rooms of `capacity`,
 /// and limits that let one machine's worth of load through.
 fn config_toml(rooms: usize, capacity: u32, prefix: &str, limits: &[(&str, Option<usize>)]) -> String {
@@ -328,6 +381,15 @@ mod tests {
         assert!(seconds("-1").is_err());
         assert_eq!(shard("1/3").unwrap(), (1, 3));
         assert!(shard("3/3").is_err());
+    }
+
+    #[test]
+    fn the_staff_token_stays_out_of_the_report() {
+        let args = ["kl", "rooms", "--staff-token", "eyJ.secret", "--crisis-per-s", "1", "--staff-token=eyJ.again"];
+        assert_eq!(
+            redacted_command_line(args.map(String::from)),
+            "kl rooms --staff-token <token> --crisis-per-s 1 --staff-token=<token>"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! tasks never queue on one lock). Snapshots and the live progress line are
 //! taken from here; nothing here touches a socket.
 
+use crate::crisis::Alerts;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 /// Latency shards: a connection records into shard `index % SHARDS`.
 const SHARDS: usize = 32;
 /// The largest latency recorded, in microseconds (60 s); larger values are clamped.
-const MAX_MICROS: u64 = 60_000_000;
+pub const MAX_MICROS: u64 = 60_000_000;
 
 /// One latency shard: the whole measured window, and the last second for the progress line.
 struct Shard {
@@ -19,7 +20,7 @@ struct Shard {
     interval: Histogram<u64>,
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // Bounds are constants within hdrhistogram's limits.
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
 }
@@ -41,6 +42,8 @@ pub struct Stats {
     pub other_frames: AtomicU64,
     /// Whether latency samples are being kept (the measured window).
     pub measuring: AtomicBool,
+    /// Crisis messages and their alerts (`--crisis-per-s`, `--staff-token`).
+    pub alerts: Alerts,
     errors: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<String, u64>>,
     shards: Vec<Mutex<Shard>>,
@@ -48,6 +51,13 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
+        Stats::new(0.0)
+    }
+}
+
+impl Stats {
+    /// Counters for a run whose senders make `crisis_per_s` crisis messages a second.
+    pub fn new(crisis_per_s: f64) -> Self {
         Stats {
             joined: AtomicU64::new(0),
             setup_failed: AtomicU64::new(0),
@@ -57,6 +67,7 @@ impl Default for Stats {
             deliveries: AtomicU64::new(0),
             other_frames: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
+            alerts: Alerts::new(crisis_per_s),
             errors: Mutex::new(BTreeMap::new()),
             closes: Mutex::new(BTreeMap::new()),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard { total: histogram(), interval: histogram() })).collect(),
@@ -77,7 +88,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
         if h.is_empty() {
             return Percentiles::default();
         }

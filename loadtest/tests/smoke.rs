@@ -1,7 +1,7 @@
 //! Smoke test: start the real `kindred` server (building it first if this
 //! profile has none), run every scenario for a second or two at small scale,
 //! and check that messages flowed, nothing failed, and the JSON results parse
-//! and chart.
+//! and chart; and that crisis messages' alerts reach a staff connection.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -45,8 +45,9 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-fn start_server() -> Server {
-    let dir = std::env::temp_dir().join(format!("kindred-loadtest-smoke-{}", std::process::id()));
+/// A server with its own data dir (`name` keeps tests running in parallel apart).
+fn start_server(name: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("kindred-loadtest-smoke-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = Command::new(LOADTEST)
         .args(["config", "--rooms", "20", "--capacity", "100"])
@@ -92,7 +93,7 @@ fn run(server: &Server, name: &str, args: &[&str]) -> Value {
 
 #[test]
 fn every_scenario_runs_against_the_real_server() {
-    let server = start_server();
+    let server = start_server("scenarios");
 
     let rooms = run(&server, "rooms", &["rooms", "--rooms", "5", "--members", "4", "--interval", "0.2", "--duration", "1.5"]);
     assert!(rooms["deliveries"].as_u64().unwrap() > 0);
@@ -129,4 +130,56 @@ fn every_scenario_runs_against_the_real_server() {
     assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
     let svg = std::fs::read_to_string(svg).expect("chart written");
     assert!(svg.starts_with("<svg") && svg.contains("<circle"));
+}
+
+#[test]
+fn crisis_messages_raise_alerts_that_the_staff_connection_times() {
+    let server = start_server("crisis");
+    let token = Command::new(server_binary())
+        .args(["token", "--role", "facilitator", "--name", "Bench", "--data-dir"])
+        .arg(server.dir.join("data"))
+        .env_remove("KINDRED_JWT_SECRET")
+        .output()
+        .expect("run kindred token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).expect("token is text").trim().to_owned();
+
+    let rooms = run(
+        &server,
+        "rooms-crisis",
+        &["rooms", "--rooms", "5", "--members", "4", "--interval", "0.2", "--duration", "1.5", "--crisis-per-s", "4", "--staff-token", &token],
+    );
+    // Crisis messages are delivered like any other.
+    assert!(rooms["deliveries"].as_u64().unwrap() > 0);
+    assert!(rooms["latency"]["samples"].as_u64().unwrap() > 0);
+    let alerts = &rooms["alerts"];
+    let sent = alerts["crisis_sent"].as_u64().unwrap();
+    let received = alerts["alerts_received"].as_u64().unwrap();
+    assert!((1..=20).contains(&sent), "one a sender at most: {alerts}");
+    assert_eq!(alerts["staff_connection"], true);
+    assert!(received >= 1, "{alerts}");
+    assert_eq!(received, sent, "every crisis message from a different member raises one alert: {alerts}");
+    assert_eq!(alerts["staff_dropped"], false);
+    let latency = &alerts["latency"];
+    assert_eq!(latency["samples"].as_u64(), Some(received));
+    let max_ms = latency["max_ms"].as_f64().unwrap();
+    assert!(max_ms > 0.0 && max_ms < 10_000.0, "a sane alert latency: {latency}");
+    // The server's own count, read from /metrics before and after.
+    let server_view = &alerts["server"];
+    assert_eq!(server_view["alerts_total"].as_u64(), Some(received), "{server_view}");
+    assert_eq!(server_view["delivery_count"].as_u64(), Some(received), "{server_view}");
+    assert!(!rooms["command"].as_str().unwrap().contains(&token), "the token must not be written to the results");
+
+    // Without a crisis rate nothing is sent, and old-style runs have no alerts section.
+    let plain = run(&server, "rooms-plain", &["rooms", "--rooms", "2", "--members", "4", "--interval", "0.2", "--duration", "0.5"]);
+    assert!(plain.get("alerts").is_none(), "{plain}");
+
+    // A bad token fails the run instead of quietly timing nothing.
+    let bad = Command::new(LOADTEST)
+        .args(["rooms", "--rooms", "1", "--members", "2", "--duration", "0.2", "--quiet", "--url", &server.url])
+        .args(["--crisis-per-s", "1", "--staff-token", "not-a-token"])
+        .output()
+        .expect("run kindred-loadtest");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("staff connection"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
