@@ -120,7 +120,7 @@ pub struct ModerationStore {
     version: Mutex<(u64, String)>,
     /// One change at a time from this node.
     changing: tokio::sync::Mutex<()>,
-    audit: Mutex<()>,
+    audit: Arc<Mutex<()>>,
     /// This node's staff connections, told of alerts as the state changes.
     on_duty: OnceLock<Arc<OnDuty>>,
 }
@@ -152,7 +152,7 @@ impl ModerationStore {
             state: Mutex::new(state),
             version: Mutex::new((0, String::new())),
             changing: tokio::sync::Mutex::new(()),
-            audit: Mutex::new(()),
+            audit: Arc::new(Mutex::new(())),
             on_duty: OnceLock::new(),
         }
     }
@@ -228,15 +228,22 @@ impl ModerationStore {
         };
         match &self.backend {
             Backend::File { state_path, .. } => {
-                let (out, alerts) = {
+                // One change at a time, so they are saved in order; the state
+                // lock is held only to change and encode it, never across the
+                // write and its fsyncs (every send reads the mutes under it).
+                let _one = self.changing.lock().await;
+                let (out, bytes, alerts) = {
                     let mut state = self.state.lock();
                     let before = state.alerts.clone();
                     let out = f(&mut state);
                     prune(&mut state);
                     let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
-                    crate::store::write_atomic(state_path, &bytes, true)?;
-                    (out, AlertChanges::between(&before, &state.alerts))
+                    (out, bytes, AlertChanges::between(&before, &state.alerts))
                 };
+                let path = state_path.clone();
+                tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true))
+                    .await
+                    .map_err(std::io::Error::other)??;
                 self.tell(alerts);
                 Ok(out)
             }
@@ -426,11 +433,15 @@ impl ModerationStore {
         match &self.backend {
             Backend::File { audit_path, .. } => {
                 line.push(b'\n');
-                let _guard = self.audit.lock();
-                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(audit_path)?;
-                file.write_all(&line)?;
-                file.sync_data()?;
-                Ok(())
+                // Off the runtime's threads: an fsync can take milliseconds.
+                let (path, lock) = (audit_path.clone(), self.audit.clone());
+                let write = move || -> std::io::Result<()> {
+                    let _guard = lock.lock();
+                    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                    file.write_all(&line)?;
+                    file.sync_data()
+                };
+                Ok(tokio::task::spawn_blocking(write).await.map_err(std::io::Error::other)??)
             }
             Backend::Redis { conn, .. } => {
                 let cmd = redis::cmd("XADD").arg(REDIS_AUDIT_KEY).arg("*").arg("j").arg(line).clone();
