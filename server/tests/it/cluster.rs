@@ -1033,3 +1033,32 @@ async fn staff_notes_get_a_staff_seq_from_redis_and_come_back_on_resume_on_anoth
     assert!(recovered);
     assert!(history.iter().any(|m| m.message_id == note.message_id && m.staff_seq == Some(1)), "{history:?}");
 }
+
+#[tokio::test]
+async fn out_of_scope_a_facilitator_is_a_member_on_the_other_node_too() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let (mut mo, _) = joined_member(&a, "Mo").await;
+    // Kai may moderate anxiety only, and joins grief on node b.
+    let token = b.app.auth.staff_token(Role::Facilitator, "Kai", Some(vec![RoomId::from("anxiety")]), Duration::from_secs(600));
+    let mut kai = b.client().await;
+    kai.hello(Some(&token), None).await;
+    let joined = kai.join(ROOM).await;
+    assert_eq!(joined_parts(&joined).0.role, Role::Member);
+    let seen = mo.expect("Kai's presence on node a", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.handle == "Kai")).await;
+    assert!(matches!(seen, ServerMessage::Presence { joined: Some(j), .. } if j.role == Role::Member), "no Facilitator badge on node a either");
+    // A staff note from an in-scope facilitator on node a does not reach Kai on node b.
+    let mut sam = a.staff(Role::Facilitator, Some(vec![ROOM]), ROOM).await;
+    sam.send(&ClientMessage::Send { id: Some(1.into()), room: RoomId::from(ROOM), text: "staff only".into(), reply_to: None, cw: None, staff: true }).await;
+    sam.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
+    mo.say(ROOM, "after the note").await;
+    // Everything Kai gets up to Mo's later message: no staff note among it.
+    loop {
+        match kai.recv().await {
+            ServerMessage::Message(msg) if msg.staff => panic!("a staff note reached an out-of-scope facilitator"),
+            ServerMessage::Message(msg) if msg.text == "after the note" => break,
+            _ => {}
+        }
+    }
+}

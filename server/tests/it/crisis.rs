@@ -235,3 +235,20 @@ async fn out_of_scope_a_facilitator_is_a_member_in_every_way() {
     kai.send(&ClientMessage::Join { id: Some(1.into()), room: "anxiety".into(), accept_rules: Some(1), since: None }).await;
     kai.expect_error(ErrorCode::RoomLocked).await;
 }
+
+#[tokio::test]
+async fn the_notice_speaks_the_members_language_and_lists_its_helplines_first() {
+    let server = TestServer::start().await;
+    let mut a = server.client().await;
+    a.send(&ClientMessage::Hello { id: Some(1.into()), token: None, handle: Some("Sol".into()), locale: Some("es-MX".into()) }).await;
+    a.expect("welcome", |m| matches!(m, ServerMessage::Welcome { .. })).await;
+    a.join("grief").await; // an English room: members write in their own language
+    a.say("grief", "ya no puedo más, quiero morir").await;
+    let notice = crisis_notice(&mut a).await;
+    assert_eq!(notice.facilitators_alerted, Some(0));
+    let english = server.app.safety.crisis_text(Some("en"), 0);
+    assert_ne!(notice.text, english, "es-MX falls back to Spanish, not English");
+    assert_eq!(notice.text, server.app.safety.crisis_text(Some("es"), 0));
+    let first = &notice.resources.expect("resources")[0];
+    assert!(first.contact.contains("024"), "the Spanish helpline first: {first:?}");
+}
