@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startServer, kindredBin } from './server.mjs';
-import { launchBrowser, openMember, joinRoom, sendMessage, acceptRulesIfAsked, seriousViolations, WAIT } from './browser.mjs';
+import { launchBrowser, openMember, watchErrors, joinRoom, sendMessage, acceptRulesIfAsked, seriousViolations, WAIT } from './browser.mjs';
 
 const CRISIS = 'Honestly, everyone would be better off without me.';
 
@@ -59,12 +59,7 @@ async function openStaff(server, opts, { bypassCSP = false, viewport = { width: 
     }
   });
   const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) errors.push(`csp: ${m.text()}`);
-  });
-  page.setDefaultTimeout(WAIT);
+  const errors = watchErrors(page);
   await page.goto(`${server.url}/#token=${staffToken(server.dataDir, opts)}`);
   await page.locator('.conn[data-state="online"]').waitFor({ state: 'attached' });
   await page.waitForFunction((role) => window.kindred?.store.session?.role === role, opts.role || 'facilitator');

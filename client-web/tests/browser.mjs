@@ -47,16 +47,22 @@ export function launchBrowser() {
  * A member in a fresh browser context (own localStorage = own identity).
  * `errors` collects page errors and CSP violations so tests can assert none happened.
  */
-export async function openMember(browser, baseUrl, { viewport = { width: 1200, height: 800 }, reducedMotion = 'reduce', bypassCSP = false } = {}) {
-  // bypassCSP only for axe-core, which is injected as an inline script.
-  const context = await browser.newContext({ viewport, reducedMotion, bypassCSP, locale: 'en-GB', timezoneId: 'Europe/London' });
-  const page = await context.newPage();
+/** Collect the page's script errors and CSP refusals (to assert there are none); sets the wait timeout. */
+export function watchErrors(page) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) errors.push(`csp: ${m.text()}`);
   });
   page.setDefaultTimeout(WAIT);
+  return errors;
+}
+
+export async function openMember(browser, baseUrl, { viewport = { width: 1200, height: 800 }, reducedMotion = 'reduce', bypassCSP = false } = {}) {
+  // bypassCSP only for axe-core, which is injected as an inline script.
+  const context = await browser.newContext({ viewport, reducedMotion, bypassCSP, locale: 'en-GB', timezoneId: 'Europe/London' });
+  const page = await context.newPage();
+  const errors = watchErrors(page);
   await page.goto(`${baseUrl}/`);
   await page.locator('.conn[data-state="online"]').waitFor({ state: 'attached', timeout: WAIT });
   return { context, page, errors };
