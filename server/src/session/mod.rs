@@ -749,14 +749,20 @@ impl Session {
             Ok(msg) => {
                 Metrics::add(&self.app.metrics.messages_in, 1);
                 let sent = ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq };
+                // The alert is stored before anything is written back: a sender
+                // whose socket fails right now (a closed tab) still reaches
+                // whoever is on duty, and a `sent` means the alert is stored too.
+                let alerted = match verdict.crisis {
+                    true => Some(crisis::raise_alert(self.app.clone(), def.clone(), msg).await),
+                    false => None,
+                };
                 self.write_with_queued(Some(encode(&sent))).await?;
                 if let Some(kind) = verdict.pii {
                     let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
                     let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None, facilitators_alerted: None };
                     self.reply(&ServerMessage::Notice(notice)).await?;
                 }
-                if verdict.crisis {
-                    let alerted = crisis::raise_alert(self.app.clone(), def.clone(), msg).await;
+                if let Some(alerted) = alerted {
                     let locale = self.locale.as_deref();
                     let notice = Notice {
                         room: Some(room_id.clone()),
