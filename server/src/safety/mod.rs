@@ -14,6 +14,8 @@
 //! - the default helplines, tagged by language (`resources_for`);
 //! - the words said with the helplines, per language (`crisis_text`).
 
+pub(crate) mod digits;
+
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use kindred_protocol::Resource;
 use regex::Regex;
@@ -506,6 +508,8 @@ impl Safety {
     }
 
     fn pii(&self, text: &str) -> Option<&'static str> {
+        // "٠٧٧٠٠ ٩٠٠١٢٣" and "０７７００ ９００１２３" are phone numbers too.
+        let text = &*digits::to_ascii(text);
         if self.email.is_match(text) {
             return Some("an e-mail address");
         }
@@ -581,6 +585,11 @@ mod tests {
             ("écris-moi à marie.dupont@example.fr 💬", "an e-mail address"),
             ("appelle-moi au 06 12 34 56 78 ❤️ merci", "a phone number"),
             ("it’s at 14 Mill Lane — come by 🙂", "a street address"),
+            // Digits of other scripts are digits: Arabic-Indic, Persian, Devanagari, fullwidth.
+            ("اتصل بي على ٠٧٧٠٠ ٩٠٠١٢٣", "a phone number"),
+            ("شماره‌ام ۰۹۱۲ ۳۴۵ ۶۷۸۹ است", "a phone number"),
+            ("मुझे ०७७०० ९००१२३ पर कॉल करें", "a phone number"),
+            ("call me on ０７７００ ９００１２３", "a phone number"),
         ] {
             assert_eq!(s.check(text, "en").pii, Some(kind), "{text}");
         }

@@ -33,7 +33,14 @@ async fn contact_details_are_caught_before_they_expose_someone() {
     let (mut b, _) = server.member(None).await;
     a.join("new-in-town").await;
     b.join("new-in-town").await;
-    for (i, text) in ["message me at jo.bloggs@example.com", "text me 07700 900123 anytime", "I'm at 14 Elm Grove if anyone's near"].iter().enumerate() {
+    for (i, text) in [
+        "message me at jo.bloggs@example.com",
+        "text me 07700 900123 anytime",
+        "I'm at 14 Elm Grove if anyone's near",
+        // The same number in Arabic-Indic and in fullwidth digits.
+        "راسلني على ٠٧٧٠٠ ٩٠٠١٢٣",
+        "text me ０７７００ ９００１２３ anytime",
+    ].iter().enumerate() {
         a.send(&ClientMessage::Send { id: Some((i as i64).into()), room: "new-in-town".into(), text: (*text).into(), reply_to: None, cw: None, staff: false }).await;
         let e = a.expect_error(ErrorCode::ContentBlocked).await;
         assert!(e.message.contains("contact details"), "{e:?}");
