@@ -3,7 +3,6 @@
 //! contact details.
 
 use rand::Rng;
-use rand::seq::IndexedRandom;
 use unicode_normalization::UnicodeNormalization;
 
 /// Words a member's handle may not pass for, in any case and with
@@ -49,10 +48,17 @@ const NOUNS: &[&str] = &[
 
 /// A friendly generated handle such as "Quiet Heron 42".
 pub fn generate() -> String {
-    let mut rng = rand::rng();
-    let adjective = ADJECTIVES.choose(&mut rng).copied().unwrap_or("Quiet");
-    let noun = NOUNS.choose(&mut rng).copied().unwrap_or("Heron");
-    format!("{adjective} {noun} {}", rng.random_range(10..100))
+    generate_from(rand::rng().random())
+}
+
+/// The generated handle these eight bytes pick: the same bytes, the same
+/// handle, so a handle derived from an account and a room is stable across
+/// reconnects and nodes without being stored.
+pub fn generate_from(seed: [u8; 8]) -> String {
+    let pick = |i: usize| u16::from_le_bytes([seed[i], seed[i + 1]]) as usize;
+    let adjective = ADJECTIVES[pick(0) % ADJECTIVES.len()];
+    let noun = NOUNS[pick(2) % NOUNS.len()];
+    format!("{adjective} {noun} {}", 10 + pick(4) % 90)
 }
 
 /// Why a wished-for handle was refused; the text is shown to the person.
@@ -116,7 +122,8 @@ fn imitates_staff(handle: &str) -> bool {
 }
 
 fn looks_like_contact(handle: &str) -> bool {
-    let lower = handle.to_lowercase();
+    // Digits of every script count: "٠٧٧٠٠٩٠٠١٢٣" is a phone number too.
+    let lower = crate::safety::digits::to_ascii(handle).to_lowercase();
     // Seven or more digits, however spaced or dotted, read as a phone number.
     let digits = lower.chars().filter(char::is_ascii_digit).count();
     if digits >= 7 {
@@ -158,6 +165,9 @@ mod tests {
         assert_eq!(validate("sam@example.com", 2, 32), Err(HandleError::Characters));
         assert_eq!(validate("sam example.com", 2, 32), Err(HandleError::ContactDetails));
         assert_eq!(validate("call 555 123 4567", 2, 32), Err(HandleError::ContactDetails));
+        assert_eq!(validate("Sam ٠٧٧٠٠٩٠٠١٢٣", 2, 32), Err(HandleError::ContactDetails));
+        assert_eq!(validate("Sam ０７７００９００１２３", 2, 32), Err(HandleError::ContactDetails));
+        assert_eq!(validate("Sam ०७७००९००१२३", 2, 32), Err(HandleError::ContactDetails));
         assert_eq!(validate("https://x.y", 2, 32), Err(HandleError::Characters));
         assert_eq!(validate("<b>hi</b>", 2, 32), Err(HandleError::Characters));
         assert_eq!(validate("a", 2, 32), Err(HandleError::Length { min: 2, max: 32 }));

@@ -39,12 +39,48 @@ async fn member_ids_differ_between_rooms_so_presence_cannot_be_linked() {
 }
 
 #[tokio::test]
+async fn generated_handles_differ_by_room_and_stay_with_the_account_while_a_chosen_one_is_used_everywhere() {
+    let server = TestServer::start().await;
+    let rooms = ["grief", "anxiety", "new-in-town"];
+    let (mut a, welcome) = server.member(None).await;
+    let mut handles = Vec::new();
+    for room in rooms {
+        let joined = a.join(room).await;
+        handles.push(joined_parts(&joined).0.handle.clone());
+    }
+    let ServerMessage::Welcome { handle: outside, .. } = &welcome else { unreachable!() };
+    assert!(handles.iter().all(|h| h.split(' ').count() == 3), "generated handles: {handles:?}");
+    // 36,000 generated names: three rooms sharing one (or the welcome's) by chance is one in a billion.
+    assert!(!(handles[0] == handles[1] && handles[1] == handles[2]), "one name in every room: {handles:?}");
+    assert!(handles.iter().filter(|h| *h == outside).count() < 3, "the welcome's name is not the rooms' name: {handles:?}");
+    a.close().await;
+
+    // The same account gets the same generated handle in each room again.
+    let mut again = server.client().await;
+    again.hello(Some(&token_of(&welcome)), None).await;
+    for (room, handle) in rooms.iter().zip(&handles) {
+        let joined = again.join(room).await;
+        assert_eq!(&joined_parts(&joined).0.handle, handle, "{room}");
+    }
+
+    // A chosen handle is the same in every room, and after a reconnect.
+    let (mut b, welcome) = server.member(Some("River Song")).await;
+    for room in rooms {
+        assert_eq!(joined_parts(&b.join(room).await).0.handle, "River Song");
+    }
+    b.close().await;
+    let mut again = server.client().await;
+    again.hello(Some(&token_of(&welcome)), None).await;
+    assert_eq!(joined_parts(&again.join("grief").await).0.handle, "River Song");
+}
+
+#[tokio::test]
 async fn wished_handles_are_validated() {
     let server = TestServer::start().await;
     let (_, welcome) = server.member(Some("  River   Song ")).await;
     assert!(matches!(&welcome, ServerMessage::Welcome { handle, .. } if handle == "River Song"));
 
-    for bad in ["sam@example.com", "call me 07700 900123", "x", "see www.example.com", "<script>"] {
+    for bad in ["sam@example.com", "call me 07700 900123", "call me ٠٧٧٠٠٩٠٠١٢٣", "x", "see www.example.com", "<script>"] {
         let mut c = server.client().await;
         c.send(&ClientMessage::Hello { id: Some(1.into()), token: None, handle: Some(bad.into()), locale: None }).await;
         let e = c.expect_error(ErrorCode::InvalidHandle).await;
