@@ -73,7 +73,7 @@ async function memberInCrisis(server, room, text = CRISIS) {
   await sendMessage(m.page, text);
   const card = m.page.locator('.notice-crisis');
   await card.waitFor({ timeout: WAIT });
-  m.handle = await m.page.evaluate(() => window.kindred.store.session.handle);
+  m.handle = await m.page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.handle);
   return m;
 }
 

@@ -68,6 +68,11 @@ export async function openMember(browser, baseUrl, { viewport = { width: 1200, h
   return { context, page, errors };
 }
 
+/** The member's handle in the room on screen (generated handles differ per room). */
+export function myHandle(page) {
+  return page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.handle);
+}
+
 /** Wait for the directory to list a room, click its Join, accept rules if asked, and wait for the composer. */
 export async function joinRoom(page, roomId, roomName) {
   await page.locator('#screen-directory:not([hidden])').waitFor({ timeout: WAIT });

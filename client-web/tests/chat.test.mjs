@@ -3,19 +3,21 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, sendMessage, waitForMessage, messageTexts, myHandle } from './browser.mjs';
 
 const env = serverAndBrowser();
 
 test('two members chat in the same room', { timeout: 60000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);
+  // Without a chosen name, the directory says names differ per room.
+  await a.page.locator('.dir-identity', { hasText: 'a different friendly name' }).waitFor();
   await joinRoom(a.page, 'anxiety');
   await joinRoom(b.page, 'anxiety');
 
   // Each sees the other in the presence list.
-  const handleA = await a.page.evaluate(() => window.kindred.store.session.handle);
-  const handleB = await b.page.evaluate(() => window.kindred.store.session.handle);
+  const handleA = await myHandle(a.page);
+  const handleB = await myHandle(b.page);
   await a.page.locator('#people-panel .person-name', { hasText: handleB }).waitFor();
   await b.page.locator('#people-panel .person-name', { hasText: handleA }).waitFor();
 

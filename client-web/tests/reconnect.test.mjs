@@ -20,7 +20,7 @@ test('after a server restart a member reconnects with no gap and no duplicates',
   const b = await openMember(env.browser, env.server.url);
   await joinRoom(a.page, 'pet-loss');
   await joinRoom(b.page, 'pet-loss');
-  const handleA = await a.page.evaluate(() => window.kindred.store.session.handle);
+  const handleA = await a.page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.handle);
 
   const before = ['I lost my cat last week.', 'She was nineteen.', 'The house is so quiet now.'];
   for (const text of before) await sendMessage(a.page, text);
@@ -31,8 +31,8 @@ test('after a server restart a member reconnects with no gap and no duplicates',
   await waitOnline(a.page);
   await waitOnline(b.page);
 
-  // A keeps its identity across the reconnect (same session token).
-  assert.equal(await a.page.evaluate(() => window.kindred.store.session.handle), handleA);
+  // A keeps its identity across the reconnect (same session token): the same name in the room.
+  assert.equal(await a.page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.handle), handleA);
 
   await sendMessage(b.page, 'I am so sorry. Nineteen years is a lifetime of love.');
   await waitForMessage(a.page, 'I am so sorry. Nineteen years is a lifetime of love.');

@@ -196,15 +196,16 @@ impl Auth {
         AccountId(format!("a_{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    /// The member's session token, carrying its account and handle.
-    pub fn session_token(&self, account: &AccountId, handle: &str) -> String {
+    /// The member's session token, carrying its account and the handle it
+    /// chose (`None`: generated handles, a different one in each room).
+    pub fn session_token(&self, account: &AccountId, handle: Option<&str>) -> String {
         let iat = now_s();
         let claims = SessionClaims {
             sub: account.0.clone(),
             aud: SESSION_AUDIENCE.into(),
             iat,
             exp: iat + SESSION_TTL.as_secs(),
-            handle: Some(handle.to_owned()),
+            handle: handle.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.session_encoding)
             .expect("HS256 encoding of plain claims cannot fail")
@@ -277,6 +278,24 @@ impl Auth {
             .expect("HS256 encoding of plain claims cannot fail")
     }
 
+    /// The generated handle of an account that chose none: one per room
+    /// (`None`: the one shown outside rooms, in `welcome`), so a member is not
+    /// recognisable across rooms by name. Keyed like the member id, so the
+    /// handle says nothing of the account to whoever sees it.
+    pub fn generated_handle(&self, account: &AccountId, room: Option<&RoomId>) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.member_id_key).expect("HMAC takes a key of any length");
+        mac.update(b"handle\0");
+        mac.update(account.0.as_bytes());
+        if let Some(room) = room {
+            mac.update(b"\0");
+            mac.update(room.0.as_bytes());
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut seed = [0; 8];
+        seed.copy_from_slice(&digest[..8]);
+        crate::handles::generate_from(seed)
+    }
+
     /// The account's id inside one room: stable, and unlinkable across rooms
     /// without the server's key.
     pub fn member_id(&self, account: &AccountId, room: &RoomId) -> MemberId {
@@ -301,7 +320,7 @@ mod tests {
     fn session_tokens_round_trip_and_member_ids_differ_by_room() {
         let auth = auth();
         let account = Auth::new_account();
-        let token = auth.session_token(&account, "Quiet Heron 42");
+        let token = auth.session_token(&account, Some("Quiet Heron 42"));
         let id = auth.verify(&token).unwrap();
         assert_eq!(id.account, account);
         assert_eq!(id.role, Role::Member);
@@ -313,7 +332,7 @@ mod tests {
     #[test]
     fn a_session_token_from_another_secret_is_refused() {
         let other = Auth::new(b"another-secret-another-secret-xx", DEFAULT_ISSUER, DEFAULT_AUDIENCE);
-        let token = other.session_token(&Auth::new_account(), "x");
+        let token = other.session_token(&Auth::new_account(), Some("x"));
         assert!(auth().verify(&token).is_err());
     }
 

@@ -48,7 +48,7 @@ export class DirectoryScreen {
 
   renderIdentity() {
     const s = this.app.store.session;
-    this.identity.textContent = s ? t('youAppearAs', s.handle) : '';
+    this.identity.textContent = !s ? '' : s.handlePerRoom ? t('youAppearPerRoom') : t('youAppearAs', s.handle);
   }
 
   show() {

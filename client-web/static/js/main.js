@@ -127,7 +127,7 @@ class App {
     c.addEventListener('frame', (e) => this.onFrame(e.detail));
     this.store.addEventListener('session', (e) => {
       const s = e.detail;
-      this.youLong.textContent = s ? t('youMenu', s.handle) : t('youMenuConnecting');
+      this.youLong.textContent = s && !s.handlePerRoom ? t('youMenu', s.handle) : t('youMenuConnecting');
       document.body.classList.toggle('is-staff', this.store.isStaff);
     });
   }
@@ -150,6 +150,7 @@ class App {
     const again = this.hadWelcome;
     this.hadWelcome = true;
     if (w.role === 'member' && w.session_token) storage.memberToken = w.session_token;
+    if (w.role === 'member' && this.wishedHandle) storage.handleChosen = true;
     this.wishedHandle = null;
     this.store.setSession(w);
     if (this.store.isStaff) this.syncAlerts();
@@ -444,7 +445,8 @@ class App {
   async openYou() {
     const s = this.store.session;
     const staff = this.store.isStaff;
-    const content = [h('p', { text: s ? (staff ? t('youAreStaff', s.handle, s.role) : t('youAre', s.handle)) : t('statusConnecting') })];
+    const you = !s ? t('statusConnecting') : staff ? t('youAreStaff', s.handle, s.role) : s.handlePerRoom ? t('youArePerRoom') : t('youAre', s.handle);
+    const content = [h('p', { text: you })];
     const actions = [];
     if (!staff) {
       content.push(h('p', { class: 'hint', text: `${t('startFresh')}: ${t('startFreshExplain')}` }), h('p', { class: 'hint', text: `${t('forgetMe')}: ${t('forgetMeExplain')}` }));
@@ -488,6 +490,7 @@ class App {
     if (v !== 'go') return;
     this.switchIdentity(() => {
       storage.memberToken = null;
+      storage.handleChosen = false;
       this.wishedHandle = name || null;
     });
   }

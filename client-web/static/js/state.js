@@ -9,6 +9,7 @@ export const isStaffRole = (role) => STAFF_ROLES.has(role);
 const TOKEN_KEY = 'kindred.session_token';
 const STAFF_KEY = 'kindred.staff_token';
 const HIDDEN_KEY = 'kindred.hidden';
+const CHOSEN_KEY = 'kindred.handle_chosen';
 const ALERT_SOUND_KEY = 'kindred.alert_sound';
 /** How many resolved alerts the inbox keeps to show who resolved what. */
 const RESOLVED_KEPT = 10;
@@ -46,6 +47,23 @@ export const storage = {
       /* ignore */
     }
   },
+  /** Whether the member chose a name (used in every room) rather than taking
+   * the server's generated ones (a different one in each room). */
+  get handleChosen() {
+    try {
+      return localStorage.getItem(CHOSEN_KEY) === '1';
+    } catch {
+      return false;
+    }
+  },
+  set handleChosen(on) {
+    try {
+      if (on) localStorage.setItem(CHOSEN_KEY, '1');
+      else localStorage.removeItem(CHOSEN_KEY);
+    } catch {
+      /* ignore */
+    }
+  },
   /** Members hidden by this reader, as "room/member_id" keys. */
   get hidden() {
     try {
@@ -79,6 +97,7 @@ export const storage = {
   },
   forgetAll() {
     this.memberToken = null;
+    this.handleChosen = false;
     try {
       localStorage.removeItem(HIDDEN_KEY);
     } catch {
@@ -301,7 +320,9 @@ export class Store extends EventTarget {
   }
 
   setSession(welcome) {
-    this.session = welcome;
+    // A member who chose no name has a different generated one in each room;
+    // `welcome.handle` is then only the name for outside rooms.
+    this.session = welcome && { ...welcome, handlePerRoom: welcome.role === 'member' && !storage.handleChosen };
     this.emit('session', welcome);
   }
 

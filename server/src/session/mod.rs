@@ -48,7 +48,10 @@ pub struct Session {
     /// Boxed: every idle connection carries this struct in its future, and
     /// the identity is read only by requests, never by the write path.
     identity: Option<Box<Identity>>,
+    /// The handle in `welcome`: the chosen one, used in every room, or
+    /// (`handle_per_room`) the generated one shown outside rooms.
     handle: String,
+    handle_per_room: bool,
     /// `hello.locale`, for texts the server writes (crisis notices).
     locale: Option<Box<str>>,
     /// Rooms this connection is in, with how it appears there.
@@ -117,6 +120,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket) {
         outbox: Outbox { tx, control: Arc::new(Control::default()) },
         identity: None,
         handle: String::new(),
+        handle_per_room: false,
         locale: None,
         rooms: MyRooms::default(),
         bucket: TokenBucket::new(limits.messages_per_10s, Duration::from_secs(10)),
@@ -532,9 +536,12 @@ impl Session {
         }
         // Staff may be called "Sam (facilitator)"; a member may not pass for staff.
         let check = if identity.role.is_staff() { crate::handles::validate_name } else { crate::handles::validate };
-        let handle = match wished.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+        // A chosen handle (wished now, or remembered in the token, or a
+        // facilitator's name) is used in every room; without one, a member
+        // gets a generated handle per room, not recognisable across rooms.
+        let chosen = match wished.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
             Some(wished) => match check(wished, limits.min_handle_chars, limits.max_handle_chars) {
-                Ok(handle) => handle,
+                Ok(handle) => Some(handle),
                 Err(e) => {
                     // v1.1: a handle that hides or impersonates is a bad request, not a naming slip.
                     let code = match e {
@@ -544,16 +551,14 @@ impl Session {
                     return self.error(ErrorBody::new(code, format!("That name can't be used: {e}.")).with_id(id)).await;
                 }
             },
-            None => identity
-                .name
-                .as_deref()
-                .and_then(|n| check(n, limits.min_handle_chars, limits.max_handle_chars).ok())
-                .unwrap_or_else(crate::handles::generate),
+            None => identity.name.as_deref().and_then(|n| check(n, limits.min_handle_chars, limits.max_handle_chars).ok()),
         };
         let session_token = match (identity.role, token) {
-            (kindred_protocol::Role::Member, _) | (_, None) => app.auth.session_token(&identity.account, &handle),
+            (kindred_protocol::Role::Member, _) | (_, None) => app.auth.session_token(&identity.account, chosen.as_deref()),
             (_, Some(staff_token)) => staff_token,
         };
+        self.handle_per_room = chosen.is_none();
+        let handle = chosen.unwrap_or_else(|| app.auth.generated_handle(&identity.account, None));
         let welcome = ServerMessage::Welcome {
             id,
             account: identity.account.clone(),
@@ -621,11 +626,12 @@ impl Session {
         // Outside its token's scope a staff connection is a member in every
         // way: shown as one, bound by locks and modes, sent nothing for staff.
         let role = if self.may_moderate(&room) { identity.role } else { kindred_protocol::Role::Member };
+        let handle = if self.handle_per_room { self.app.auth.generated_handle(&account, Some(&room)) } else { self.handle.clone() };
         let request = JoinRequest {
             conn: self.conn,
             member_id: self.app.auth.member_id(&account, &room),
             account,
-            handle: self.handle.clone(),
+            handle,
             role,
             accept_rules,
             since,

@@ -28,6 +28,7 @@ export default {
   directoryTitle: 'Find a room',
   directoryIntro: 'Every room is a small group of people who understand. You can read first and write when you are ready.',
   youAppearAs: (handle) => `In rooms you appear as “${handle}”.`,
+  youAppearPerRoom: 'In each room you get a different friendly name, so nobody can tell it is you in another room.',
   searchLabel: 'Search rooms',
   searchPlaceholder: 'Grief, anxiety, caregivers…',
   filterTopic: 'Topic',
@@ -191,6 +192,7 @@ export default {
   // You / account
   youTitle: 'You',
   youAre: (handle) => `You appear as “${handle}”. Nobody else can see anything else about you.`,
+  youArePerRoom: 'In each room you have a different friendly name, shown beside your messages there. Nobody else can see anything else about you.',
   youAreStaff: (handle, role) => `Signed in as ${handle} (${role}).`,
   startFresh: 'Start fresh',
   startFreshExplain: 'Forget this device’s identity and get a new name. Messages you already wrote stay in their rooms.',
