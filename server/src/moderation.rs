@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use crate::alerts::{AlertChanges, OnDuty, Resolution, StoredAlert};
 use crate::store::{SharedDoc, Versioned, bounded};
 use kindred_protocol::AlertId;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The Redis keys of the moderation document and the audit stream.
@@ -118,9 +119,21 @@ pub struct ModerationStore {
     state: Mutex<Persisted>,
     /// The version and lineage of `state` (Redis backend).
     version: Mutex<(u64, String)>,
-    /// One change at a time from this node.
+    /// One write (file) or compare-and-set (Redis) at a time from this node.
     changing: tokio::sync::Mutex<()>,
+    /// File backend, group commit: changes made in memory, and the newest
+    /// of them on disk. A change waits until `saved` covers it.
+    made: AtomicU64,
+    saved: AtomicU64,
+    /// Writes of the state file, for tests of the group commit.
+    writes: AtomicU64,
+    /// The audit log file: held by whoever reads or appends to it.
     audit: Arc<Mutex<()>>,
+    /// Audit lines not yet on disk, and the group commit's counters.
+    audit_pending: Mutex<Vec<u8>>,
+    audit_made: AtomicU64,
+    audit_saved: AtomicU64,
+    audit_writer: tokio::sync::Mutex<()>,
     /// This node's staff connections, told of alerts as the state changes.
     on_duty: OnceLock<Arc<OnDuty>>,
 }
@@ -152,7 +165,14 @@ impl ModerationStore {
             state: Mutex::new(state),
             version: Mutex::new((0, String::new())),
             changing: tokio::sync::Mutex::new(()),
+            made: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             audit: Arc::new(Mutex::new(())),
+            audit_pending: Mutex::new(Vec::new()),
+            audit_made: AtomicU64::new(0),
+            audit_saved: AtomicU64::new(0),
+            audit_writer: tokio::sync::Mutex::new(()),
             on_duty: OnceLock::new(),
         }
     }
@@ -208,8 +228,11 @@ impl ModerationStore {
         mutes_changed
     }
 
-    /// Change the state and store it before returning. One node: the file is
-    /// written under the lock, so two changes are never saved out of order.
+    /// Change the state and store it before returning. One node: the change
+    /// is made in memory at once, then the newest state is written (group
+    /// commit: one write covers every change made while the previous one was
+    /// on disk, so a flood of reports costs a write per fsync, not one per
+    /// report, and files are never saved out of order).
     /// Cluster: read, change, compare-and-set, retried when another node won.
     async fn change<T>(&self, f: impl Fn(&mut Persisted) -> T) -> Result<T, StoreError> {
         let prune = |state: &mut Persisted| {
@@ -228,22 +251,31 @@ impl ModerationStore {
         };
         match &self.backend {
             Backend::File { state_path, .. } => {
-                // One change at a time, so they are saved in order; the state
-                // lock is held only to change and encode it, never across the
-                // write and its fsyncs (every send reads the mutes under it).
-                let _one = self.changing.lock().await;
-                let (out, bytes, alerts) = {
+                // The state lock is held only to change and encode the state,
+                // never across a write and its fsyncs (every send reads the
+                // mutes under it).
+                let (out, mine, alerts) = {
                     let mut state = self.state.lock();
                     let before = state.alerts.clone();
                     let out = f(&mut state);
                     prune(&mut state);
-                    let bytes = serde_json::to_vec_pretty(&*state).expect("moderation state serializes");
-                    (out, bytes, AlertChanges::between(&before, &state.alerts))
+                    let mine = self.made.fetch_add(1, Ordering::SeqCst) + 1;
+                    (out, mine, AlertChanges::between(&before, &state.alerts))
                 };
-                let path = state_path.clone();
-                tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true))
-                    .await
-                    .map_err(std::io::Error::other)??;
+                let _one = self.changing.lock().await;
+                if self.saved.load(Ordering::SeqCst) < mine {
+                    let (upto, bytes) = {
+                        let state = self.state.lock();
+                        (self.made.load(Ordering::SeqCst), serde_json::to_vec_pretty(&*state).expect("moderation state serializes"))
+                    };
+                    let path = state_path.clone();
+                    tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true))
+                        .await
+                        .map_err(std::io::Error::other)??;
+                    self.saved.store(upto, Ordering::SeqCst);
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                // Told under the lock, so staff hear of changes in the order they were saved.
                 self.tell(alerts);
                 Ok(out)
             }
@@ -427,21 +459,47 @@ impl ModerationStore {
         self.state.lock().forgotten.contains(account)
     }
 
-    /// Append to the audit log and make it durable.
+    /// Append to the audit log and make it durable. One node: group commit,
+    /// like the state (lines queued while an fsync runs share the next one).
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(&entry).expect("audit entries serialize");
         match &self.backend {
             Backend::File { audit_path, .. } => {
                 line.push(b'\n');
+                let mine = {
+                    let mut pending = self.audit_pending.lock();
+                    pending.extend_from_slice(&line);
+                    self.audit_made.fetch_add(1, Ordering::SeqCst) + 1
+                };
+                let _one = self.audit_writer.lock().await;
+                if self.audit_saved.load(Ordering::SeqCst) >= mine {
+                    return Ok(());
+                }
+                let (upto, lines) = {
+                    let mut pending = self.audit_pending.lock();
+                    (self.audit_made.load(Ordering::SeqCst), std::mem::take(&mut *pending))
+                };
                 // Off the runtime's threads: an fsync can take milliseconds.
-                let (path, lock) = (audit_path.clone(), self.audit.clone());
+                let (path, lock, batch) = (audit_path.clone(), self.audit.clone(), lines.clone());
                 let write = move || -> std::io::Result<()> {
                     let _guard = lock.lock();
                     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-                    file.write_all(&line)?;
+                    file.write_all(&batch)?;
                     file.sync_data()
                 };
-                Ok(tokio::task::spawn_blocking(write).await.map_err(std::io::Error::other)??)
+                match tokio::task::spawn_blocking(write).await.map_err(std::io::Error::other) {
+                    Ok(Ok(())) => {
+                        self.audit_saved.store(upto, Ordering::SeqCst);
+                        Ok(())
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        // Put the batch back in front, for the next writer to try again.
+                        let mut pending = self.audit_pending.lock();
+                        let newer = std::mem::replace(&mut *pending, lines);
+                        pending.extend_from_slice(&newer);
+                        Err(e.into())
+                    }
+                }
             }
             Backend::Redis { conn, .. } => {
                 let cmd = redis::cmd("XADD").arg(REDIS_AUDIT_KEY).arg("*").arg("j").arg(line).clone();
@@ -492,6 +550,35 @@ mod tests {
         assert!(store.banned(&"anxiety".into(), &account).is_none());
         assert!(store.muted(&room, &account).is_none(), "an expired mute is over");
         assert_eq!(store.audit_log(10).await.unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_changes_shares_writes_and_every_change_is_on_disk() {
+        let dir = std::env::temp_dir().join(format!("kindred-mod-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let room = RoomId::from("grief");
+        let store = Arc::new(ModerationStore::open(&dir).unwrap());
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let (store, room) = (store.clone(), room.clone());
+                tokio::spawn(async move {
+                    let account = AccountId::from(format!("a_{i}").as_str());
+                    store.ban(Sanction { room: Some(room.clone()), account, member_id: None, until: None, reason: None }).await.unwrap();
+                    store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room), target: None, reason: None, detail: None }).await.unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let writes = store.writes.load(Ordering::Relaxed);
+        assert!(writes < 200, "200 changes made while others were written share writes: {writes} writes");
+        let reopened = ModerationStore::open(&dir).unwrap();
+        for i in 0..200 {
+            assert!(reopened.banned(&room, &AccountId::from(format!("a_{i}").as_str())).is_some(), "ban {i} is on disk");
+        }
+        assert_eq!(reopened.audit_log(1000).await.unwrap().len(), 200, "every audit line is on disk, once");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
