@@ -4,6 +4,7 @@
 //! recipient whose mailbox is full is closed with 4408 (it resumes from
 //! history) instead of slowing the room down. The hub never touches sockets.
 
+use crate::mailbox::{Key, Kind};
 use crate::config::Limits;
 use crate::rooms::{RoomDef, rfc3339};
 use axum::extract::ws::Utf8Bytes;
@@ -427,7 +428,8 @@ impl Room {
                 left: None,
                 member_count: state.members.len() as u32,
             });
-            self.fan_out(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id));
+            let key = Key::new(Kind::Presence, (&def.id, &me.member_id));
+            self.fan_out_keyed(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id), Some(key));
         }
         if announce {
             self.emit(&def.id, Event::Joined { member: me.clone(), account: req.account.clone() });
@@ -476,7 +478,7 @@ impl Room {
             left: Some(member_id.clone()),
             member_count: state.members.len() as u32,
         });
-        self.fan_out(room, state, &frame, Audience::All);
+        self.fan_out_keyed(room, state, &frame, Audience::All, Some(Key::new(Kind::Presence, (room, member_id))));
     }
 
     /// Queue `frame` for the audience without waiting for anyone. Connections
@@ -487,6 +489,12 @@ impl Room {
     /// drained by the outermost call: when a room's members all drop at once
     /// (a proxy restart), recursing once per member would overflow the stack.
     fn fan_out(&self, room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>) {
+        self.fan_out_keyed(room, state, frame, audience, None);
+    }
+
+    /// [`Room::fan_out`] of a frame that supersedes older ones of its `key`
+    /// still queued for a reader (presence, member state, typing, hands).
+    fn fan_out_keyed(&self, room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>, key: Option<Key>) {
         let mut delivered = 0u64;
         let RoomState { conns, dead, .. } = state;
         for (id, entry) in conns.iter() {
@@ -499,7 +507,7 @@ impl Room {
             if !wanted {
                 continue;
             }
-            match entry.outbox.tx.try_send(frame.clone()) {
+            match entry.outbox.tx.try_send_keyed(frame.clone(), key) {
                 Ok(()) => delivered += 1,
                 Err(crate::mailbox::TrySendError::Full) => {
                     entry.outbox.control.close(CloseCode::TooSlow);
@@ -605,9 +613,14 @@ impl Room {
     /// Deliver an ephemeral event (typing, alerts, reports) to the room's
     /// members, on every node.
     pub fn broadcast(&self, frame: &Frame, audience: Audience<'_>) {
+        self.broadcast_keyed(frame, audience, None);
+    }
+
+    /// [`Room::broadcast`] of a frame that supersedes older ones of its `key`.
+    pub fn broadcast_keyed(&self, frame: &Frame, audience: Audience<'_>, key: Option<Key>) {
         let id = self.id();
         let mut state = self.state.lock();
-        self.fan_out(&id, &mut state, frame, audience);
+        self.fan_out_keyed(&id, &mut state, frame, audience, key);
         if self.link.is_some() {
             self.emit(&id, Event::Frame { frame: frame.as_str().to_owned(), audience: audience.into() });
         }
@@ -708,7 +721,7 @@ impl Hub {
         if let Some(r) = self.room(room) {
             if r.typing_allowed(member_id) {
                 let frame = encode(&ServerMessage::Typing { room: room.clone(), member_id: member_id.clone() });
-                r.broadcast(&frame, Audience::AllBut(member_id));
+                r.broadcast_keyed(&frame, Audience::AllBut(member_id), Some(Key::new(Kind::Typing, (room, member_id))));
             }
         }
     }
@@ -898,8 +911,9 @@ impl Room {
                 self.send_link(link, Outgoing::Present(room.clone(), member.clone(), p.account.clone()));
             }
         }
+        let key = Key::new(Kind::Member, (room, &member.member_id));
         let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member });
-        self.fan_out(room, state, &frame, Audience::All);
+        self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
     }
 
     pub fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
@@ -914,7 +928,7 @@ impl Room {
         let room = self.id();
         self.emit(&room, Event::Hands { queue: state.hands.clone() });
         let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
-        self.fan_out(&room, state, &frame, Audience::Staff);
+        self.fan_out_keyed(&room, state, &frame, Audience::Staff, Some(Key::new(Kind::Hands, &room)));
     }
 
     /// Raise or lower a member's hand; staff see the queue.
@@ -1141,7 +1155,7 @@ impl Room {
             Event::Hands { queue } => {
                 state.hands = queue;
                 let frame = encode(&ServerMessage::Hands { room: room.clone(), queue: state.hands.clone() });
-                self.fan_out(&room, &mut state, &frame, Audience::Staff);
+                self.fan_out_keyed(&room, &mut state, &frame, Audience::Staff, Some(Key::new(Kind::Hands, &room)));
             }
             Event::Deleted { message_id, .. } => self.remove_from_log(&room, &mut state, &message_id),
             Event::Forget { account } => {
@@ -1160,13 +1174,14 @@ impl Room {
         let member = r.member.clone();
         self.remember(&self.def(), state, &member.member_id, &r.account);
         state.members.insert(member.member_id.clone(), Present { member: r.member, account: r.account, conns: 0, node: Some(r.node) });
+        let key = Key::new(Kind::Presence, (room, &member.member_id));
         let frame = encode(&ServerMessage::Presence {
             room: room.clone(),
             joined: Some(member),
             left: None,
             member_count: state.members.len() as u32,
         });
-        self.fan_out(room, state, &frame, Audience::All);
+        self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
     }
 
     /// Make the members other nodes hold match the shared presence list

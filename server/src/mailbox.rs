@@ -7,6 +7,14 @@
 //! quiet), with an `AtomicWaker` for the one reader. The hub pushes with
 //! `try_send` and never waits: a full mailbox means the reader is too slow
 //! (closed with 4408).
+//!
+//! Presence, member state, typing and the hand queue are news only in their
+//! newest form: a frame of that kind carries a [`Key`], and queuing it drops
+//! the older frames it supersedes that the reader has not taken yet. A
+//! reader who fell behind gets the latest state rather than every step of
+//! it, so one member raising and lowering a hand 4,000 times (or joining and
+//! leaving) cannot fill everyone's mailbox; a reader who keeps up still
+//! sees every step.
 
 use crate::hub::Frame;
 use futures_util::task::AtomicWaker;
@@ -23,8 +31,40 @@ struct Shared {
     reader: AtomicWaker,
 }
 
+/// What a frame is news of: its kind, and whom (a hash of room and member,
+/// or of the room for the hand queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub kind: Kind,
+    pub subject: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `presence`: a member joined or left; says everything about it.
+    Presence,
+    /// `member_update`: a present member's flags.
+    Member,
+    /// `typing`.
+    Typing,
+    /// `hands`: the whole queue.
+    Hands,
+}
+
+impl Key {
+    pub fn new(kind: Kind, subject: impl std::hash::Hash) -> Key {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        Key { kind, subject: BuildHasherDefault::<DefaultHasher>::default().hash_one(subject) }
+    }
+
+    /// Whether a reader given this frame no longer needs `older`.
+    fn supersedes(&self, older: &Key) -> bool {
+        self.subject == older.subject && (self.kind == older.kind || (self.kind == Kind::Presence && older.kind == Kind::Member))
+    }
+}
+
 struct State {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<(Frame, Option<Key>)>,
     capacity: usize,
     /// The reader is gone: nothing will ever be read again.
     closed: bool,
@@ -62,15 +102,23 @@ pub fn mailbox(capacity: usize) -> (Sender, Receiver) {
 
 impl Sender {
     pub fn try_send(&self, frame: Frame) -> Result<(), TrySendError> {
+        self.try_send_keyed(frame, None)
+    }
+
+    /// Queue `frame`, first dropping the queued frames its `key` supersedes.
+    pub fn try_send_keyed(&self, frame: Frame, key: Option<Key>) -> Result<(), TrySendError> {
         let was_empty = {
             let mut state = self.0.state.lock();
             if state.closed {
                 return Err(TrySendError::Closed);
             }
+            if let Some(key) = key.filter(|_| !state.frames.is_empty()) {
+                state.frames.retain(|(_, older)| !older.is_some_and(|older| key.supersedes(&older)));
+            }
             if state.frames.len() >= state.capacity {
                 return Err(TrySendError::Full);
             }
-            state.frames.push_back(frame);
+            state.frames.push_back((frame, key));
             state.frames.len() == 1
         };
         // Only a frame into an empty mailbox wakes the reader: it sleeps only
@@ -85,7 +133,7 @@ impl Sender {
 impl Receiver {
     /// The next frame, if one is queued.
     pub fn try_recv(&mut self) -> Option<Frame> {
-        self.0.state.lock().frames.pop_front()
+        self.0.state.lock().frames.pop_front().map(|(frame, _)| frame)
     }
 
     /// Whether nothing is queued.
@@ -231,5 +279,31 @@ mod tests {
             assert_eq!(got.as_str(), i.to_string());
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn newer_state_of_a_member_replaces_what_the_reader_has_not_taken() {
+        let (tx, mut rx) = mailbox(8);
+        let (hand, sam) = (Key::new(Kind::Member, ("grief", "m_kit")), Key::new(Kind::Member, ("grief", "m_sam")));
+        tx.try_send(frame("message 1")).unwrap();
+        for i in 0..1000 {
+            tx.try_send_keyed(frame(&format!("kit {i}")), Some(hand)).unwrap();
+        }
+        tx.try_send_keyed(frame("sam"), Some(sam)).unwrap();
+        tx.try_send(frame("message 2")).unwrap();
+        // Kit leaves: the presence frame makes its queued member state stale too.
+        tx.try_send_keyed(frame("kit left"), Some(Key::new(Kind::Presence, ("grief", "m_kit")))).unwrap();
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv()).map(|f| f.to_string()).collect();
+        assert_eq!(got, ["message 1", "sam", "message 2", "kit left"]);
+        // A reader who keeps up sees every step.
+        for i in 0..3 {
+            tx.try_send_keyed(frame(&format!("kit {i}")), Some(hand)).unwrap();
+            assert_eq!(rx.try_recv().unwrap().as_str(), format!("kit {i}"));
+        }
+        // A member's state never replaces a presence frame.
+        tx.try_send_keyed(frame("kit joined"), Some(Key::new(Kind::Presence, ("grief", "m_kit")))).unwrap();
+        tx.try_send_keyed(frame("kit hand"), Some(hand)).unwrap();
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv()).map(|f| f.to_string()).collect();
+        assert_eq!(got, ["kit joined", "kit hand"]);
     }
 }

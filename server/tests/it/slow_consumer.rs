@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use futures_util::SinkExt;
-use kindred_protocol::ClientMessage;
+use kindred_protocol::{ClientMessage, ServerMessage};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -68,5 +68,65 @@ async fn a_slow_consumer_is_closed_with_4408_and_the_others_get_everything() {
     sink.send(Message::text(serde_json::to_string(&msg).unwrap())).await.unwrap();
     let last = fast.messages(1).await.remove(0);
     assert_eq!(last.text, "still here?");
+    drain.abort();
+}
+
+/// Attack run: 4,000 raise/lower pairs in one write closed every member
+/// with 4408. A member who has fallen behind now gets the newest state of
+/// the hand (and presence) instead of every step, and stays.
+#[tokio::test]
+async fn a_hand_flood_does_not_close_a_member_who_fell_behind() {
+    let server = TestServer::with(|c| {
+        c.limits.messages_per_10s = 100_000;
+        c.limits.actions_per_10s = 100_000;
+        c.limits.max_text_chars = 1_000_000;
+        c.limits.max_frame_bytes = 4 << 20;
+        c.limits.mailbox_frames = 64;
+        c.limits.write_timeout_s = 30;
+    })
+    .await;
+    const ROOM: &str = "new-in-town";
+    let (mut flooder, _) = server.member(None).await;
+    let flooder_id = joined_parts(&flooder.join(ROOM).await).0.member_id.clone();
+
+    // The member who falls behind: a tiny receive buffer, not reading for now.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    let mut behind = TestClient::from_ws(ws);
+    behind.hello(None, None).await;
+    behind.join(ROOM).await;
+
+    let (mut sink, mut stream) = futures_util::StreamExt::split(flooder.ws);
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {} });
+    let send = |msg: &ClientMessage| Message::text(serde_json::to_string(msg).unwrap());
+    // Megabyte messages fill the kernel's buffers, so what follows waits in the mailbox.
+    let big = "a long and heartfelt message ".repeat(30_000);
+    for _ in 0..12 {
+        sink.feed(send(&ClientMessage::Send { id: None, room: ROOM.into(), text: big.clone(), reply_to: None, cw: None, staff: false })).await.unwrap();
+    }
+    for _ in 0..2_000 {
+        sink.feed(send(&ClientMessage::RaiseHand { id: None, room: ROOM.into() })).await.unwrap();
+        sink.feed(send(&ClientMessage::LowerHand { id: None, room: ROOM.into() })).await.unwrap();
+    }
+    sink.feed(send(&ClientMessage::Send { id: None, room: ROOM.into(), text: "after the flood".into(), reply_to: None, cw: None, staff: false })).await.unwrap();
+    sink.flush().await.unwrap();
+
+    let (mut updates, mut messages) = (0, 0);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), behind.recv()).await {
+            Ok(ServerMessage::MemberUpdate { member, .. }) if member.member_id == flooder_id => updates += 1,
+            Ok(ServerMessage::Message(m)) if m.text == "after the flood" => break,
+            Ok(ServerMessage::Message(_)) => messages += 1,
+            Ok(_) => {}
+            Err(_) => panic!("no 'after the flood' within 30 s ({messages} messages, {updates} updates)"),
+        }
+    }
+    assert_eq!(messages, 12, "every message arrived");
+    assert!(updates < 400, "the member who fell behind got the newest state, not 4,000 steps: {updates} updates");
+    behind.assert_alive().await;
     drain.abort();
 }
