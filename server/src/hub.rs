@@ -4,6 +4,7 @@
 //! recipient whose mailbox is full is closed with 4408 (it resumes from
 //! history) instead of slowing the room down. The hub never touches sockets.
 
+use crate::refusal::Refusal;
 use crate::mailbox::{Key, Kind};
 use crate::config::Limits;
 use crate::rooms::{RoomDef, rfc3339};
@@ -11,7 +12,7 @@ use axum::extract::ws::Utf8Bytes;
 use chrono::Utc;
 use dashmap::DashMap;
 use kindred_protocol::{
-    AccountId, ChatMessage, CloseCode, ErrorBody, ErrorCode, Member, MemberId, Position, Role,
+    AccountId, ChatMessage, CloseCode, Member, MemberId, Position, Role,
     RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage,
 };
 use parking_lot::{Mutex, RwLock};
@@ -122,8 +123,6 @@ pub struct Draft {
     pub account: AccountId,
 }
 
-/// Why a join was refused, as the contract's error.
-pub type JoinError = ErrorBody;
 
 /// What a joining connection brings.
 #[derive(Debug, Clone)]
@@ -309,24 +308,16 @@ impl Room {
 
     /// Join the room: checks, then registration and the history snapshot
     /// under one lock, so the member misses nothing and sees nothing twice.
-    fn join(&self, req: JoinRequest, alternatives: impl FnOnce() -> Vec<RoomSummary>) -> Result<Joined, JoinError> {
+    fn join(&self, req: JoinRequest, alternatives: impl FnOnce() -> Vec<RoomSummary>) -> Result<Joined, Refusal> {
         let def = self.def();
         let now = Utc::now();
         let staff = req.role.is_staff();
         if !staff {
             if let Some(crate::rooms::schedule::Status::Closed { next_open_at }) = def.status(now) {
-                let mut e = ErrorBody::new(ErrorCode::RoomClosed, "This room is closed now. It opens again at the time shown.");
-                e.next_open_at = next_open_at.map(rfc3339);
-                return Err(e);
+                return Err(Refusal::Closed { next_open_at: next_open_at.map(rfc3339) });
             }
             if req.accept_rules.is_none_or(|v| v < def.rules_version) {
-                let mut e = ErrorBody::new(
-                    ErrorCode::RulesNotAccepted,
-                    "Please read the room's ground rules, then join again with accept_rules.",
-                );
-                e.rules_version = Some(def.rules_version);
-                e.rules = Some(def.rules.clone());
-                return Err(e);
+                return Err(Refusal::RulesNotAccepted { version: def.rules_version, rules: def.rules.clone() });
             }
         }
         let mut state = self.state.lock();
@@ -334,14 +325,12 @@ impl Room {
         let already_present = state.members.contains_key(&req.member_id);
         if !staff && !already_present {
             if state.locked {
-                return Err(ErrorBody::new(ErrorCode::RoomLocked, "This room is not taking new members right now."));
+                return Err(Refusal::Locked);
             }
             let members = state.members.values().filter(|p| !p.member.role.is_staff()).count();
             if members >= def.capacity as usize {
                 drop(state);
-                let mut e = ErrorBody::new(ErrorCode::RoomFull, "This room is full. These rooms on the same topic have space.");
-                e.alternatives = Some(alternatives());
-                return Err(e);
+                return Err(Refusal::Full { alternatives: alternatives() });
             }
         }
 
@@ -550,27 +539,24 @@ impl Room {
 
     /// Checks a member's send against the room's live rules (membership, slow mode,
     /// structured mode, a facilitator's presence) and records it for slow mode.
-    pub fn admit_send(&self, member_id: &MemberId, role: Role, staff_only: bool) -> Result<(), ErrorBody> {
+    pub fn admit_send(&self, member_id: &MemberId, role: Role, staff_only: bool) -> Result<(), Refusal> {
         let def = self.def();
         let mut state = self.state.lock();
         let Some(present) = state.members.get(member_id) else {
-            return Err(ErrorBody::new(ErrorCode::NotMember, "Join the room before sending to it."));
+            return Err(Refusal::NotMember);
         };
         if staff_only && !role.is_staff() {
-            return Err(ErrorBody::new(ErrorCode::Forbidden, "Only facilitators can use the staff channel."));
+            return Err(Refusal::StaffOnly);
         }
         if role.is_staff() {
             return Ok(());
         }
         let has_floor = present.member.has_floor;
         if def.requires_facilitator && !state.members.values().any(|p| p.member.role.is_staff()) {
-            return Err(ErrorBody::new(
-                ErrorCode::WaitingForFacilitator,
-                "A facilitator will open the conversation soon. You can read along until then.",
-            ));
+            return Err(Refusal::WaitingForFacilitator);
         }
         if state.mode == RoomMode::Structured && !has_floor {
-            return Err(ErrorBody::new(ErrorCode::NotYourTurn, "Raise your hand and a facilitator will give you the floor."));
+            return Err(Refusal::NotYourTurn);
         }
         if state.slow_mode_s > 0 {
             let gap = Duration::from_secs(state.slow_mode_s.into());
@@ -578,8 +564,7 @@ impl Room {
                 let waited = last.elapsed();
                 if waited < gap {
                     let wait = (gap - waited).as_millis() as u64;
-                    return Err(ErrorBody::new(ErrorCode::SlowMode, "Slow mode is on: take a breath, then send again.")
-                        .retry_after(wait.max(1)));
+                    return Err(Refusal::SlowMode { retry_after_ms: wait.max(1) });
                 }
             }
             state.last_sent.insert(member_id.clone(), Instant::now());
@@ -699,9 +684,9 @@ impl Hub {
         list
     }
 
-    pub fn join(&self, room: &RoomId, req: JoinRequest) -> Result<Joined, JoinError> {
+    pub fn join(&self, room: &RoomId, req: JoinRequest) -> Result<Joined, Refusal> {
         let Some(target) = self.room(room) else {
-            return Err(ErrorBody::new(ErrorCode::NotFound, format!("There is no room called '{room}'.")));
+            return Err(Refusal::NoSuchRoom(room.clone()));
         };
         let topic = target.def().topic.clone();
         target.join(req, || {

@@ -23,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod mailbox;
 pub mod ratelimit;
+pub mod refusal;
 pub mod rooms;
 pub mod metrics;
 pub mod moderation;

@@ -669,7 +669,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Err(e) => self.error(e.with_id(id)).await,
+            Err(refusal) => self.error(ErrorBody::from(refusal).with_id(id)).await,
         }
     }
 
@@ -720,8 +720,8 @@ impl Session {
             }
             return self.error(body.with_id(id)).await;
         }
-        if let Err(e) = room.admit_send(&me.member_id, me.role, staff) {
-            return self.error(e.with_id(id)).await;
+        if let Err(refusal) = room.admit_send(&me.member_id, me.role, staff) {
+            return self.error(ErrorBody::from(refusal).with_id(id)).await;
         }
         let def = room.def();
         let verdict = self.app.safety.check(&text, &def.language);
