@@ -818,7 +818,7 @@ mod tests {
                 let words = normalize(term);
                 assert!(!words.is_empty(), "{lang}: {term:?} normalises to nothing");
                 // A one-letter word at either end could join a neighbour's.
-                let (first, last) = (words.split(' ').next().unwrap(), words.split(' ').last().unwrap());
+                let (first, last) = (words.split(' ').next().unwrap(), words.split(' ').next_back().unwrap());
                 assert!(first.chars().nth(1).is_some() && last.chars().nth(1).is_some(), "{lang}: {term:?} ends in a one-letter word");
                 assert!(s.check(term, lang).crisis, "{lang}: {term:?} does not match itself");
                 assert!(s.check(&format!("so, {} ...", term.to_uppercase()), "en").crisis, "{lang}: {term:?} upper case");

@@ -142,7 +142,7 @@ async fn a_member_token_is_unauthorized_and_every_room_field_is_bounded() {
         ("a blank name", r#"{"id":"a2","name":"   "}"#.to_owned()),
         ("a long name", format!(r#"{{"id":"a3","name":"{}"}}"#, long(81))),
         ("a long description", format!(r#"{{"id":"a4","name":"A","description":"{}"}}"#, long(501))),
-        ("too many tags", format!(r#"{{"id":"a5","name":"A","tags":[{}]}}"#, vec!["\"t\""; 11].join(","))),
+        ("too many tags", format!(r#"{{"id":"a5","name":"A","tags":[{}]}}"#, ["\"t\""; 11].join(","))),
         ("a bad language", r#"{"id":"a6","name":"A","language":"<script>"}"#.to_owned()),
         ("a huge capacity", r#"{"id":"a7","name":"A","capacity":1000000}"#.to_owned()),
         ("long rules", format!(r#"{{"id":"a8","name":"A","rules":"{}"}}"#, long(5001))),
