@@ -31,15 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
 /// Replace the document only if nobody changed it since it was read, and
 /// tell every node. KEYS: the document. ARGV: version read, new document,
 /// channel, prefix for the published copy, PUBLISH or SPUBLISH.
-const CAS_SCRIPT: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-local v = 0
-if cur then v = tonumber(string.match(cur, '^{"v":(%d+)')) end
-if v ~= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call(ARGV[5], ARGV[3], ARGV[4] .. ARGV[2])
-return 1
-"#;
+const CAS_SCRIPT: &str = include_str!("lua/cas.lua");
 
 /// Where cluster nodes publish changes to shared documents (moderation,
 /// rooms). The documents' keys share its hash tag, so on a Redis Cluster a

@@ -60,54 +60,12 @@ use tokio_util::sync::CancellationToken;
 /// reading one entry at a time: the oldest is almost always still fresh, and
 /// reading 16 whole entries into Lua to learn that made the script 40 µs
 /// instead of 18 (Redis runs one per message, on its one thread).
-const APPEND: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-end
-local seq
-local sseq = 0
-local body = ARGV[3]
-if ARGV[2] == '1' then
-  seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-  sseq = redis.call('HINCRBY', KEYS[1], 'staff_seq', 1)
-  body = string.gsub(body, '"staff_seq":0', '"staff_seq":' .. sseq, 1)
-else
-  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-end
-local now = tonumber(ARGV[6])
-local maxlen = tonumber(ARGV[7])
-local retention = tonumber(ARGV[8])
-if maxlen > 0 and retention > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-*', 'm', body, 'a', ARGV[4], 'i', ARGV[5], 't', ARGV[6])
-  for _ = 1, 16 do
-    local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-    if not e then break end
-    local f = e[2]
-    local t = nil
-    for i = 1, #f, 2 do if f[i] == 't' then t = tonumber(f[i + 1]) end end
-    if t and t < now - retention then redis.call('XDEL', KEYS[2], e[1]) else break end
-  end
-  redis.call('PEXPIRE', KEYS[2], retention)
-end
-redis.call(ARGV[10], ARGV[9], 'M' .. epoch .. '\n' .. seq .. '\n' .. ARGV[6] .. '\n' .. ARGV[4] .. '\n' .. body)
-return {epoch, seq, sseq}
-"#;
+const APPEND: &str = include_str!("../lua/append.lua");
 
 /// Delete the history entries between two ids whose field equals a value:
 /// one message (`seq`..`seq`, `i`, message id) or everything one account
 /// wrote (`-`..`+`, `a`, account JSON). KEYS: log. ARGV: start, end, field, value.
-const DELETE: &str = r#"
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])) do
-  local f = e[2]
-  for i = 1, #f, 2 do
-    if f[i] == ARGV[3] and f[i + 1] == ARGV[4] then redis.call('XDEL', KEYS[1], e[1]) end
-  end
-end
-return 0
-"#;
+const DELETE: &str = include_str!("../lua/delete.lua");
 
 const NODES_KEY: &str = "kindred:nodes";
 /// Per node, the scopes of its staff connections (JSON), so the node that
