@@ -106,9 +106,8 @@ impl SavedRooms {
         Ok(())
     }
 
-    /// The Redis key of the rooms document (cluster), and the prefix of its published copies.
+    /// The Redis key of the rooms document (cluster).
     pub const REDIS_KEY: &'static str = "kindred:{control}:rooms";
-    pub const PUBLISHED_PREFIX: &'static str = "R";
 
     /// Make `hub` hold the configured rooms (`base`) with these changes
     /// applied: rooms added, changed (only when they differ) and closed.

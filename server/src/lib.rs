@@ -107,7 +107,7 @@ impl App {
                 let hub = Hub::new(rooms, limits.clone(), metrics.clone(), Some(link));
                 let conns = broker::redis::Connections::open(url, config.redis_cluster)?;
                 let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
-                let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, api::SavedRooms::PUBLISHED_PREFIX);
+                let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, broker::redis::codec::ROOMS_PREFIX);
                 shared_rooms = Some(rooms_doc.clone());
                 let parts = broker::redis::Parts {
                     node: config.node.clone(),

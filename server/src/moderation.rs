@@ -25,8 +25,6 @@ use std::sync::{Arc, OnceLock};
 /// The Redis keys of the moderation document and the audit stream.
 pub const REDIS_KEY: &str = "kindred:{control}:moderation";
 pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
-/// The prefix of a published moderation document on the control channel.
-pub const PUBLISHED_PREFIX: &str = "D";
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +153,7 @@ impl ModerationStore {
     /// The cluster store: nothing is read until [`ModerationStore::reload`]
     /// (the broker does it before the node says it is ready).
     pub fn redis(conn: crate::store::RedisConn) -> ModerationStore {
-        let doc = SharedDoc::new(conn.clone(), REDIS_KEY, PUBLISHED_PREFIX);
+        let doc = SharedDoc::new(conn.clone(), REDIS_KEY, crate::broker::redis::codec::MODERATION_PREFIX);
         Self::with_backend(Backend::Redis { doc, conn }, Persisted::default())
     }
 

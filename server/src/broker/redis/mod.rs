@@ -27,7 +27,10 @@
 //!   for `presence_ttl` are dropped by the others. Room settings are a
 //!   document per room. Moderation state is the moderation store's.
 
+pub(crate) mod codec;
+
 use super::{BoxFuture, Broker, BrokerError};
+use codec::{Payload, Published};
 use crate::config::Limits;
 use crate::hub::{ConnId, Control, Draft, Event, Hub, Outgoing, RemoteMember, Room, Stored};
 use crate::metrics::Metrics;
@@ -60,12 +63,12 @@ use tokio_util::sync::CancellationToken;
 /// reading one entry at a time: the oldest is almost always still fresh, and
 /// reading 16 whole entries into Lua to learn that made the script 40 µs
 /// instead of 18 (Redis runs one per message, on its one thread).
-const APPEND: &str = include_str!("../lua/append.lua");
+const APPEND: &str = include_str!("../../lua/append.lua");
 
 /// Delete the history entries between two ids whose field equals a value:
 /// one message (`seq`..`seq`, `i`, message id) or everything one account
 /// wrote (`-`..`+`, `a`, account JSON). KEYS: log. ARGV: start, end, field, value.
-const DELETE: &str = include_str!("../lua/delete.lua");
+const DELETE: &str = include_str!("../../lua/delete.lua");
 
 const NODES_KEY: &str = "kindred:nodes";
 /// Per node, the scopes of its staff connections (JSON), so the node that
@@ -110,14 +113,6 @@ impl Keys {
         let inner = channel.strip_prefix("kindred:{")?.strip_suffix("}:ch")?;
         Some(RoomId::from(inner))
     }
-}
-
-/// A room change as it travels between nodes.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    n: String,
-    #[serde(flatten)]
-    e: Event,
 }
 
 /// A member's entry in a room's shared presence.
@@ -589,18 +584,20 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
                 };
                 let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
                 if channel == CONTROL_CHANNEL {
-                    if let Some(doc) = payload.strip_prefix(crate::moderation::PUBLISHED_PREFIX) {
-                        let mutes_changed = s.moderation.install_published(doc);
-                        enforce_service_bans(&s);
-                        // (Reports change the document too; only a change of mutes walks the members.)
-                        if mutes_changed {
-                            follow_mutes(&s);
+                    match codec::decode_control(payload) {
+                        Ok(Payload::Moderation(doc)) => {
+                            let mutes_changed = s.moderation.install_published(doc);
+                            enforce_service_bans(&s);
+                            // (Reports change the document too; only a change of mutes walks the members.)
+                            if mutes_changed {
+                                follow_mutes(&s);
+                            }
                         }
-                    } else if let Some(doc) = payload.strip_prefix(SavedRooms::PUBLISHED_PREFIX) {
-                        match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
+                        Ok(Payload::Rooms(doc)) => match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
                             Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
                             Err(e) => tracing::error!(error = %e, "a published rooms document is not valid"),
-                        }
+                        },
+                        Ok(_) | Err(_) => tracing::error!("a control payload of an unknown kind"),
                     }
                 } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
                     on_room_payload(&s, &room, payload);
@@ -636,39 +633,26 @@ async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, s
 }
 
 fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
-    if let Some(rest) = payload.strip_prefix('M') {
-        let mut parts = rest.splitn(5, '\n');
-        let (Some(epoch), Some(seq), Some(t), Some(account), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        let (Ok(seq), Ok(t), Ok(account), Ok(mut msg)) =
-            (seq.parse::<u64>(), t.parse::<u64>(), serde_json::from_str::<AccountId>(account), serde_json::from_str::<ChatMessage>(body))
-        else {
-            tracing::error!(room = %room.id(), "a published message could not be read");
-            return;
-        };
-        msg.seq = seq;
-        if room.needs_reload(epoch) {
-            // A history this node does not hold: Redis lost the old one. Reload.
-            let (s, room) = (s.clone(), room.clone());
-            tokio::spawn(async move {
-                room.begin_load();
-                if load(&s, &room).await.is_err() {
-                    s.lost.store(true, Ordering::Release);
-                }
-            });
-            return;
+    match codec::decode_room(payload) {
+        Ok(Payload::Message(Published { epoch, msg, account, at_ms })) => {
+            if room.needs_reload(&epoch) {
+                // A history this node does not hold: Redis lost the old one. Reload.
+                let (s, room) = (s.clone(), room.clone());
+                tokio::spawn(async move {
+                    room.begin_load();
+                    if load(&s, &room).await.is_err() {
+                        s.lost.store(true, Ordering::Release);
+                    }
+                });
+                return;
+            }
+            if let Some((from, to)) = room.deliver(&epoch, Stored { msg, account, at: instant_of(at_ms) }) {
+                spawn_fill(s.clone(), room.clone(), from, to);
+            }
         }
-        if let Some((from, to)) = room.deliver(epoch, Stored { msg, account, at: instant_of(t) }) {
-            spawn_fill(s.clone(), room.clone(), from, to);
-        }
-    } else if let Some(rest) = payload.strip_prefix('E') {
-        match serde_json::from_str::<Envelope>(rest) {
-            Ok(env) if env.n != *s.node => room.apply_remote(&Arc::from(env.n.as_str()), env.e),
-            Ok(_) => {}
-            Err(e) => tracing::error!(room = %room.id(), error = %e, "a room event could not be read"),
-        }
+        Ok(Payload::Event { node, event }) if node != *s.node => room.apply_remote(&Arc::from(node.as_str()), event),
+        Ok(_) => {}
+        Err(e) => tracing::error!(room = %room.id(), error = %e, "a room payload could not be read"),
     }
 }
 
@@ -779,8 +763,7 @@ fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event
         }
         Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
     }
-    let body = serde_json::to_string(&Envelope { n: s.node.to_string(), e: event }).expect("events serialize");
-    pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(format!("E{body}")).ignore();
+    pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(codec::encode_event(&s.node, event)).ignore();
 }
 
 /// Keep both connections alive, say whether this node is ready, heartbeat
