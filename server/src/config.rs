@@ -91,6 +91,14 @@ pub struct Limits {
     pub max_cw_chars: u32,
     /// Server ping interval, in seconds; a connection silent for twice this is closed. Default 25.
     pub heartbeat_s: u32,
+    /// Seconds a client has to send a complete HTTP request head, counted from
+    /// the connection's accept or from the first byte of a later request.
+    /// Default 10. A connection that sends nothing, or trickles its headers
+    /// (slowloris), would otherwise hold a file for as long as it likes.
+    pub header_timeout_s: u32,
+    /// Seconds an HTTP keep-alive connection (not a WebSocket) may wait for its
+    /// next request after the last response before it is closed. Default 60.
+    pub idle_timeout_s: u32,
     /// Seconds a new connection has to send `hello`. Default 10.
     pub hello_timeout_s: u32,
     /// Frames queued for one connection before it counts as too slow (closed with 4408). Default 512.
@@ -139,6 +147,8 @@ impl Default for Limits {
             max_handle_chars: 32,
             max_cw_chars: 40,
             heartbeat_s: 25,
+            header_timeout_s: 10,
+            idle_timeout_s: 60,
             hello_timeout_s: 10,
             mailbox_frames: 512,
             write_timeout_s: 10,
@@ -159,6 +169,12 @@ impl Default for Limits {
 impl Limits {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_s.max(1).into())
+    }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_s.max(1).into())
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s.max(1).into())
     }
     pub fn hello_timeout(&self) -> Duration {
         Duration::from_secs(self.hello_timeout_s.max(1).into())

@@ -1,0 +1,104 @@
+//! Connections before any WebSocket: the header and idle timeouts, the
+//! per-address and global caps counted from accept, and `X-Forwarded-For`
+//! from trusted proxies only. Real TCP, with client sockets bound to other
+//! loopback addresses (127.0.0.2, …) to stand for other clients.
+
+use crate::common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::Response;
+
+/// A generous bound for a timeout of a second or two to have fired.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A TCP connection to the server from `from` (a loopback address).
+async fn connect_from(server: &TestServer, from: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    socket.connect(server.addr).await.unwrap()
+}
+
+/// Reads (and discards) until the server closes the connection; panics if
+/// it is still open after `within`.
+async fn closed_by_server(tcp: &mut TcpStream, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open for {within:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The server answers a request on this connection (it is not closed).
+async fn served(tcp: &mut TcpStream) -> String {
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("an answer in time").unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A WebSocket handshake from `from`, with an optional `X-Forwarded-For`:
+/// a connected client, or the HTTP response that refused it.
+async fn websocket_from(server: &TestServer, from: &str, forwarded_for: Option<&str>) -> Result<TestClient, Response<Option<Vec<u8>>>> {
+    let tcp = connect_from(server, from).await;
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
+    if let Some(xff) = forwarded_for {
+        request.headers_mut().insert("X-Forwarded-For", xff.parse().unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))).await {
+        Ok(Ok((ws, _))) => Ok(TestClient::from_ws(ws)),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(*response),
+        Ok(Err(e)) => panic!("the handshake failed without an HTTP answer: {e}"),
+        Err(_) => panic!("no handshake answer in time"),
+    }
+}
+
+/// A member from `from` that got its welcome; panics when refused.
+async fn member_from(server: &TestServer, from: &str, forwarded_for: Option<&str>) -> TestClient {
+    match websocket_from(server, from, forwarded_for).await {
+        Ok(mut client) => {
+            client.hello(None, None).await;
+            client
+        }
+        Err(response) => panic!("refused with {}", response.status()),
+    }
+}
+
+#[tokio::test]
+async fn http_connections_that_send_no_complete_head_are_closed() {
+    let server = TestServer::with(|c| c.limits.header_timeout_s = 1).await;
+    let mut silent = connect_from(&server, "127.0.0.1").await;
+    let mut slow = connect_from(&server, "127.0.0.1").await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // A client that sends its head in time is served.
+    let mut prompt = connect_from(&server, "127.0.0.1").await;
+    assert!(served(&mut prompt).await.starts_with("HTTP/1.1 200"));
+    closed_by_server(&mut silent, CLOSE_WITHIN).await;
+    closed_by_server(&mut slow, CLOSE_WITHIN).await;
+}
+
+#[tokio::test]
+async fn http_keep_alive_connections_are_closed_when_idle_but_websockets_stay() {
+    let server = TestServer::with(|c| {
+        c.limits.header_timeout_s = 1;
+        c.limits.idle_timeout_s = 4;
+    })
+    .await;
+    let mut member = member_from(&server, "127.0.0.1", None).await;
+    let mut keep_alive = connect_from(&server, "127.0.0.1").await;
+    assert!(served(&mut keep_alive).await.starts_with("HTTP/1.1 200"));
+    // Idle between requests for longer than the header timeout: still open.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(served(&mut keep_alive).await.starts_with("HTTP/1.1 200"));
+    closed_by_server(&mut keep_alive, CLOSE_WITHIN).await;
+    // Open for longer than both timeouts: a WebSocket is not an idle HTTP connection.
+    member.assert_alive().await;
+}
