@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Open connections allowed from one IP address; overrides the config file.
     #[arg(long, env = "KINDRED_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u32>,
+    /// Open connections allowed in all (0: from the open-file limit); overrides the config file.
+    #[arg(long, env = "KINDRED_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
     /// Issuer (`iss`) facilitator and admin tokens must carry.
     #[arg(long, env = "KINDRED_JWT_ISSUER", default_value = crate::auth::DEFAULT_ISSUER)]
     pub jwt_issuer: String,
@@ -82,8 +85,17 @@ pub struct Limits {
     /// the server write to everyone in a room, so a flood of them is refused
     /// (`rate_limited`, then 4429 like a message flood).
     pub actions_per_10s: u32,
-    /// Open WebSocket connections from one IP address (held in memory only). Default 64.
+    /// Open connections from one client address, counted from the TCP
+    /// accept, WebSockets and plain HTTP alike; an IPv6 address counts by its
+    /// /64, as one host usually holds a whole /64. Held in memory only, never
+    /// logged. Default 64.
     pub max_connections_per_ip: u32,
+    /// Open connections in all. Past it a new connection is answered 503
+    /// (`overloaded`) and closed, instead of the accept failing for want of a
+    /// file and nobody getting an answer. Default 0: the open-file soft limit
+    /// (`RLIMIT_NOFILE`) less a tenth of it, and at least 64, kept for the
+    /// listener, data files, Redis, the webhook and refusals in progress.
+    pub max_connections: u32,
     /// Shortest and longest handle, in characters. Defaults 2 and 32.
     pub min_handle_chars: u32,
     pub max_handle_chars: u32,
@@ -143,6 +155,7 @@ impl Default for Limits {
             flood_close_after: 20,
             actions_per_10s: 30,
             max_connections_per_ip: 64,
+            max_connections: 0,
             min_handle_chars: 2,
             max_handle_chars: 32,
             max_cw_chars: 40,
@@ -185,6 +198,32 @@ impl Limits {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_s.into())
     }
+    /// `max_connections`, or when 0 the default from the open-file limit.
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            0 => connections_for_file_limit(open_file_limit()),
+            n => n as usize,
+        }
+    }
+}
+
+/// The open-file soft limit of this process (1024, a common default, where it
+/// cannot be read).
+fn open_file_limit() -> u64 {
+    #[cfg(unix)]
+    if let Ok((soft, _hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        return soft;
+    }
+    1024
+}
+
+/// Connections that fit under an open-file limit of `files`, keeping a tenth
+/// of it (and at least 64) for everything else the process opens.
+fn connections_for_file_limit(files: u64) -> usize {
+    // RLIM_INFINITY and other huge limits: memory binds long before this.
+    let files = files.min(1 << 24);
+    let reserve = (files / 10).max(64);
+    files.saturating_sub(reserve).max(1) as usize
 }
 
 /// The TOML config file.
@@ -266,6 +305,9 @@ impl Config {
         if let Some(n) = args.max_connections_per_ip {
             config.limits.max_connections_per_ip = n;
         }
+        if let Some(n) = args.max_connections {
+            config.limits.max_connections = n;
+        }
         config.web_dir = args.web_dir.clone();
         config.jwt_secret = args.jwt_secret.clone();
         config.node = args.node.clone();
@@ -292,4 +334,21 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_cap_leaves_room_under_the_file_limit() {
+        assert_eq!(connections_for_file_limit(256), 192);
+        assert_eq!(connections_for_file_limit(1024), 922);
+        assert_eq!(connections_for_file_limit(65_536), 58_983);
+        assert_eq!(connections_for_file_limit(10), 1);
+        assert_eq!(connections_for_file_limit(u64::MAX), 15_099_495);
+        let limits = Limits { max_connections: 7, ..Limits::default() };
+        assert_eq!(limits.max_connections(), 7);
+        assert!(Limits::default().max_connections() < open_file_limit().max(65) as usize);
+    }
 }

@@ -1,17 +1,18 @@
 //! HTTP routes: the WebSocket at `/ws`, `/healthz`, `/readyz`, and the web
 //! client at `/`. Refusals that can happen before a WebSocket exists (an
-//! unknown protocol version, too many connections from one address, a
-//! server shutting down) are answered here with plain HTTP.
+//! unknown protocol version, a server shutting down) are answered here with
+//! plain HTTP; too many connections, from one address or in all, are
+//! refused at accept (see [`crate::listen`]) with the same kind of answer.
 
 use crate::App;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kindred_protocol::{ErrorCode, SUBPROTOCOL, ServerMessage};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// See `max_write_buffer_size` below.
@@ -47,6 +48,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let members: usize = rooms.iter().map(|r| r.member_count()).sum();
     let body = app.metrics.render(&[
         ("kindred_connections", "Open WebSocket connections.", app.tracker.len() as u64),
+        ("kindred_tcp_connections", "Open TCP connections, HTTP and WebSocket (refused at kindred_max_connections).", app.connections.open() as u64),
+        ("kindred_max_connections", "The cap on open TCP connections.", app.connections.max() as u64),
         ("kindred_rooms", "Rooms in the directory.", rooms.len() as u64),
         ("kindred_room_members", "Members present, summed over rooms.", members as u64),
         ("kindred_ready", "1 when the node accepts messages.", u64::from(app.broker.is_ready() && !app.shutdown.is_cancelled())),
@@ -54,7 +57,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = crate::hub::encode(&ServerMessage::error(None, code, message));
     (status, [(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response()
 }
@@ -63,31 +66,44 @@ fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 /// The address is held in memory for this only, and never logged.
 pub struct IpGuard {
     app: Arc<App>,
-    ip: IpAddr,
+    key: IpAddr,
 }
 
 impl Drop for IpGuard {
     fn drop(&mut self) {
-        self.app.per_ip.remove_if_mut(&self.ip, |_, n| {
+        self.app.per_ip.remove_if_mut(&self.key, |_, n| {
             *n -= 1;
             *n == 0
         });
     }
 }
 
-fn admit_ip(app: &Arc<App>, ip: IpAddr) -> Option<IpGuard> {
-    let mut count = app.per_ip.entry(ip).or_insert(0);
+/// One more connection from `ip`, unless its address already has
+/// `max_connections_per_ip`.
+pub(crate) fn admit_ip(app: &Arc<App>, ip: IpAddr) -> Option<IpGuard> {
+    let key = address_key(ip);
+    let mut count = app.per_ip.entry(key).or_insert(0);
     if *count >= app.config.limits.max_connections_per_ip {
         return None;
     }
     *count += 1;
     drop(count);
-    Some(IpGuard { app: app.clone(), ip })
+    Some(IpGuard { app: app.clone(), key })
+}
+
+/// What the per-address cap counts by: an IPv4 address as it is (also when
+/// it comes IPv4-mapped, `::ffff:a.b.c.d`, from a dual-stack listener), an
+/// IPv6 address by its /64, since one host or home is usually given a whole
+/// /64 and could otherwise take a fresh address for every connection.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+        v4 => v4,
+    }
 }
 
 async fn websocket(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -105,9 +121,6 @@ async fn websocket(
     if app.shutdown.is_cancelled() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, "The server is restarting; try again shortly.");
     }
-    let Some(guard) = admit_ip(&app, peer.ip()) else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.");
-    };
     let limits = &app.config.limits;
     let frame_max = limits.max_frame_bytes as usize;
     let tracker = app.tracker.clone();
@@ -122,9 +135,25 @@ async fn websocket(
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                let _guard = guard;
-                crate::session::run(app, socket).await;
-            })
+            tracker.track_future(crate::session::run(app, socket))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        address_key(ip.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn addresses_are_counted_by_ipv4_address_or_ipv6_slash_64() {
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7", "IPv4-mapped counts as its IPv4 address");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64, one count");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"), "the next /64 is another address");
+        assert_eq!(key("::1"), "::");
+    }
 }

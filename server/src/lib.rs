@@ -55,8 +55,11 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them.
     pub tracker: TaskTracker,
-    /// Open connections per client address (memory only, for the connection limit).
+    /// Open connections per client address (memory only, for the connection limit),
+    /// keyed by [`http::address_key`].
     pub per_ip: DashMap<IpAddr, u32>,
+    /// Open connections in all, against `max_connections`.
+    pub connections: listen::Connections,
     /// Bans, mutes, reports, crisis alerts, forgotten accounts and the audit log.
     pub moderation: Arc<moderation::ModerationStore>,
     /// This node's staff connections, for crisis alerts.
@@ -129,6 +132,8 @@ impl App {
         };
         moderation.set_on_duty(on_duty.clone());
         let coalescing = coalesce::Coalescing::new(&config.limits);
+        let connections = listen::Connections::new(config.limits.max_connections());
+        tracing::info!(max_connections = connections.max(), "connection cap");
         Ok(Arc::new(App {
             config,
             hub,
@@ -137,6 +142,7 @@ impl App {
             shutdown,
             tracker: TaskTracker::new(),
             per_ip: DashMap::new(),
+            connections,
             moderation,
             on_duty,
             escalation,

@@ -1,23 +1,32 @@
-//! Accepting TCP connections and serving HTTP/1.1 on them, with the timeouts
-//! `axum::serve` does not have: a connection that sends no complete request
-//! head within `header_timeout_s` is closed, and so is a keep-alive
-//! connection idle for `idle_timeout_s`. A connection upgraded to a
-//! WebSocket leaves both behind (the session has its own heartbeat).
+//! Accepting TCP connections and serving HTTP/1.1 on them, with the limits
+//! `axum::serve` does not have:
+//! - at accept, a connection past `max_connections` is answered 503, and one
+//!   from an address that already has `max_connections_per_ip` is answered
+//!   429, before anything else is read: silent connections count too;
+//! - a connection that sends no complete request head within
+//!   `header_timeout_s` is closed, and so is a keep-alive connection idle for
+//!   `idle_timeout_s`. A connection upgraded to a WebSocket leaves both
+//!   behind (the session has its own heartbeat) but keeps counting against
+//!   the caps until its socket closes.
 
 use crate::App;
+use crate::http::{IpGuard, admit_ip, refuse};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use kindred_protocol::ErrorCode;
+use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -47,7 +56,12 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, router: Router) {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        connections.spawn(serve_connection(app.clone(), router.clone(), tcp, peer));
+        match admit(&app, peer.ip()) {
+            Ok(admission) => {
+                connections.spawn(serve_connection(app.clone(), router.clone(), tcp, peer, admission));
+            }
+            Err(refusal) => refuse_connection(&app, tcp, refusal),
+        }
     }
     drop(listener);
     connections.close();
@@ -68,12 +82,108 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// Open connections, against `max_connections`.
+pub struct Connections {
+    open: AtomicUsize,
+    max: usize,
+    /// Connections being refused (each answered, then closed).
+    refusing: AtomicUsize,
+}
+
+/// Refusals answered at once; past this, a refused connection is closed
+/// without an answer, so a flood of them cannot use up the files kept aside.
+const MAX_REFUSING: usize = 32;
+
+/// The longest a refused connection is kept to read its request and answer.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+
+impl Connections {
+    pub fn new(max: usize) -> Connections {
+        Connections { open: AtomicUsize::new(0), max, refusing: AtomicUsize::new(0) }
+    }
+
+    /// Connections open now (HTTP and WebSocket).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// Counts one of `counter` up to `max`; the count drops with the guard.
+struct Counted {
+    app: Arc<App>,
+    counter: fn(&Connections) -> &AtomicUsize,
+}
+
+impl Counted {
+    fn take(app: &Arc<App>, counter: fn(&Connections) -> &AtomicUsize, max: usize) -> Option<Counted> {
+        counter(&app.connections)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Counted { app: app.clone(), counter })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.counter)(&self.app.connections).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What keeps an admitted connection counted, for as long as its socket lives.
+struct Admission {
+    _open: Counted,
+    _address: IpGuard,
+}
+
+/// Why a connection is refused at accept.
+#[derive(Clone, Copy)]
+enum Refusal {
+    Full,
+    TooManyFromAddress,
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Refusal::Full => refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, "The server is full; try again shortly."),
+            Refusal::TooManyFromAddress => {
+                refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.")
+            }
+        }
+    }
+}
+
+/// Count a new connection from `ip` against both caps.
+fn admit(app: &Arc<App>, ip: IpAddr) -> Result<Admission, Refusal> {
+    let open = Counted::take(app, |c| &c.open, app.connections.max).ok_or(Refusal::Full)?;
+    let address = admit_ip(app, ip).ok_or(Refusal::TooManyFromAddress)?;
+    Ok(Admission { _open: open, _address: address })
+}
+
+/// Answer a refused connection's request with `refusal` and close it, within
+/// `REFUSAL_WAIT`; or, when too many are being refused already, close it at once.
+fn refuse_connection(app: &Arc<App>, tcp: TcpStream, refusal: Refusal) {
+    let Some(slot) = Counted::take(app, |c| &c.refusing, MAX_REFUSING) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        let answer = hyper::service::service_fn(move |_| std::future::ready(Ok::<_, Infallible>(refusal.response())));
+        let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(tcp), answer);
+        let _ = tokio::time::timeout(REFUSAL_WAIT, conn).await;
+    });
+}
+
 /// HTTP/1.1 on one connection until it closes, upgrades, times out, or
 /// finishes its last request after shutdown began.
-async fn serve_connection(app: Arc<App>, router: Router, tcp: TcpStream, peer: SocketAddr) {
+async fn serve_connection(app: Arc<App>, router: Router, tcp: TcpStream, peer: SocketAddr, admission: Admission) {
     let limits = &app.config.limits;
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched { inner: tcp, activity: activity.clone() });
+    let io = TokioIo::new(Watched { inner: tcp, activity: activity.clone(), _admission: admission });
     let router = TowerToHyperService::new(router);
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -175,10 +285,12 @@ async fn head_overdue(activity: &Activity, limit: Duration) {
     }
 }
 
-/// The socket, telling `Activity` when bytes arrive.
+/// The socket, telling `Activity` when bytes arrive, and holding its place
+/// under the caps until it closes (after an upgrade, inside the WebSocket).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    _admission: Admission,
 }
 
 impl AsyncRead for Watched {

@@ -44,6 +44,15 @@ async fn served(tcp: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// `GET path` on a new connection from `from`, closed after the answer.
+async fn get(server: &TestServer, from: &str, path: &str) -> String {
+    let mut tcp = connect_from(server, from).await;
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out)).await.expect("an answer in time").unwrap();
+    out
+}
+
 /// A WebSocket handshake from `from`, with an optional `X-Forwarded-For`:
 /// a connected client, or the HTTP response that refused it.
 async fn websocket_from(server: &TestServer, from: &str, forwarded_for: Option<&str>) -> Result<TestClient, Response<Option<Vec<u8>>>> {
@@ -70,6 +79,17 @@ async fn member_from(server: &TestServer, from: &str, forwarded_for: Option<&str
         }
         Err(response) => panic!("refused with {}", response.status()),
     }
+}
+
+/// The refusal's status, and the `code` of its JSON error body.
+fn refusal(result: Result<TestClient, Response<Option<Vec<u8>>>>) -> (u16, String) {
+    let response = match result {
+        Ok(_) => panic!("expected a refusal, got a WebSocket"),
+        Err(response) => response,
+    };
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("a JSON error body");
+    assert_eq!(body["type"], "error", "{body}");
+    (response.status().as_u16(), body["code"].as_str().unwrap_or_default().to_owned())
 }
 
 #[tokio::test]
@@ -101,4 +121,48 @@ async fn http_keep_alive_connections_are_closed_when_idle_but_websockets_stay() 
     closed_by_server(&mut keep_alive, CLOSE_WITHIN).await;
     // Open for longer than both timeouts: a WebSocket is not an idle HTTP connection.
     member.assert_alive().await;
+}
+
+#[tokio::test]
+async fn http_connections_count_against_the_address_cap_from_accept() {
+    let server = TestServer::with(|c| c.limits.max_connections_per_ip = 3).await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(connect_from(&server, "127.0.0.1").await);
+    }
+    let (status, code) = refusal(websocket_from(&server, "127.0.0.1", None).await);
+    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    // Another address is not held back by this one.
+    let mut other = member_from(&server, "127.0.0.2", None).await;
+    other.assert_alive().await;
+    let metrics = get(&server, "127.0.0.3", "/metrics").await;
+    assert!(metrics.contains("\nkindred_tcp_connections 5\n"), "3 silent, the member, this request: {metrics}");
+    // A closed connection frees its place.
+    drop(silent.pop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while websocket_from(&server, "127.0.0.1", None).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn http_connections_past_the_global_cap_are_answered_503() {
+    let server = TestServer::with(|c| c.limits.max_connections = 3).await;
+    let mut silent = connect_from(&server, "127.0.0.1").await;
+    let _also_silent = connect_from(&server, "127.0.0.2").await;
+    let mut member = member_from(&server, "127.0.0.3", None).await;
+    let (status, code) = refusal(websocket_from(&server, "127.0.0.4", None).await);
+    assert_eq!((status, code.as_str()), (503, "overloaded"));
+    let mut plain = connect_from(&server, "127.0.0.5").await;
+    assert!(served(&mut plain).await.starts_with("HTTP/1.1 503"));
+    member.assert_alive().await;
+    // A closed connection frees its place.
+    silent.shutdown().await.unwrap();
+    drop(silent);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while websocket_from(&server, "127.0.0.4", None).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
