@@ -6,7 +6,7 @@
 use crate::rooms::{RoomDef, RoomsFile};
 use anyhow::Context;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Open connections allowed in all (0: from the open-file limit); overrides the config file.
     #[arg(long, env = "KINDRED_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client
+    /// (comma-separated); overrides the config file.
+    #[arg(long, env = "KINDRED_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpAddr>>,
     /// Issuer (`iss`) facilitator and admin tokens must carry.
     #[arg(long, env = "KINDRED_JWT_ISSUER", default_value = crate::auth::DEFAULT_ISSUER)]
     pub jwt_issuer: String,
@@ -234,6 +238,8 @@ struct FileConfig {
     limits: Option<Limits>,
     #[serde(default)]
     safety: Option<crate::safety::SafetyConfig>,
+    #[serde(default)]
+    trusted_proxies: Option<Vec<IpAddr>>,
     #[serde(flatten)]
     rooms: RoomsFile,
 }
@@ -259,6 +265,9 @@ pub struct Config {
     pub redis_cluster: bool,
     /// Cluster: how long a silent node's members stay listed.
     pub presence_ttl: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a connection from
+    /// one of them is counted by the client it names, not by the proxy.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -279,7 +288,15 @@ impl Config {
             redis: None,
             redis_cluster: false,
             presence_ttl: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Whether `peer` is a configured reverse proxy (an IPv4-mapped address
+    /// matches its IPv4 form).
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|p| p.to_canonical() == peer)
     }
 
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -291,6 +308,9 @@ impl Config {
             }
             if let Some(safety) = file.safety {
                 config.safety = safety;
+            }
+            if let Some(proxies) = file.trusted_proxies {
+                config.trusted_proxies = proxies;
             }
             if !file.rooms.rooms.is_empty() {
                 config.rooms = file
@@ -307,6 +327,9 @@ impl Config {
         }
         if let Some(n) = args.max_connections {
             config.limits.max_connections = n;
+        }
+        if let Some(proxies) = &args.trusted_proxies {
+            config.trusted_proxies = proxies.clone();
         }
         config.web_dir = args.web_dir.clone();
         config.jwt_secret = args.jwt_secret.clone();
@@ -350,5 +373,24 @@ mod tests {
         let limits = Limits { max_connections: 7, ..Limits::default() };
         assert_eq!(limits.max_connections(), 7);
         assert!(Limits::default().max_connections() < open_file_limit().max(65) as usize);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_flag() {
+        let file: FileConfig = toml::from_str("trusted_proxies = [\"10.0.0.2\", \"::1\"]\n[limits]\nmax_connections = 500\n").unwrap();
+        assert_eq!(file.trusted_proxies.unwrap(), ["10.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(file.limits.unwrap().max_connections, 500);
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["kindred", "--trusted-proxies", "10.0.0.2,::ffff:10.0.0.3", "--max-connections", "9"]).unwrap();
+        let config = Config::from_args(&cli.serve).unwrap();
+        assert_eq!(config.limits.max_connections, 9);
+        assert!(config.is_trusted_proxy("10.0.0.2".parse().unwrap()));
+        assert!(config.is_trusted_proxy("10.0.0.3".parse().unwrap()), "IPv4-mapped matches its IPv4 form");
+        assert!(config.is_trusted_proxy("::ffff:10.0.0.2".parse().unwrap()));
+        assert!(!config.is_trusted_proxy("10.0.0.4".parse().unwrap()));
     }
 }

@@ -2,17 +2,19 @@
 //! client at `/`. Refusals that can happen before a WebSocket exists (an
 //! unknown protocol version, a server shutting down) are answered here with
 //! plain HTTP; too many connections, from one address or in all, are
-//! refused at accept (see [`crate::listen`]) with the same kind of answer.
+//! refused at accept (see [`crate::listen`]) with the same kind of answer,
+//! except a trusted proxy's, whose WebSockets are counted here by the client
+//! its `X-Forwarded-For` names.
 
 use crate::App;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kindred_protocol::{ErrorCode, SUBPROTOCOL, ServerMessage};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// See `max_write_buffer_size` below.
@@ -104,6 +106,7 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 
 async fn websocket(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -121,6 +124,15 @@ async fn websocket(
     if app.shutdown.is_cancelled() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, "The server is restarting; try again shortly.");
     }
+    // Any other peer was counted at accept.
+    let mut forwarded = None;
+    if app.config.is_trusted_proxy(peer.ip()) {
+        let client = forwarded_client(&headers, &app.config).unwrap_or(peer.ip());
+        let Some(guard) = admit_ip(&app, client) else {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.");
+        };
+        forwarded = Some(guard);
+    }
     let limits = &app.config.limits;
     let frame_max = limits.max_frame_bytes as usize;
     let tracker = app.tracker.clone();
@@ -135,8 +147,29 @@ async fn websocket(
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| {
-            tracker.track_future(crate::session::run(app, socket))
+            tracker.track_future(async move {
+                let _forwarded = forwarded;
+                crate::session::run(app, socket).await;
+            })
         })
+}
+
+/// The client a trusted proxy forwarded for: the right-most address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+/// the peer it saw; anything further left may have been written by the
+/// client). None when there is no such address, or the entry in its place is
+/// not one.
+pub fn forwarded_client(headers: &HeaderMap, config: &crate::config::Config) -> Option<IpAddr> {
+    let values: Vec<&str> = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().ok()).collect::<Option<_>>()?;
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let entry = entry.trim();
+        // Some proxies add the client's port.
+        let ip = entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip())).ok()?;
+        if !config.is_trusted_proxy(ip) {
+            return Some(ip.to_canonical());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -155,5 +188,32 @@ mod tests {
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64, one count");
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"), "the next /64 is another address");
         assert_eq!(key("::1"), "::");
+    }
+
+    fn client(trusted: &[&str], forwarded_for: &[&str]) -> Option<String> {
+        let mut config = crate::config::Config::new("unused");
+        config.trusted_proxies = trusted.iter().map(|p| p.parse().unwrap()).collect();
+        let mut headers = HeaderMap::new();
+        for value in forwarded_for {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        forwarded_client(&headers, &config).map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_right_most_untrusted_address() {
+        let proxy = ["10.0.0.2"];
+        assert_eq!(client(&proxy, &["203.0.113.7"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &["198.51.100.1, 203.0.113.7"]).as_deref(), Some("203.0.113.7"), "forged entries on the left");
+        assert_eq!(client(&["10.0.0.2", "10.0.0.3"], &["203.0.113.7, 10.0.0.3"]).as_deref(), Some("203.0.113.7"), "a chain of proxies");
+        assert_eq!(client(&proxy, &["198.51.100.1", "203.0.113.7"]).as_deref(), Some("203.0.113.7"), "the last header is the nearest");
+        assert_eq!(client(&proxy, &["203.0.113.7:4711"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &["[2001:db8::7]:4711"]).as_deref(), Some("2001:db8::7"));
+        assert_eq!(client(&proxy, &["::ffff:203.0.113.7"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&["::ffff:10.0.0.2"], &["203.0.113.7, 10.0.0.2"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &[]), None, "no header: the proxy itself");
+        assert_eq!(client(&proxy, &["10.0.0.2"]), None, "only trusted proxies");
+        assert_eq!(client(&proxy, &["203.0.113.7, unknown"]), None, "not an address where the client should be");
+        assert_eq!(client(&proxy, &["unknown, 203.0.113.7"]).as_deref(), Some("203.0.113.7"));
     }
 }

@@ -136,7 +136,9 @@ impl Drop for Counted {
 /// What keeps an admitted connection counted, for as long as its socket lives.
 struct Admission {
     _open: Counted,
-    _address: IpGuard,
+    /// None for a trusted proxy: its requests are counted by the client each
+    /// names (see `http::websocket`).
+    _address: Option<IpGuard>,
 }
 
 /// Why a connection is refused at accept.
@@ -157,10 +159,15 @@ impl Refusal {
     }
 }
 
-/// Count a new connection from `ip` against both caps.
+/// Count a new connection from `ip` against both caps (a trusted proxy's
+/// against the cap in all only).
 fn admit(app: &Arc<App>, ip: IpAddr) -> Result<Admission, Refusal> {
     let open = Counted::take(app, |c| &c.open, app.connections.max).ok_or(Refusal::Full)?;
-    let address = admit_ip(app, ip).ok_or(Refusal::TooManyFromAddress)?;
+    let address = if app.config.is_trusted_proxy(ip) {
+        None
+    } else {
+        Some(admit_ip(app, ip).ok_or(Refusal::TooManyFromAddress)?)
+    };
     Ok(Admission { _open: open, _address: address })
 }
 

@@ -166,3 +166,42 @@ async fn http_connections_past_the_global_cap_are_answered_503() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn http_forwarded_for_from_a_trusted_proxy_names_the_client() {
+    let server = TestServer::with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.limits.max_connections_per_ip = 1;
+    })
+    .await;
+    // Two clients behind the proxy: each has its own place.
+    let mut a = member_from(&server, "127.0.0.1", Some("203.0.113.7")).await;
+    let mut b = member_from(&server, "127.0.0.1", Some("203.0.113.8")).await;
+    // The right-most address that is not a trusted proxy is the client; what a
+    // client wrote to its left (a forged chain) does not get it a new place.
+    for chain in ["198.51.100.9, 203.0.113.7", "203.0.113.7, 127.0.0.1"] {
+        let (status, code) = refusal(websocket_from(&server, "127.0.0.1", Some(chain)).await);
+        assert_eq!((status, code.as_str()), (429, "rate_limited"), "{chain}");
+    }
+    a.assert_alive().await;
+    b.assert_alive().await;
+}
+
+#[tokio::test]
+async fn http_forwarded_for_from_any_other_peer_is_ignored() {
+    let server = TestServer::with(|c| {
+        c.trusted_proxies = vec!["127.0.0.2".parse().unwrap()];
+        c.limits.max_connections_per_ip = 1;
+    })
+    .await;
+    // 127.0.0.1 is no trusted proxy: its header is ignored and it has one place.
+    let mut direct = member_from(&server, "127.0.0.1", Some("203.0.113.7")).await;
+    let (status, code) = refusal(websocket_from(&server, "127.0.0.1", Some("203.0.113.8")).await);
+    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    // The trusted proxy's clients are counted by the header, not as 127.0.0.2.
+    let mut a = member_from(&server, "127.0.0.2", Some("203.0.113.7")).await;
+    let mut b = member_from(&server, "127.0.0.2", Some("203.0.113.8")).await;
+    direct.assert_alive().await;
+    a.assert_alive().await;
+    b.assert_alive().await;
+}
