@@ -6,7 +6,7 @@
 use crate::rooms::{RoomDef, RoomsFile};
 use anyhow::Context;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// Open connections allowed from one IP address; overrides the config file.
     #[arg(long, env = "KINDRED_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u32>,
+    /// Open connections allowed in all (0: from the open-file limit); overrides the config file.
+    #[arg(long, env = "KINDRED_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client
+    /// (comma-separated); overrides the config file.
+    #[arg(long, env = "KINDRED_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpAddr>>,
     /// Issuer (`iss`) facilitator and admin tokens must carry.
     #[arg(long, env = "KINDRED_JWT_ISSUER", default_value = crate::auth::DEFAULT_ISSUER)]
     pub jwt_issuer: String,
@@ -82,8 +89,17 @@ pub struct Limits {
     /// the server write to everyone in a room, so a flood of them is refused
     /// (`rate_limited`, then 4429 like a message flood).
     pub actions_per_10s: u32,
-    /// Open WebSocket connections from one IP address (held in memory only). Default 64.
+    /// Open connections from one client address, counted from the TCP
+    /// accept, WebSockets and plain HTTP alike; an IPv6 address counts by its
+    /// /64, as one host usually holds a whole /64. Held in memory only, never
+    /// logged. Default 64.
     pub max_connections_per_ip: u32,
+    /// Open connections in all. Past it a new connection is answered 503
+    /// (`overloaded`) and closed, instead of the accept failing for want of a
+    /// file and nobody getting an answer. Default 0: the open-file soft limit
+    /// (`RLIMIT_NOFILE`) less a tenth of it, and at least 64, kept for the
+    /// listener, data files, Redis, the webhook and refusals in progress.
+    pub max_connections: u32,
     /// Shortest and longest handle, in characters. Defaults 2 and 32.
     pub min_handle_chars: u32,
     pub max_handle_chars: u32,
@@ -91,6 +107,14 @@ pub struct Limits {
     pub max_cw_chars: u32,
     /// Server ping interval, in seconds; a connection silent for twice this is closed. Default 25.
     pub heartbeat_s: u32,
+    /// Seconds a client has to send a complete HTTP request head, counted from
+    /// the connection's accept or from the first byte of a later request.
+    /// Default 10. A connection that sends nothing, or trickles its headers
+    /// (slowloris), would otherwise hold a file for as long as it likes.
+    pub header_timeout_s: u32,
+    /// Seconds an HTTP keep-alive connection (not a WebSocket) may wait for its
+    /// next request after the last response before it is closed. Default 60.
+    pub idle_timeout_s: u32,
     /// Seconds a new connection has to send `hello`. Default 10.
     pub hello_timeout_s: u32,
     /// Frames queued for one connection before it counts as too slow (closed with 4408). Default 512.
@@ -135,10 +159,13 @@ impl Default for Limits {
             flood_close_after: 20,
             actions_per_10s: 30,
             max_connections_per_ip: 64,
+            max_connections: 0,
             min_handle_chars: 2,
             max_handle_chars: 32,
             max_cw_chars: 40,
             heartbeat_s: 25,
+            header_timeout_s: 10,
+            idle_timeout_s: 60,
             hello_timeout_s: 10,
             mailbox_frames: 512,
             write_timeout_s: 10,
@@ -160,6 +187,12 @@ impl Limits {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_s.max(1).into())
     }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_s.max(1).into())
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s.max(1).into())
+    }
     pub fn hello_timeout(&self) -> Duration {
         Duration::from_secs(self.hello_timeout_s.max(1).into())
     }
@@ -169,6 +202,32 @@ impl Limits {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_s.into())
     }
+    /// `max_connections`, or when 0 the default from the open-file limit.
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            0 => connections_for_file_limit(open_file_limit()),
+            n => n as usize,
+        }
+    }
+}
+
+/// The open-file soft limit of this process (1024, a common default, where it
+/// cannot be read).
+fn open_file_limit() -> u64 {
+    #[cfg(unix)]
+    if let Ok((soft, _hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        return soft;
+    }
+    1024
+}
+
+/// Connections that fit under an open-file limit of `files`, keeping a tenth
+/// of it (and at least 64) for everything else the process opens.
+fn connections_for_file_limit(files: u64) -> usize {
+    // RLIM_INFINITY and other huge limits: memory binds long before this.
+    let files = files.min(1 << 24);
+    let reserve = (files / 10).max(64);
+    files.saturating_sub(reserve).max(1) as usize
 }
 
 /// The TOML config file.
@@ -179,6 +238,8 @@ struct FileConfig {
     limits: Option<Limits>,
     #[serde(default)]
     safety: Option<crate::safety::SafetyConfig>,
+    #[serde(default)]
+    trusted_proxies: Option<Vec<IpAddr>>,
     #[serde(flatten)]
     rooms: RoomsFile,
 }
@@ -204,6 +265,9 @@ pub struct Config {
     pub redis_cluster: bool,
     /// Cluster: how long a silent node's members stay listed.
     pub presence_ttl: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a connection from
+    /// one of them is counted by the client it names, not by the proxy.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -224,7 +288,15 @@ impl Config {
             redis: None,
             redis_cluster: false,
             presence_ttl: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Whether `peer` is a configured reverse proxy (an IPv4-mapped address
+    /// matches its IPv4 form).
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|p| p.to_canonical() == peer)
     }
 
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -236,6 +308,9 @@ impl Config {
             }
             if let Some(safety) = file.safety {
                 config.safety = safety;
+            }
+            if let Some(proxies) = file.trusted_proxies {
+                config.trusted_proxies = proxies;
             }
             if !file.rooms.rooms.is_empty() {
                 config.rooms = file
@@ -249,6 +324,12 @@ impl Config {
         }
         if let Some(n) = args.max_connections_per_ip {
             config.limits.max_connections_per_ip = n;
+        }
+        if let Some(n) = args.max_connections {
+            config.limits.max_connections = n;
+        }
+        if let Some(proxies) = &args.trusted_proxies {
+            config.trusted_proxies = proxies.clone();
         }
         config.web_dir = args.web_dir.clone();
         config.jwt_secret = args.jwt_secret.clone();
@@ -276,4 +357,40 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_cap_leaves_room_under_the_file_limit() {
+        assert_eq!(connections_for_file_limit(256), 192);
+        assert_eq!(connections_for_file_limit(1024), 922);
+        assert_eq!(connections_for_file_limit(65_536), 58_983);
+        assert_eq!(connections_for_file_limit(10), 1);
+        assert_eq!(connections_for_file_limit(u64::MAX), 15_099_495);
+        let limits = Limits { max_connections: 7, ..Limits::default() };
+        assert_eq!(limits.max_connections(), 7);
+        assert!(Limits::default().max_connections() < open_file_limit().max(65) as usize);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_flag() {
+        let file: FileConfig = toml::from_str("trusted_proxies = [\"10.0.0.2\", \"::1\"]\n[limits]\nmax_connections = 500\n").unwrap();
+        assert_eq!(file.trusted_proxies.unwrap(), ["10.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(file.limits.unwrap().max_connections, 500);
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["kindred", "--trusted-proxies", "10.0.0.2,::ffff:10.0.0.3", "--max-connections", "9"]).unwrap();
+        let config = Config::from_args(&cli.serve).unwrap();
+        assert_eq!(config.limits.max_connections, 9);
+        assert!(config.is_trusted_proxy("10.0.0.2".parse().unwrap()));
+        assert!(config.is_trusted_proxy("10.0.0.3".parse().unwrap()), "IPv4-mapped matches its IPv4 form");
+        assert!(config.is_trusted_proxy("::ffff:10.0.0.2".parse().unwrap()));
+        assert!(!config.is_trusted_proxy("10.0.0.4".parse().unwrap()));
+    }
 }

@@ -1,7 +1,10 @@
 //! HTTP routes: the WebSocket at `/ws`, `/healthz`, `/readyz`, and the web
 //! client at `/`. Refusals that can happen before a WebSocket exists (an
-//! unknown protocol version, too many connections from one address, a
-//! server shutting down) are answered here with plain HTTP.
+//! unknown protocol version, a server shutting down) are answered here with
+//! plain HTTP; too many connections, from one address or in all, are
+//! refused at accept (see [`crate::listen`]) with the same kind of answer,
+//! except a trusted proxy's, whose WebSockets are counted here by the client
+//! its `X-Forwarded-For` names.
 
 use crate::App;
 use axum::Router;
@@ -47,6 +50,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let members: usize = rooms.iter().map(|r| r.member_count()).sum();
     let body = app.metrics.render(&[
         ("kindred_connections", "Open WebSocket connections.", app.tracker.len() as u64),
+        ("kindred_tcp_connections", "Open TCP connections, HTTP and WebSocket (refused at kindred_max_connections).", app.connections.open() as u64),
+        ("kindred_max_connections", "The cap on open TCP connections.", app.connections.max() as u64),
         ("kindred_rooms", "Rooms in the directory.", rooms.len() as u64),
         ("kindred_room_members", "Members present, summed over rooms.", members as u64),
         ("kindred_ready", "1 when the node accepts messages.", u64::from(app.broker.is_ready() && !app.shutdown.is_cancelled())),
@@ -54,7 +59,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = crate::hub::encode(&ServerMessage::error(None, code, message));
     (status, [(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response()
 }
@@ -63,26 +68,40 @@ fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 /// The address is held in memory for this only, and never logged.
 pub struct IpGuard {
     app: Arc<App>,
-    ip: IpAddr,
+    key: IpAddr,
 }
 
 impl Drop for IpGuard {
     fn drop(&mut self) {
-        self.app.per_ip.remove_if_mut(&self.ip, |_, n| {
+        self.app.per_ip.remove_if_mut(&self.key, |_, n| {
             *n -= 1;
             *n == 0
         });
     }
 }
 
-fn admit_ip(app: &Arc<App>, ip: IpAddr) -> Option<IpGuard> {
-    let mut count = app.per_ip.entry(ip).or_insert(0);
+/// One more connection from `ip`, unless its address already has
+/// `max_connections_per_ip`.
+pub(crate) fn admit_ip(app: &Arc<App>, ip: IpAddr) -> Option<IpGuard> {
+    let key = address_key(ip);
+    let mut count = app.per_ip.entry(key).or_insert(0);
     if *count >= app.config.limits.max_connections_per_ip {
         return None;
     }
     *count += 1;
     drop(count);
-    Some(IpGuard { app: app.clone(), ip })
+    Some(IpGuard { app: app.clone(), key })
+}
+
+/// What the per-address cap counts by: an IPv4 address as it is (also when
+/// it comes IPv4-mapped, `::ffff:a.b.c.d`, from a dual-stack listener), an
+/// IPv6 address by its /64, since one host or home is usually given a whole
+/// /64 and could otherwise take a fresh address for every connection.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+        v4 => v4,
+    }
 }
 
 async fn websocket(
@@ -105,9 +124,15 @@ async fn websocket(
     if app.shutdown.is_cancelled() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, "The server is restarting; try again shortly.");
     }
-    let Some(guard) = admit_ip(&app, peer.ip()) else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.");
-    };
+    // Any other peer was counted at accept.
+    let mut forwarded = None;
+    if app.config.is_trusted_proxy(peer.ip()) {
+        let client = forwarded_client(&headers, &app.config).unwrap_or(peer.ip());
+        let Some(guard) = admit_ip(&app, client) else {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.");
+        };
+        forwarded = Some(guard);
+    }
     let limits = &app.config.limits;
     let frame_max = limits.max_frame_bytes as usize;
     let tracker = app.tracker.clone();
@@ -123,8 +148,72 @@ async fn websocket(
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                let _guard = guard;
+                let _forwarded = forwarded;
                 crate::session::run(app, socket).await;
             })
         })
+}
+
+/// The client a trusted proxy forwarded for: the right-most address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+/// the peer it saw; anything further left may have been written by the
+/// client). None when there is no such address, or the entry in its place is
+/// not one.
+pub fn forwarded_client(headers: &HeaderMap, config: &crate::config::Config) -> Option<IpAddr> {
+    let values: Vec<&str> = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().ok()).collect::<Option<_>>()?;
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let entry = entry.trim();
+        // Some proxies add the client's port.
+        let ip = entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip())).ok()?;
+        if !config.is_trusted_proxy(ip) {
+            return Some(ip.to_canonical());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        address_key(ip.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn addresses_are_counted_by_ipv4_address_or_ipv6_slash_64() {
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7", "IPv4-mapped counts as its IPv4 address");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64, one count");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"), "the next /64 is another address");
+        assert_eq!(key("::1"), "::");
+    }
+
+    fn client(trusted: &[&str], forwarded_for: &[&str]) -> Option<String> {
+        let mut config = crate::config::Config::new("unused");
+        config.trusted_proxies = trusted.iter().map(|p| p.parse().unwrap()).collect();
+        let mut headers = HeaderMap::new();
+        for value in forwarded_for {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        forwarded_client(&headers, &config).map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_right_most_untrusted_address() {
+        let proxy = ["10.0.0.2"];
+        assert_eq!(client(&proxy, &["203.0.113.7"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &["198.51.100.1, 203.0.113.7"]).as_deref(), Some("203.0.113.7"), "forged entries on the left");
+        assert_eq!(client(&["10.0.0.2", "10.0.0.3"], &["203.0.113.7, 10.0.0.3"]).as_deref(), Some("203.0.113.7"), "a chain of proxies");
+        assert_eq!(client(&proxy, &["198.51.100.1", "203.0.113.7"]).as_deref(), Some("203.0.113.7"), "the last header is the nearest");
+        assert_eq!(client(&proxy, &["203.0.113.7:4711"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &["[2001:db8::7]:4711"]).as_deref(), Some("2001:db8::7"));
+        assert_eq!(client(&proxy, &["::ffff:203.0.113.7"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&["::ffff:10.0.0.2"], &["203.0.113.7, 10.0.0.2"]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&proxy, &[]), None, "no header: the proxy itself");
+        assert_eq!(client(&proxy, &["10.0.0.2"]), None, "only trusted proxies");
+        assert_eq!(client(&proxy, &["203.0.113.7, unknown"]), None, "not an address where the client should be");
+        assert_eq!(client(&proxy, &["unknown, 203.0.113.7"]).as_deref(), Some("203.0.113.7"));
+    }
 }

@@ -1,7 +1,8 @@
 //! Kindred: a chat server for online peer-support groups.
 //!
 //! Crate map, in the direction a message flows:
-//! - [`http`]: routes (`/ws`, `/healthz`, `/readyz`, the web client) and refusals before upgrade;
+//! - [`listen`]: accepting connections, the HTTP header and idle timeouts;
+//!   [`http`]: routes (`/ws`, `/healthz`, `/readyz`, the web client) and refusals before upgrade;
 //!   [`api`]: the admin HTTP API under `/api`.
 //! - [`session`]: one connection: `hello`, decode, validate, authorize, rate-limit, write batches.
 //! - [`hub`]: live rooms on this node: membership, the ordered log, encode-once fan-out.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod handles;
 pub mod http;
 pub mod hub;
+pub mod listen;
 pub mod mailbox;
 pub mod ratelimit;
 pub mod refusal;
@@ -38,7 +40,7 @@ use config::Config;
 use dashmap::DashMap;
 use hub::Hub;
 use kindred_protocol::{AccountId, RoomId};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +56,11 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them.
     pub tracker: TaskTracker,
-    /// Open connections per client address (memory only, for the connection limit).
+    /// Open connections per client address (memory only, for the connection limit),
+    /// keyed by [`http::address_key`].
     pub per_ip: DashMap<IpAddr, u32>,
+    /// Open connections in all, against `max_connections`.
+    pub connections: listen::Connections,
     /// Bans, mutes, reports, crisis alerts, forgotten accounts and the audit log.
     pub moderation: Arc<moderation::ModerationStore>,
     /// This node's staff connections, for crisis alerts.
@@ -128,6 +133,8 @@ impl App {
         };
         moderation.set_on_duty(on_duty.clone());
         let coalescing = coalesce::Coalescing::new(&config.limits);
+        let connections = listen::Connections::new(config.limits.max_connections());
+        tracing::info!(max_connections = connections.max(), "connection cap");
         Ok(Arc::new(App {
             config,
             hub,
@@ -136,6 +143,7 @@ impl App {
             shutdown,
             tracker: TaskTracker::new(),
             per_ip: DashMap::new(),
+            connections,
             moderation,
             on_duty,
             escalation,
@@ -185,22 +193,11 @@ pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
 /// tell every connection to reconnect elsewhere (1012) and wait for them, up
 /// to the configured drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
     let router = http::router(app.clone());
     let follower = app.clone();
     tokio::spawn(async move { follower.coalescing.follow(&follower.metrics, follower.shutdown.clone()).await });
-    let shutdown = app.shutdown.clone();
-    // Small frames must leave at once: with Nagle on, a frame written while an
-    // earlier one is unacknowledged waits for the peer's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    // axum does not wait for upgraded connections: the tracker does.
+    listen::serve(listener, app.clone(), router).await;
+    // Upgraded connections are no longer HTTP's: the tracker waits for them.
     app.tracker.close();
     let drained = tokio::time::timeout(app.config.limits.drain_timeout(), app.tracker.wait()).await;
     if drained.is_err() {

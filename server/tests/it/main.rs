@@ -9,6 +9,7 @@ mod cluster;
 mod coalescing;
 mod contract;
 mod crisis;
+mod http_limits;
 mod logs;
 mod messages;
 mod moderation;
