@@ -7,7 +7,8 @@
 //! were told. What an alert is and where it is kept are the moderation
 //! store's; who may resolve one is the session's.
 
-use crate::hub::{ConnId, Frame, Outbox, encode};
+use crate::frame::{Frame, encode};
+use crate::hub::{ConnId, Outbox};
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use kindred_protocol::{AlertId, AlertKind, ChatMessage, Role, RoomId, ServerMessage};

@@ -4,7 +4,8 @@
 //! Rooms made or changed here are saved in the data dir and outlive a restart.
 
 use crate::App;
-use crate::hub::{Audience, encode};
+use crate::frame::encode;
+use crate::hub::Audience;
 use crate::moderation::AuditEntry;
 use crate::rooms::{RoomDef, RoomSpec, RoomsFile, rfc3339};
 use axum::extract::{Path, Query, State};

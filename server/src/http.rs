@@ -60,7 +60,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = crate::hub::encode(&ServerMessage::error(None, code, message));
+    let body = crate::frame::encode(&ServerMessage::error(None, code, message));
     (status, [(header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()).into_response()
 }
 

@@ -21,6 +21,7 @@ pub mod escalation;
 pub mod config;
 pub mod handles;
 pub mod http;
+pub mod frame;
 pub mod hub;
 pub mod listen;
 pub mod mailbox;

@@ -16,7 +16,7 @@
 //! leaving) cannot fill everyone's mailbox; a reader who keeps up still
 //! sees every step.
 
-use crate::hub::Frame;
+use crate::frame::Frame;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;

@@ -7,7 +7,8 @@
 use crate::App;
 use crate::metrics::Metrics;
 use crate::auth::Identity;
-use crate::hub::{ConnId, Control, Draft, Frame, JoinRequest, Outbox, encode};
+use crate::frame::{Frame, encode};
+use crate::hub::{ConnId, Control, Draft, JoinRequest, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::rooms::rfc3339;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};

@@ -4,7 +4,7 @@
 //! audit log are the moderation store's.
 
 use super::{End, Session, Step, not_member};
-use crate::hub::encode;
+use crate::frame::encode;
 use crate::moderation::{AuditEntry, Sanction};
 use crate::rooms::rfc3339;
 use chrono::Utc;
