@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every request a client can make. Each may carry an `id`, echoed by the reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Must be the first frame. No `token`: a new anonymous member. A
@@ -127,6 +128,7 @@ pub enum ClientMessage {
 
 /// How a facilitator closed a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportResolution {
     Dismissed,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The `code` of an `error` frame. An error never closes the connection
 /// unless the protocol itself is broken or the member is removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame is not a valid request (bad JSON, unknown `type`, bad field).

@@ -9,6 +9,7 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -89,6 +90,29 @@ impl RequestId {
     }
 }
 
+/// Written by hand, not derived: the derive cannot know [`RequestId::MAX_LEN`]
+/// or the `i64` bounds, and both are part of the contract.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for RequestId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RequestId".into()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        concat!(module_path!(), "::RequestId").into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The `id` a client puts on a request; every reply to it echoes it with the same JSON type. A string of at most 64 code points, or a whole number that fits in a signed 64-bit integer (the server also refuses `1.0`, which JSON Schema counts as an integer).",
+            "anyOf": [
+                { "type": "string", "maxLength": RequestId::MAX_LEN },
+                { "type": "integer", "minimum": i64::MIN, "maximum": i64::MAX }
+            ]
+        })
+    }
+}
+
 impl From<i64> for RequestId {
     fn from(n: i64) -> Self {
         RequestId::Int(n)
@@ -104,6 +128,7 @@ impl From<&str> for RequestId {
 /// A point in a room's message sequence: the `epoch` the history belongs to
 /// and the last `seq` the client saw. Sent in `join.since` to resume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Position {
     pub epoch: String,
     pub seq: u64,

@@ -10,11 +10,15 @@
 //! - [`server`]: [`ServerMessage`], what the server sends, and the shapes inside it.
 //! - [`moderation`]: [`ModerationAction`], the `action` of a `moderate` request.
 //! - [`errors`]: [`ErrorCode`] and [`CloseCode`], with whether a retry can help.
+//! - `schema` (feature `schema`): the JSON Schema of every frame, the
+//!   machine-readable twin of `docs/protocol.md`.
 
 pub mod client;
 pub mod errors;
 pub mod ids;
 pub mod moderation;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod server;
 
 pub use client::ClientMessage;
@@ -29,6 +33,7 @@ pub const SUBPROTOCOL: &str = "kindred.v1";
 /// Roles a connection can hold. Members are anonymous; facilitators and
 /// admins present a JWT from the operator's identity provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,

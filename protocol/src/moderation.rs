@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Every moderation action of the contract. Durations are in seconds; an
 /// absent `duration_s` means until lifted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ModerationAction {
     DeleteMessage {

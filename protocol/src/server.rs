@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every frame the server sends, internally tagged by `"type"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Welcome {
@@ -100,6 +101,7 @@ pub enum ServerMessage {
         from: Sender,
         to: MemberId,
         text: String,
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
         ts: String,
     },
     Moderated {
@@ -125,6 +127,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
         until: Option<String>,
     },
     /// To every connected staff connection whose scope covers the room,
@@ -136,6 +139,7 @@ pub enum ServerMessage {
         /// Stable across nodes and restarts; what `resolve_alert` names.
         alert_id: AlertId,
         /// When the alert was raised (RFC 3339).
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
         at: String,
         /// Staff connections it reached when it was raised.
         facilitators_alerted: u32,
@@ -160,6 +164,7 @@ pub enum ServerMessage {
 
 /// Limits announced in `welcome`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     /// Lengths count Unicode scalar values (code points), not bytes or UTF-16 units.
     pub max_text_chars: u32,
@@ -178,12 +183,14 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServerInfo {
     pub version: String,
     pub node: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoomKind {
     AlwaysOpen,
@@ -191,6 +198,7 @@ pub enum RoomKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoomMode {
     /// Everyone may talk.
@@ -202,6 +210,7 @@ pub enum RoomMode {
 
 /// When a scheduled room's sessions run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScheduleInfo {
     /// IANA time zone the times are in, such as `Europe/London`.
     pub timezone: String,
@@ -218,14 +227,17 @@ pub struct ScheduleInfo {
     pub description: String,
     /// The start of the next session (RFC 3339, UTC); absent while one is running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub next_open_at: Option<String>,
     /// When the running session ends (RFC 3339, UTC); present only while open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub closes_at: Option<String>,
 }
 
 /// A room as listed in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoomSummary {
     pub id: RoomId,
     pub name: String,
@@ -253,6 +265,7 @@ pub struct RoomSummary {
 
 /// A room as seen by someone in it: the summary plus its live state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoomInfo {
     #[serde(flatten)]
     pub summary: RoomSummary,
@@ -266,6 +279,7 @@ pub struct RoomInfo {
 
 /// Someone in a room, by its room-scoped id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Member {
     pub member_id: MemberId,
     pub handle: String,
@@ -273,6 +287,7 @@ pub struct Member {
     #[serde(default)]
     pub muted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub muted_until: Option<String>,
     #[serde(default)]
     pub hand_raised: bool,
@@ -282,6 +297,7 @@ pub struct Member {
 
 /// Who wrote a message, as the room sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Sender {
     pub member_id: MemberId,
     pub handle: String,
@@ -290,6 +306,7 @@ pub struct Sender {
 
 /// A chat message: the body of a `message` frame and an entry of `history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatMessage {
     pub room: RoomId,
     pub message_id: MessageId,
@@ -297,6 +314,7 @@ pub struct ChatMessage {
     pub from: Sender,
     pub text: String,
     /// When the server accepted it (RFC 3339, UTC, milliseconds).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub ts: String,
     #[serde(default)]
     pub reply_to: Option<MessageId>,
@@ -312,16 +330,19 @@ pub struct ChatMessage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Report {
     pub id: ReportId,
     pub message: ChatMessage,
     pub reason: String,
     /// The reporter's member id in the room.
     pub by: MemberId,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub at: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RemovedReason {
     Kicked,
@@ -331,12 +352,14 @@ pub enum RemovedReason {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     Crisis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeKind {
     /// Sent privately to a member whose message matched the crisis terms.
@@ -352,6 +375,7 @@ pub enum NoticeKind {
 
 /// A helpline or other resource offered with a `crisis_resources` notice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Resource {
     pub name: String,
     pub contact: String,
@@ -360,6 +384,7 @@ pub struct Resource {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<RoomId>,
@@ -375,6 +400,7 @@ pub struct Notice {
 /// The body of an `error` frame. Fields past `retry_after_ms` appear only
 /// with the codes that need them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<RequestId>,
@@ -392,9 +418,11 @@ pub struct ErrorBody {
     pub alternatives: Option<Vec<RoomSummary>>,
     /// With `room_closed`: when the room next opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub next_open_at: Option<String>,
     /// With `banned` and `muted`: when the sanction ends, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub until: Option<String>,
 }
 

@@ -4,15 +4,12 @@
 //! must have an example, and the error-code and close-code tables must say
 //! what `is_retryable` and `should_reconnect` say.
 
+mod support;
+
 use kindred_protocol::{ClientMessage, CloseCode, ErrorCode, ModerationAction, ServerMessage};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
-
-fn doc() -> String {
-    std::fs::read_to_string(DOC_PATH).unwrap_or_else(|e| panic!("reading {DOC_PATH}: {e}"))
-}
+use support::{DOC_PATH, Direction, Example, doc, examples};
 
 /// Every `type` a client may send. Adding a `ClientMessage` variant breaks
 /// the exhaustive match in `client_name` below: add it there, here, and to
@@ -151,54 +148,6 @@ fn action_name(a: &ModerationAction) -> &'static str {
         ModerationAction::GiveFloor { .. } => "give_floor",
         ModerationAction::EndFloor { .. } => "end_floor",
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Client,
-    Server,
-}
-
-#[derive(Debug)]
-struct Example {
-    /// 1-based line of the opening fence in `docs/protocol.md`.
-    line: usize,
-    direction: Direction,
-    text: String,
-}
-
-/// Every ```json client / ```json server block, in document order. A fence
-/// that starts with ```json but carries any other info string is a typo
-/// that would silently skip an example, so it panics.
-fn examples(doc: &str) -> Vec<Example> {
-    let mut out = Vec::new();
-    let mut open: Option<Example> = None;
-    for (i, line) in doc.lines().enumerate() {
-        let line_no = i + 1;
-        let trimmed = line.trim_end();
-        if let Some(ex) = open.as_mut() {
-            if trimmed.trim_start().starts_with("```") {
-                out.push(open.take().expect("a block is open"));
-            } else {
-                ex.text.push_str(line);
-                ex.text.push('\n');
-            }
-            continue;
-        }
-        let direction = match trimmed {
-            "```json client" => Direction::Client,
-            "```json server" => Direction::Server,
-            other if other.starts_with("```json") && other != "```json" => {
-                panic!("protocol.md line {line_no}: unknown info string {other:?}; use ```json client or ```json server")
-            }
-            _ => continue,
-        };
-        open = Some(Example { line: line_no, direction, text: String::new() });
-    }
-    if let Some(ex) = open {
-        panic!("protocol.md line {}: code block is never closed", ex.line);
-    }
-    out
 }
 
 /// What an example is, once checked: its `type`, and for `moderate` its `action`.
