@@ -140,11 +140,11 @@ impl OnDuty {
         &self.node
     }
 
-    pub fn register(&self, conn: ConnId, scope: Scope, outbox: Outbox) {
+    pub(crate) fn register(&self, conn: ConnId, scope: Scope, outbox: Outbox) {
         self.desks.lock().insert(conn, Desk { scope, outbox });
     }
 
-    pub fn unregister(&self, conn: ConnId) {
+    pub(crate) fn unregister(&self, conn: ConnId) {
         self.desks.lock().remove(&conn);
     }
 

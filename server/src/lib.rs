@@ -13,27 +13,27 @@
 //!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
 
 pub mod alerts;
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
-pub mod broker;
-pub mod coalesce;
+pub(crate) mod broker;
+pub(crate) mod coalesce;
 pub mod escalation;
 pub mod config;
 pub mod handles;
-pub mod http;
-pub mod frame;
+pub(crate) mod http;
+pub(crate) mod frame;
 pub mod hub;
-pub mod listen;
-pub mod mailbox;
-pub mod ratelimit;
-pub mod refusal;
+pub(crate) mod listen;
+pub(crate) mod mailbox;
+pub(crate) mod ratelimit;
+pub(crate) mod refusal;
 pub mod rooms;
 pub mod metrics;
 pub mod moderation;
 pub mod safety;
-pub mod session;
-pub mod store;
-pub mod web;
+pub(crate) mod session;
+pub(crate) mod store;
+pub(crate) mod web;
 
 use auth::Auth;
 use broker::Broker;
@@ -51,7 +51,7 @@ use tokio_util::task::TaskTracker;
 pub struct App {
     pub config: Config,
     pub hub: Hub,
-    pub broker: Arc<dyn Broker>,
+    pub(crate) broker: Arc<dyn Broker>,
     pub auth: Auth,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
@@ -73,7 +73,7 @@ pub struct App {
     /// How long busy connections hold their next write, from the node's delivery rate.
     pub coalescing: coalesce::Coalescing,
     /// Open connections per account, so a service ban closes them all.
-    pub accounts: broker::redis::Accounts,
+    pub(crate) accounts: broker::redis::Accounts,
     /// Cluster: rooms made, changed or closed through the admin API, shared by every node.
     pub shared_rooms: Option<store::SharedDoc>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
@@ -81,6 +81,11 @@ pub struct App {
 }
 
 impl App {
+    /// Whether the node accepts messages now (`/readyz`: the broker is ready).
+    pub fn is_ready(&self) -> bool {
+        self.broker.is_ready()
+    }
+
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
         let secret = Auth::load_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         let mut auth = Auth::new(&secret, &config.jwt_issuer, &config.jwt_audience);

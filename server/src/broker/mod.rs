@@ -23,7 +23,7 @@ pub enum BrokerError {
     Unavailable,
 }
 
-pub trait Broker: Send + Sync + 'static {
+pub(crate) trait Broker: Send + Sync + 'static {
     /// Store `draft` in its room's history and give it the next `seq`. Resolves
     /// once the message is durable (this is what `sent` promises); by then it
     /// is on its way to every member on every node, in `seq` order.

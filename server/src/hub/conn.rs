@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 /// One WebSocket connection, unique on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(pub u64);
+pub(crate) struct ConnId(pub u64);
 
 impl ConnId {
-    pub fn next() -> ConnId {
+    pub(crate) fn next() -> ConnId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         ConnId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
@@ -22,14 +22,14 @@ impl ConnId {
 /// instead of a `Notify`: the session waits on this on every turn of its
 /// loop, and a `Notify` locks its waiter list to register and again to drop.
 #[derive(Debug, Default)]
-pub struct Control {
+pub(crate) struct Control {
     code: AtomicU16,
     waker: futures_util::task::AtomicWaker,
 }
 
 impl Control {
     /// Ask the connection to close with `code`; the first request wins.
-    pub fn close(&self, code: CloseCode) {
+    pub(crate) fn close(&self, code: CloseCode) {
         if self.code.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.waker.wake();
         }
@@ -40,7 +40,7 @@ impl Control {
     }
 
     /// Resolves once `close` was called, with its code.
-    pub fn closed(&self) -> impl std::future::Future<Output = CloseCode> + '_ {
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = CloseCode> + '_ {
         std::future::poll_fn(move |cx| {
             if let Some(code) = self.requested() {
                 return std::task::Poll::Ready(code);
@@ -57,7 +57,7 @@ impl Control {
 
 /// Where the hub delivers a connection's frames.
 #[derive(Debug, Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     pub tx: crate::mailbox::Sender,
     pub control: Arc<Control>,
 }

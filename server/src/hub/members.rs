@@ -12,7 +12,7 @@ impl Room {
     }
 
     /// Change the room's live settings and send everyone a `room_update`.
-    pub fn update(&self, f: impl FnOnce(&mut RoomSettings<'_>)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut RoomSettings<'_>)) {
         let def = self.def();
         let mut state = self.state.lock();
         {
@@ -35,7 +35,7 @@ impl Room {
     }
 
     /// The account behind a member id: someone present, or the author of a message in the log.
-    pub fn account_of(&self, member_id: &MemberId) -> Option<AccountId> {
+    pub(crate) fn account_of(&self, member_id: &MemberId) -> Option<AccountId> {
         let state = self.state.lock();
         if let Some(p) = state.members.get(member_id) {
             return Some(p.account.clone());
@@ -47,7 +47,7 @@ impl Room {
     }
 
     /// Whether `member_id` is in the room now or was recently.
-    pub fn has_seen(&self, member_id: &MemberId) -> bool {
+    pub(crate) fn has_seen(&self, member_id: &MemberId) -> bool {
         let state = self.state.lock();
         state.members.contains_key(member_id) || state.seen.contains_key(member_id)
     }
@@ -75,12 +75,12 @@ impl Room {
         self.state.lock().members.get(member_id).map(|p| p.member.clone())
     }
 
-    pub fn find_message(&self, id: &kindred_protocol::MessageId) -> Option<ChatMessage> {
+    pub(crate) fn find_message(&self, id: &kindred_protocol::MessageId) -> Option<ChatMessage> {
         self.state.lock().log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.clone())
     }
 
     /// Remove a message from the log (and so from joins and resumes) and tell the room.
-    pub fn delete_message(&self, id: &kindred_protocol::MessageId) -> bool {
+    pub(crate) fn delete_message(&self, id: &kindred_protocol::MessageId) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
         let Some(seq) = state.log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.seq) else { return false };
@@ -100,7 +100,7 @@ impl Room {
     }
 
     /// Remove every message `account` wrote; the ids removed.
-    pub fn delete_by_account(&self, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
+    pub(crate) fn delete_by_account(&self, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
         let room = self.id();
         self.emit(&room, Event::Forget { account: account.clone() });
         self.delete_by_account_here(&room, account)
@@ -125,7 +125,7 @@ impl Room {
     }
 
     /// Send a frame to one member's connections only.
-    pub fn send_to(&self, member_id: &MemberId, frame: &Frame) -> bool {
+    pub(crate) fn send_to(&self, member_id: &MemberId, frame: &Frame) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
         let Some(local) = state.members.get(member_id).map(Present::is_local) else { return false };
@@ -139,7 +139,7 @@ impl Room {
 
     /// Take a member out of the room (kick or ban): `notice` goes to it alone
     /// first, then the room sees it leave.
-    pub fn remove_member(&self, member_id: &MemberId, notice: &Frame) -> bool {
+    pub(crate) fn remove_member(&self, member_id: &MemberId, notice: &Frame) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
         let Some(local) = state.members.get(member_id).map(Present::is_local) else { return false };
@@ -184,7 +184,7 @@ impl Room {
         self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
     }
 
-    pub fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
+    pub(crate) fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
         let mut state = self.state.lock();
         self.change_member(&mut state, member_id, |m| {
             m.muted = muted_until.is_some();
@@ -200,7 +200,7 @@ impl Room {
     }
 
     /// Raise or lower a member's hand; staff see the queue.
-    pub fn set_hand(&self, member_id: &MemberId, raised: bool) -> bool {
+    pub(crate) fn set_hand(&self, member_id: &MemberId, raised: bool) -> bool {
         let mut state = self.state.lock();
         match state.members.get(member_id) {
             None => return false,
@@ -220,7 +220,7 @@ impl Room {
     }
 
     /// Give the floor to `member_id` (taking it from whoever held it), or end it.
-    pub fn set_floor(&self, member_id: &MemberId, give: bool) -> bool {
+    pub(crate) fn set_floor(&self, member_id: &MemberId, give: bool) -> bool {
         let mut state = self.state.lock();
         if !state.members.contains_key(member_id) {
             return false;
@@ -244,17 +244,17 @@ impl Room {
     }
 
     /// Who holds the floor now, if anyone.
-    pub fn floor_holder(&self) -> Option<MemberId> {
+    pub(crate) fn floor_holder(&self) -> Option<MemberId> {
         self.state.lock().members.values().find(|p| p.member.has_floor).map(|p| p.member.member_id.clone())
     }
 
-    pub fn hands(&self) -> Vec<MemberId> {
+    pub(crate) fn hands(&self) -> Vec<MemberId> {
         self.state.lock().hands.clone()
     }
 }
 
 /// The live settings a facilitator can change.
-pub struct RoomSettings<'a> {
+pub(crate) struct RoomSettings<'a> {
     pub slow_mode_s: &'a mut u32,
     pub locked: &'a mut bool,
     pub topic_now: &'a mut Option<String>,

@@ -13,10 +13,9 @@ mod sequencer;
 mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
-pub use conn::{ConnId, Control, Outbox};
-pub use members::RoomSettings;
-pub use remote::{Aud, Event, Outgoing, RemoteMember, Settings};
-pub use room::Room;
+pub(crate) use conn::{ConnId, Control, Outbox};
+pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Settings};
+pub(crate) use room::Room;
 use room::{Present, RoomState};
 
 use crate::refusal::Refusal;
@@ -37,7 +36,7 @@ use tokio::sync::mpsc;
 
 /// A message in a room's log, with what only the server may know about it.
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub msg: ChatMessage,
     pub account: AccountId,
     pub at: Instant,
@@ -45,7 +44,7 @@ pub struct Stored {
 
 /// Who receives a frame in a room.
 #[derive(Debug, Clone, Copy)]
-pub enum Audience<'a> {
+pub(crate) enum Audience<'a> {
     All,
     Staff,
     AllBut(&'a MemberId),
@@ -55,7 +54,7 @@ pub enum Audience<'a> {
 
 /// A new message, before the room gives it its `seq`.
 #[derive(Debug, Clone)]
-pub struct Draft {
+pub(crate) struct Draft {
     pub msg: ChatMessage,
     pub account: AccountId,
 }
@@ -63,7 +62,7 @@ pub struct Draft {
 
 /// What a joining connection brings.
 #[derive(Debug, Clone)]
-pub struct JoinRequest {
+pub(crate) struct JoinRequest {
     pub conn: ConnId,
     pub account: AccountId,
     pub member_id: MemberId,
@@ -78,7 +77,7 @@ pub struct JoinRequest {
 
 /// What the joining connection gets back (the `joined` reply, less its id).
 #[derive(Debug)]
-pub struct Joined {
+pub(crate) struct Joined {
     pub info: RoomInfo,
     pub me: Member,
     pub members: Vec<Member>,
@@ -86,8 +85,6 @@ pub struct Joined {
     pub epoch: String,
     pub seq: u64,
     pub recovered: bool,
-    /// False when this connection was already in the room.
-    pub new_member: bool,
 }
 
 /// Every room on this node. Cheap to clone.
@@ -109,7 +106,7 @@ struct Inner {
 impl Hub {
     /// The rooms of one node; `link` carries this node's changes to the
     /// cluster (None on a single node).
-    pub fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Hub {
+    pub(crate) fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Hub {
         let epoch = format!("e{:x}", rand::random::<u64>());
         let rooms = DashMap::new();
         for def in defs {
@@ -123,14 +120,14 @@ impl Hub {
     }
 
     /// The directory, sorted by name.
-    pub fn summaries(&self) -> Vec<RoomSummary> {
+    pub(crate) fn summaries(&self) -> Vec<RoomSummary> {
         let rooms: Vec<Arc<Room>> = self.inner.rooms.iter().map(|r| r.value().clone()).collect();
         let mut list: Vec<RoomSummary> = rooms.iter().map(|r| r.summary()).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
-    pub fn join(&self, room: &RoomId, req: JoinRequest) -> Result<Joined, Refusal> {
+    pub(crate) fn join(&self, room: &RoomId, req: JoinRequest) -> Result<Joined, Refusal> {
         let Some(target) = self.room(room) else {
             return Err(Refusal::NoSuchRoom(room.clone()));
         };
@@ -143,12 +140,12 @@ impl Hub {
         })
     }
 
-    pub fn leave(&self, room: &RoomId, conn: ConnId) -> bool {
+    pub(crate) fn leave(&self, room: &RoomId, conn: ConnId) -> bool {
         self.room(room).is_some_and(|r| r.leave(conn))
     }
 
     /// Tell the room's other members that `member_id` is typing (throttled).
-    pub fn typing(&self, room: &RoomId, member_id: &MemberId) {
+    pub(crate) fn typing(&self, room: &RoomId, member_id: &MemberId) {
         if let Some(r) = self.room(room) {
             if r.typing_allowed(member_id) {
                 let frame = encode(&ServerMessage::Typing { room: room.clone(), member_id: member_id.clone() });
@@ -156,20 +153,11 @@ impl Hub {
             }
         }
     }
-
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
-    }
-
-    /// Connections across every room (a connection in two rooms counts twice).
-    pub fn room_connections(&self) -> usize {
-        self.inner.rooms.iter().map(|r| r.state.lock().conns.len()).sum()
-    }
 }
 
 impl Hub {
     /// Add a room (admin API). False if one with that id exists.
-    pub fn add_room(&self, def: RoomDef) -> bool {
+    pub(crate) fn add_room(&self, def: RoomDef) -> bool {
         match self.inner.rooms.entry(def.id.clone()) {
             dashmap::mapref::entry::Entry::Occupied(_) => false,
             dashmap::mapref::entry::Entry::Vacant(slot) => {
@@ -181,7 +169,7 @@ impl Hub {
     }
 
     /// Close a room: everyone in it is told (`removed`, reason `closed`) and it leaves the directory.
-    pub fn remove_room(&self, id: &RoomId, note: &str) -> bool {
+    pub(crate) fn remove_room(&self, id: &RoomId, note: &str) -> bool {
         let Some((_, room)) = self.inner.rooms.remove(id) else { return false };
         let frame = encode(&ServerMessage::Removed {
             room: id.clone(),
@@ -194,7 +182,7 @@ impl Hub {
     }
 
     /// Every room on this node.
-    pub fn rooms(&self) -> Vec<Arc<Room>> {
+    pub(crate) fn rooms(&self) -> Vec<Arc<Room>> {
         self.inner.rooms.iter().map(|r| r.value().clone()).collect()
     }
 }

@@ -8,7 +8,7 @@ use super::*;
 /// ordered and stored by the broker.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "e", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// A member connected on the sending node.
     Joined { member: Member, account: AccountId },
     /// A member's last connection on the sending node ended.
@@ -28,7 +28,7 @@ pub enum Event {
 /// [`Audience`], owned, for the wire between nodes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Aud {
+pub(crate) enum Aud {
     All,
     Staff,
     AllBut(MemberId),
@@ -59,7 +59,7 @@ impl Aud {
 
 /// A room's live settings, as they travel between nodes and sit in Redis.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub slow_mode_s: u32,
     pub locked: bool,
     pub topic_now: Option<String>,
@@ -68,7 +68,7 @@ pub struct Settings {
 
 /// What a room hands the cluster broker.
 #[derive(Debug)]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     Event(RoomId, Event),
     /// A local member's entry in the room's shared presence (new or changed).
     Present(RoomId, Member, AccountId),
@@ -78,7 +78,7 @@ pub enum Outgoing {
 
 /// A member another node holds, as the shared presence lists it.
 #[derive(Debug, Clone)]
-pub struct RemoteMember {
+pub(crate) struct RemoteMember {
     pub node: Arc<str>,
     pub member: Member,
     pub account: AccountId,
@@ -87,7 +87,7 @@ pub struct RemoteMember {
 /// The cluster side of a room: history ordered by Redis and changes from other nodes.
 impl Room {
     /// Apply a change another node made.
-    pub fn apply_remote(&self, node: &Arc<str>, event: Event) {
+    pub(crate) fn apply_remote(&self, node: &Arc<str>, event: Event) {
         let room = self.id();
         let mut state = self.state.lock();
         if let Event::Joined { member: Member { member_id, .. }, .. } | Event::Member { member: Member { member_id, .. } } | Event::Left { member_id } =
@@ -166,7 +166,7 @@ impl Room {
     /// (after a reconnect, and periodically: a crashed node's members go).
     /// `read_at`: when the list was read; a member some node's event spoke of
     /// since then is left as that event made it.
-    pub fn sync_remote_members(&self, remote: Vec<RemoteMember>, read_at: Instant) {
+    pub(crate) fn sync_remote_members(&self, remote: Vec<RemoteMember>, read_at: Instant) {
         let room = self.id();
         let mut state = self.state.lock();
         state.presence_news.retain(|_, at| at.elapsed() < Duration::from_secs(120));
@@ -197,7 +197,7 @@ impl Room {
     }
 
     /// Drop the members a node held here: it stopped heartbeating. Returns how many.
-    pub fn forget_node(&self, node: &str) -> usize {
+    pub(crate) fn forget_node(&self, node: &str) -> usize {
         let room = self.id();
         let mut state = self.state.lock();
         let gone: Vec<MemberId> =
@@ -209,11 +209,11 @@ impl Room {
     }
 
     /// This node's members of the room, with their accounts (for the shared presence list).
-    pub fn local_members(&self) -> Vec<(Member, AccountId)> {
+    pub(crate) fn local_members(&self) -> Vec<(Member, AccountId)> {
         self.state.lock().members.values().filter(|p| p.is_local()).map(|p| (p.member.clone(), p.account.clone())).collect()
     }
 
-    pub fn set_settings(&self, s: Settings) {
+    pub(crate) fn set_settings(&self, s: Settings) {
         let mut state = self.state.lock();
         state.slow_mode_s = s.slow_mode_s;
         state.locked = s.locked;
@@ -221,7 +221,7 @@ impl Room {
         state.mode = s.mode;
     }
 
-    pub fn conn_count(&self) -> usize {
+    pub(crate) fn conn_count(&self) -> usize {
         self.state.lock().conns.len()
     }
 

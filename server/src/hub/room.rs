@@ -124,7 +124,7 @@ impl Room {
         self.def.read().clone()
     }
 
-    pub fn id(&self) -> RoomId {
+    pub(crate) fn id(&self) -> RoomId {
         self.def.read().id.clone()
     }
 
@@ -132,7 +132,7 @@ impl Room {
         Duration::from_secs(u64::from(def.history_minutes.unwrap_or(self.limits.history_minutes)) * 60)
     }
 
-    pub fn summary(&self) -> RoomSummary {
+    pub(crate) fn summary(&self) -> RoomSummary {
         let def = self.def();
         let state = self.state.lock();
         Self::summary_of(&def, &state)
@@ -259,7 +259,6 @@ impl Room {
             epoch: state.epoch.clone(),
             seq: state.last_seq,
             recovered,
-            new_member: !already_present,
         };
         if !already_present {
             let frame = encode(&ServerMessage::Presence {
@@ -390,7 +389,7 @@ impl Room {
 
     /// Checks a member's send against the room's live rules (membership, slow mode,
     /// structured mode, a facilitator's presence) and records it for slow mode.
-    pub fn admit_send(&self, member_id: &MemberId, role: Role, staff_only: bool) -> Result<(), Refusal> {
+    pub(crate) fn admit_send(&self, member_id: &MemberId, role: Role, staff_only: bool) -> Result<(), Refusal> {
         let def = self.def();
         let mut state = self.state.lock();
         let Some(present) = state.members.get(member_id) else {
@@ -425,7 +424,7 @@ impl Room {
 
     /// Give `draft` the room's next seq, keep it in the log and deliver it, all
     /// under the room lock so every member sees one order. The embedded broker's append.
-    pub fn commit(&self, mut draft: Draft) -> ChatMessage {
+    pub(crate) fn commit(&self, mut draft: Draft) -> ChatMessage {
         let def = self.def();
         let mut state = self.state.lock();
         // Staff back-channel messages take no seq of their own, so members
@@ -448,12 +447,12 @@ impl Room {
 
     /// Deliver an ephemeral event (typing, alerts, reports) to the room's
     /// members, on every node.
-    pub fn broadcast(&self, frame: &Frame, audience: Audience<'_>) {
+    pub(crate) fn broadcast(&self, frame: &Frame, audience: Audience<'_>) {
         self.broadcast_keyed(frame, audience, None);
     }
 
     /// [`Room::broadcast`] of a frame that supersedes older ones of its `key`.
-    pub fn broadcast_keyed(&self, frame: &Frame, audience: Audience<'_>, key: Option<Key>) {
+    pub(crate) fn broadcast_keyed(&self, frame: &Frame, audience: Audience<'_>, key: Option<Key>) {
         let id = self.id();
         let mut state = self.state.lock();
         self.fan_out_keyed(&id, &mut state, frame, audience, key);
@@ -479,14 +478,14 @@ impl Room {
     }
 
     /// Replace the room's definition (admin API) and tell everyone in it.
-    pub fn set_def(&self, def: RoomDef) {
+    pub(crate) fn set_def(&self, def: RoomDef) {
         *self.def.write() = Arc::new(def);
         self.update(|_| {});
     }
 
     /// Whether this connection is still in the room (the hub may have removed
     /// it: kicked, banned, too slow, or the room closed).
-    pub fn has_conn(&self, conn: ConnId) -> bool {
+    pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
         self.state.lock().conns.contains_key(&conn)
     }
 

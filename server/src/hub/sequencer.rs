@@ -6,13 +6,13 @@ use super::*;
 
 impl Room {
     /// The position this node has delivered up to.
-    pub fn position(&self) -> (String, u64) {
+    pub(crate) fn position(&self) -> (String, u64) {
         let state = self.state.lock();
         (state.epoch.clone(), state.last_seq)
     }
 
     /// Start (re)loading history: arrivals wait until [`Room::load`].
-    pub fn begin_load(&self) {
+    pub(crate) fn begin_load(&self) {
         self.state.lock().loading = true;
     }
 
@@ -21,7 +21,7 @@ impl Room {
     /// are deleted messages. A changed epoch means the history was lost:
     /// this node's connections are asked to reconnect (1012) so every client
     /// learns it. Returns a gap to fill, if arrivals skipped ahead.
-    pub fn load(&self, epoch: &str, seq: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
+    pub(crate) fn load(&self, epoch: &str, seq: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
         let def = self.def();
         let mut state = self.state.lock();
         if state.epoch != epoch {
@@ -42,7 +42,7 @@ impl Room {
     /// A message ordered by Redis, from the subscription or a gap fill. It is
     /// delivered in `seq` order: one ahead of a gap waits for the gap to be
     /// filled; one already delivered is dropped. Returns a gap to fill.
-    pub fn deliver(&self, epoch: &str, stored: Stored) -> Option<(u64, u64)> {
+    pub(crate) fn deliver(&self, epoch: &str, stored: Stored) -> Option<(u64, u64)> {
         let def = self.def();
         let mut state = self.state.lock();
         if state.loading {
@@ -78,20 +78,20 @@ impl Room {
     /// as from the subscription, except that a gap before it is not filled
     /// from here. What is missing is still on its way over the
     /// subscription, and this message's own push fills the gap if it is not.
-    pub fn deliver_appended(&self, epoch: &str, stored: Stored) {
+    pub(crate) fn deliver_appended(&self, epoch: &str, stored: Stored) {
         let _gap_left_to_the_subscription = self.deliver(epoch, stored);
     }
 
     /// Whether a message of `epoch` means this node holds a history Redis
     /// no longer has (and no load is under way that will settle it).
-    pub fn needs_reload(&self, epoch: &str) -> bool {
+    pub(crate) fn needs_reload(&self, epoch: &str) -> bool {
         let state = self.state.lock();
         !state.loading && state.epoch != epoch
     }
 
     /// A gap `from..=to` was filled from Redis with `entries`; whatever is not
     /// among them was deleted or trimmed, so delivery moves past it.
-    pub fn filled(&self, epoch: &str, to: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
+    pub(crate) fn filled(&self, epoch: &str, to: u64, entries: Vec<Stored>) -> Option<(u64, u64)> {
         for stored in entries {
             self.deliver(epoch, stored);
         }

@@ -107,7 +107,7 @@ async fn node_with(urls: String, cluster: bool, name: &str, ttl: Duration, confi
 
 async fn wait_ready(server: &TestServer, ready: bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while server.app.broker.is_ready() != ready {
+    while server.app.is_ready() != ready {
         assert!(Instant::now() < deadline, "node never became {}", if ready { "ready" } else { "not ready" });
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

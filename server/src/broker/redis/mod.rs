@@ -158,7 +158,7 @@ fn presence_entry(member: &Member, account: &AccountId) -> String {
 
 /// Connections per account on this node (the app's), so a service ban made
 /// on another node closes them here too.
-pub type Accounts = Arc<DashMap<AccountId, Vec<(ConnId, Arc<Control>)>>>;
+pub(crate) type Accounts = Arc<DashMap<AccountId, Vec<(ConnId, Arc<Control>)>>>;
 
 pub struct RedisBroker {
     shared: Arc<Shared>,
@@ -252,7 +252,7 @@ impl Connections {
 }
 
 /// What the broker needs from the app.
-pub struct Parts {
+pub(crate) struct Parts {
     pub node: String,
     pub hub: Hub,
     pub moderation: Arc<ModerationStore>,
