@@ -385,6 +385,11 @@ impl TestClient {
     }
 }
 
+/// A `moderate` reply that is `moderated`, not an error.
+pub fn moderated(reply: &ServerMessage) {
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "expected moderated, got {reply:?}");
+}
+
 /// A `send` of `text` to `room` (no id: [`TestClient::request`] gives it one).
 pub fn chat(room: &str, text: &str) -> ClientMessage {
     ClientMessage::Send { id: None, room: RoomId::from(room), text: text.into(), reply_to: None, cw: None, staff: false }

@@ -7,10 +7,6 @@ use kindred_protocol::{
 };
 use std::time::Duration;
 
-fn moderated(reply: &ServerMessage) {
-    assert!(matches!(reply, ServerMessage::Moderated { .. }), "expected moderated, got {reply:?}");
-}
-
 #[tokio::test]
 async fn a_deleted_message_disappears_for_everyone_and_from_history() {
     let server = TestServer::start().await;
