@@ -1,7 +1,9 @@
 //! Test harness: a real server on an ephemeral port (shut down on drop) and a
 //! typed WebSocket client with a timeout on every wait. [`redis_server`]
-//! starts a real `redis-server` and cluster nodes on it.
+//! starts a real `redis-server` and cluster nodes on it; [`deployment`] runs
+//! one scenario on the embedded broker and on Redis.
 
+pub mod deployment;
 pub mod redis_server;
 
 use futures_util::{SinkExt, StreamExt};
