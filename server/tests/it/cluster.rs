@@ -31,16 +31,6 @@ async fn send_text(c: &mut TestClient, text: &str) {
     c.send(&frame).await;
 }
 
-fn ids(msgs: &[ChatMessage]) -> Vec<(u64, String)> {
-    msgs.iter().map(|m| (m.seq, m.message_id.0.clone())).collect()
-}
-
-fn assert_contiguous(msgs: &[ChatMessage]) {
-    for pair in msgs.windows(2) {
-        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap or a duplicate in {:?}", ids(msgs));
-    }
-}
-
 #[tokio::test]
 async fn three_nodes_share_a_room_in_one_order() {
     let redis = Redis::start();
@@ -73,15 +63,15 @@ async fn three_nodes_share_a_room_in_one_order() {
     .await;
     let seen: Vec<Vec<ChatMessage>> = join_all(clients.iter_mut().map(|c| c.messages(3 * EACH))).await;
     assert_contiguous(&seen[0]);
-    assert_eq!(ids(&seen[0]), ids(&seen[1]), "nodes a and b disagree on the order");
-    assert_eq!(ids(&seen[0]), ids(&seen[2]), "nodes a and c disagree on the order");
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[1]), "nodes a and b disagree on the order");
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[2]), "nodes a and c disagree on the order");
 
     // A newcomer on any node gets that same history from Redis.
     let (mut late, _) = nodes[1].member(Some("Dee")).await;
     let joined = late.join(ROOM).await;
     let (_, history, _, seq, _) = joined_parts(&joined);
     assert_eq!(seq, seen[0].last().unwrap().seq);
-    assert_eq!(ids(&history[history.len() - 50..]), ids(&seen[0][seen[0].len() - 50..]));
+    assert_eq!(seqs_and_ids(&history[history.len() - 50..]), seqs_and_ids(&seen[0][seen[0].len() - 50..]));
 }
 
 #[tokio::test]
@@ -633,8 +623,8 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     .await;
     let seen: Vec<Vec<ChatMessage>> = join_all([&mut sam, &mut ann, &mut bo].into_iter().map(|c| c.messages(40))).await;
     assert_contiguous(&seen[0]);
-    assert_eq!(ids(&seen[0]), ids(&seen[1]));
-    assert_eq!(ids(&seen[0]), ids(&seen[2]));
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[1]));
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[2]));
 
     // The room's channel is a shard channel, not a classic one.
     let shard_channels: String = cluster.nodes.iter().map(|n| RedisCli::connect(n).cmd(&["PUBSUB", "SHARDCHANNELS"])).collect();
@@ -649,7 +639,7 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     // History comes from the cluster for a newcomer.
     let (mut late, _) = nodes[1].member(Some("Cy")).await;
     let joined = late.join(ROOM).await;
-    assert_eq!(ids(joined_parts(&joined).1), ids(&seen[0]));
+    assert_eq!(seqs_and_ids(joined_parts(&joined).1), seqs_and_ids(&seen[0]));
 }
 
 #[tokio::test]

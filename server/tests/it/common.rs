@@ -387,6 +387,18 @@ impl TestClient {
     }
 }
 
+/// Messages as (seq, message id): what two clients must agree on to have seen one order.
+pub fn seqs_and_ids(msgs: &[kindred_protocol::ChatMessage]) -> Vec<(u64, String)> {
+    msgs.iter().map(|m| (m.seq, m.message_id.0.clone())).collect()
+}
+
+/// Each message's `seq` one more than the one before: no gap, no duplicate.
+pub fn assert_contiguous(msgs: &[kindred_protocol::ChatMessage]) {
+    for pair in msgs.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap or a duplicate in {:?}", seqs_and_ids(msgs));
+    }
+}
+
 /// A `moderate` reply that is `moderated`, not an error.
 pub fn moderated(reply: &ServerMessage) {
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "expected moderated, got {reply:?}");
