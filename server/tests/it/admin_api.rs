@@ -87,7 +87,7 @@ async fn rooms_mutes_reports_and_the_audit_log_survive_a_restart() {
     assert_eq!(request(&server, "DELETE", "/api/rooms/veterans", Some(&token), None).await.0, 204);
     let mut f = server.staff(Role::Facilitator, None, "grief").await;
     let (mut a, welcome) = server.member(None).await;
-    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    let a_id = a.join_returning_id("grief").await;
     let (message_id, _) = a.say("grief", "a hurtful message").await;
     let mut b = server.member(None).await.0;
     b.join("grief").await;

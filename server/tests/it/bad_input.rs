@@ -7,10 +7,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A bystander chatting in a room while a test misbehaves beside it.
 async fn bystanders(server: &TestServer) -> (TestClient, TestClient) {
-    let (mut a, _) = server.member(None).await;
-    let (mut b, _) = server.member(None).await;
-    a.join("anxiety").await;
-    b.join("anxiety").await;
+    let (a, _) = server.member_in("anxiety", None).await;
+    let (b, _) = server.member_in("anxiety", None).await;
     (a, b)
 }
 

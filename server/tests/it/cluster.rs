@@ -4,155 +4,39 @@
 //! killed node's members resuming on another, and no acknowledged message
 //! lost when Redis itself dies.
 
+use crate::common::redis_server::*;
 use crate::common::*;
 use futures_util::future::join_all;
 use kindred_protocol::{ChatMessage, ClientMessage, ErrorCode, ModerationAction, Position, Role, RoomId, ServerMessage};
 use kindred_server::config::Config;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "cluster-test-secret-cluster-test-secret-0123";
 const ROOM: &str = "grief";
-
-/// A `redis-server` on an ephemeral port with its own directory; killed on drop.
-pub struct Redis {
-    child: Option<Child>,
-    pub port: u16,
-    dir: TempDir,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        crate::web_client::ensure_packages("redis-server", &["redis-server"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Redis { child: None, port, dir: TempDir::new() };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Start (again) on the same port and directory: what was fsynced to the
-    /// append-only file comes back.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "redis-server is already running");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--daemonize", "no", "--protected-mode", "no", "--dir"])
-            .arg(&self.dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ping() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not answer on port {}", self.port);
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        tcp.write_all(b"PING\r\n").is_ok() && tcp.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
-    }
-
-    /// SIGKILL: no shutdown, no final save.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// An in-process node of the cluster, ready (connected and repaired).
-async fn node(redis: &Redis, name: &str) -> TestServer {
-    node_on(redis.url(), false, name, Duration::from_secs(3)).await
-}
-
-/// A ready node on `urls` (a Redis Cluster's seeds with `cluster`) whose silent peers expire after `ttl`.
-async fn node_on(urls: String, cluster: bool, name: &str, ttl: Duration) -> TestServer {
-    node_with(urls, cluster, name, ttl, |_| {}).await
-}
-
-async fn node_with(urls: String, cluster: bool, name: &str, ttl: Duration, configure: impl FnOnce(&mut Config)) -> TestServer {
-    let server = TestServer::with(|c| {
-        c.redis = Some(urls);
-        c.redis_cluster = cluster;
-        c.node = name.into();
-        c.jwt_secret = Some(SECRET.into());
-        c.presence_ttl = ttl;
-        c.limits.messages_per_10s = 10_000;
-        configure(c);
-    })
-    .await;
-    wait_ready(&server, true).await;
-    server
-}
-
-async fn wait_ready(server: &TestServer, ready: bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.app.is_ready() != ready {
-        assert!(Instant::now() < deadline, "node never became {}", if ready { "ready" } else { "not ready" });
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Redis, two nodes, and Ann (on a) and Bo (on b) in the room.
 async fn two_nodes() -> (Redis, TestServer, TestServer, TestClient, TestClient) {
     let redis = Redis::start();
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let (ann, _) = joined_member(&a, "Ann").await;
-    let (bo, _) = joined_member(&b, "Bo").await;
+    let (ann, _) = a.member_in(ROOM, Some("Ann")).await;
+    let (bo, _) = b.member_in(ROOM, Some("Bo")).await;
     (redis, a, b, ann, bo)
 }
 
-async fn joined_member(server: &TestServer, handle: &str) -> (TestClient, String) {
-    let (mut c, welcome) = server.member(Some(handle)).await;
-    c.join(ROOM).await;
-    (c, token_of(&welcome))
-}
-
 /// Send without waiting; the reply is collected later.
-async fn send_text(c: &mut TestClient, text: &str) -> kindred_protocol::RequestId {
-    let id = c.next_id();
-    c.send(&ClientMessage::Send { id: Some(id.clone()), room: RoomId::from(ROOM), text: text.into(), reply_to: None, cw: None, staff: false })
-        .await;
-    id
-}
-
-fn ids(msgs: &[ChatMessage]) -> Vec<(u64, String)> {
-    msgs.iter().map(|m| (m.seq, m.message_id.0.clone())).collect()
-}
-
-fn assert_contiguous(msgs: &[ChatMessage]) {
-    for pair in msgs.windows(2) {
-        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap or a duplicate in {:?}", ids(msgs));
-    }
+async fn send_text(c: &mut TestClient, text: &str) {
+    let mut frame = chat(ROOM, text);
+    set_request_id(&mut frame, c.next_id());
+    c.send(&frame).await;
 }
 
 #[tokio::test]
 async fn three_nodes_share_a_room_in_one_order() {
     let redis = Redis::start();
     let nodes = [node(&redis, "a").await, node(&redis, "b").await, node(&redis, "c").await];
-    let (mut ann, _) = joined_member(&nodes[0], "Ann").await;
-    let (mut bo, _) = joined_member(&nodes[1], "Bo").await;
+    let (mut ann, _) = nodes[0].member_in(ROOM, Some("Ann")).await;
+    let (mut bo, _) = nodes[1].member_in(ROOM, Some("Bo")).await;
     // Presence crosses nodes: the third member sees the other two in `joined`.
     let (mut cy, welcome) = nodes[2].member(Some("Cy")).await;
     let _ = welcome;
@@ -179,15 +63,15 @@ async fn three_nodes_share_a_room_in_one_order() {
     .await;
     let seen: Vec<Vec<ChatMessage>> = join_all(clients.iter_mut().map(|c| c.messages(3 * EACH))).await;
     assert_contiguous(&seen[0]);
-    assert_eq!(ids(&seen[0]), ids(&seen[1]), "nodes a and b disagree on the order");
-    assert_eq!(ids(&seen[0]), ids(&seen[2]), "nodes a and c disagree on the order");
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[1]), "nodes a and b disagree on the order");
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[2]), "nodes a and c disagree on the order");
 
     // A newcomer on any node gets that same history from Redis.
     let (mut late, _) = nodes[1].member(Some("Dee")).await;
     let joined = late.join(ROOM).await;
     let (_, history, _, seq, _) = joined_parts(&joined);
     assert_eq!(seq, seen[0].last().unwrap().seq);
-    assert_eq!(ids(&history[history.len() - 50..]), ids(&seen[0][seen[0].len() - 50..]));
+    assert_eq!(seqs_and_ids(&history[history.len() - 50..]), seqs_and_ids(&seen[0][seen[0].len() - 50..]));
 }
 
 #[tokio::test]
@@ -197,8 +81,10 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     let b = node(&redis, "b").await;
     let c = node(&redis, "c").await;
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
-    let (mut mo, mo_token) = joined_member(&b, "Mo").await;
-    let (mut watcher, _) = joined_member(&c, "Wren").await;
+    let (mut mo, welcome) = b.member(Some("Mo")).await;
+    mo.join(ROOM).await;
+    let mo_token = token_of(&welcome);
+    let (mut watcher, _) = c.member_in(ROOM, Some("Wren")).await;
     let mo_id = match sam.expect("Mo's presence", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.handle == "Mo")).await {
         ServerMessage::Presence { joined: Some(j), .. } => j.member_id,
         _ => unreachable!(),
@@ -228,8 +114,7 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     assert!(matches!(sam.moderate(ROOM, ModerationAction::SlowMode { seconds: 30 }).await, ServerMessage::Moderated { .. }));
     mo.expect("room_update with slow mode on node b", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.slow_mode_s == 30)).await;
     mo.say(ROOM, "first one is fine").await;
-    send_text(&mut mo, "second one is too soon").await;
-    mo.expect_error(ErrorCode::SlowMode).await;
+    mo.refused(chat(ROOM, "second one is too soon"), ErrorCode::SlowMode).await;
     assert!(matches!(sam.moderate(ROOM, ModerationAction::SlowMode { seconds: 0 }).await, ServerMessage::Moderated { .. }));
     mo.expect("slow mode off", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.slow_mode_s == 0)).await;
 
@@ -237,8 +122,7 @@ async fn moderation_on_one_node_is_enforced_on_another() {
     let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: mo_id.clone(), duration_s: None, reason: None }).await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
     mo.expect("member_update muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
-    send_text(&mut mo, "can I still talk?").await;
-    mo.expect_error(ErrorCode::Muted).await;
+    mo.refused(chat(ROOM, "can I still talk?"), ErrorCode::Muted).await;
 
     // Ban on node a: the member on node b is removed, and no node lets it back in.
     let reply = sam.moderate(ROOM, ModerationAction::Ban { member_id: mo_id.clone(), duration_s: None, reason: Some("harm".into()), service: false }).await;
@@ -292,17 +176,8 @@ impl NodeProcess {
     }
 }
 
-/// Wait (up to 15 s: a heartbeat must lapse first) for a frame matching `pred`.
-async fn wait_for(client: &mut TestClient, what: &str, pred: impl Fn(&ServerMessage) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match client.try_recv(deadline.saturating_duration_since(Instant::now())).await {
-            Some(m) if pred(&m) => return,
-            Some(_) => {}
-            None => panic!("{what} never arrived"),
-        }
-    }
-}
+/// A heartbeat must lapse before a node's members are seen leaving or coming back.
+const HEARTBEAT_LAPSE: Duration = Duration::from_secs(15);
 
 /// How many HSET calls Redis has served (`INFO commandstats`).
 fn hset_calls(cli: &mut RedisCli) -> u64 {
@@ -320,16 +195,11 @@ fn hset_calls(cli: &mut RedisCli) -> u64 {
 #[tokio::test]
 async fn idle_members_cost_no_presence_writes() {
     let (redis, a, _b, _ann, mut bo) = two_nodes().await;
-    let (mut cy, _) = a.member(Some("Cy")).await;
-    let cy_id = joined_parts(&cy.join(ROOM).await).0.member_id.clone();
+    let (_cy, cy_id) = a.member_in(ROOM, Some("Cy")).await;
     bo.expect("Cy, joined on node a, seen on node b", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.member_id == cy_id)).await;
     let mut cli = RedisCli::connect(&redis);
     // Each join writes its member's entry once (node b's may land after Cy's event).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while hset_calls(&mut cli) < 3 {
-        assert!(Instant::now() < deadline, "the three joins were never written");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the three joins were never written", Duration::from_secs(5), || hset_calls(&mut cli) >= 3).await;
     let before = hset_calls(&mut cli);
     // Four times the old sync period (a third of the 3 s TTL).
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -361,11 +231,7 @@ async fn presence_lost_on_the_way_to_redis_is_repaired_at_once() {
     // As if Ann's join had been dropped on its way: no entry, one drop counted.
     cli.cmd(&["HDEL", &key, &ann]);
     a.app.metrics.cluster_events_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while a_fields(&mut cli) != [ann.clone()] {
-        assert!(Instant::now() < deadline, "Ann's entry was not written back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("Ann's entry was not written back", Duration::from_secs(5), || a_fields(&mut cli) == [ann.clone()]).await;
 }
 
 /// A node that stalls past the TTL looks dead: its members leave the room on
@@ -379,16 +245,16 @@ async fn a_stalled_nodes_members_leave_and_come_back_with_it() {
     let survivor = node(&redis, "survivor").await;
     let mut pat = TestClient::connect(stalled.url()).await;
     pat.hello(None, Some("Pat")).await;
-    let pat_id = joined_parts(&pat.join(ROOM).await).0.member_id.clone();
-    let (mut sol, _) = joined_member(&survivor, "Sol").await;
+    let pat_id = pat.join_returning_id(ROOM).await;
+    let (mut sol, _) = survivor.member_in(ROOM, Some("Sol")).await;
 
     stalled.signal("-STOP");
-    wait_for(&mut sol, "Pat leaving while the node is stalled", |m| {
+    sol.expect_within("Pat leaving while the node is stalled", HEARTBEAT_LAPSE, |m| {
         matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id)
     })
     .await;
     stalled.signal("-CONT");
-    wait_for(&mut sol, "Pat coming back with the node", |m| {
+    sol.expect_within("Pat coming back with the node", HEARTBEAT_LAPSE, |m| {
         matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.member_id == pat_id)
     })
     .await;
@@ -416,8 +282,8 @@ async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
     let rae_id = joined_parts(&joined).0.member_id.clone();
     let mut passer = TestClient::connect(doomed.url()).await;
     passer.hello(None, Some("Pat")).await;
-    let pat_id = joined_parts(&passer.join(ROOM).await).0.member_id.clone();
-    let (mut sol, _) = joined_member(&survivor, "Sol").await;
+    let pat_id = passer.join_returning_id(ROOM).await;
+    let (mut sol, _) = survivor.member_in(ROOM, Some("Sol")).await;
 
     for n in 0..5 {
         rae.say(ROOM, &format!("before {n}")).await;
@@ -451,7 +317,7 @@ async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
     assert_contiguous(&missed);
 
     // Pat, who did not come back, disappears from the room once the dead node's heartbeat lapses.
-    wait_for(&mut sol, "Pat leaving after the dead node's heartbeat lapsed", |m| {
+    sol.expect_within("Pat leaving after the dead node's heartbeat lapsed", HEARTBEAT_LAPSE, |m| {
         matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id)
     })
     .await;
@@ -477,8 +343,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_message() {
     wait_ready(&a, false).await;
     let readyz = crate::session::http_get(a.addr, "/readyz").await;
     assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
-    send_text(&mut ann, "during the outage").await;
-    let e = ann.expect_error(ErrorCode::Unavailable).await;
+    let e = ann.refused(chat(ROOM, "during the outage"), ErrorCode::Unavailable).await;
     assert!(e.retry_after_ms.is_some(), "unavailable is retryable");
     ann.assert_alive().await;
     bo.assert_alive().await;
@@ -505,50 +370,13 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_message() {
 async fn say_retrying(c: &mut TestClient, text: &str) -> (String, u64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let id = send_text(c, text).await;
-        let reply = c
-            .expect("sent", |m| match m {
-                ServerMessage::Sent { id: Some(i), .. } => *i == id,
-                ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
-                _ => false,
-            })
-            .await;
-        match reply {
+        match c.request(chat(ROOM, text)).await {
             ServerMessage::Sent { message_id, seq, .. } => return (message_id.0, seq),
             ServerMessage::Error(e) if e.code == ErrorCode::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(e.retry_after_ms.unwrap_or(100).min(200))).await;
             }
             other => panic!("send failed: {other:?}"),
         }
-    }
-}
-
-/// A raw Redis connection for the tests' own commands.
-struct RedisCli(std::net::TcpStream);
-
-impl RedisCli {
-    fn connect(redis: &Redis) -> RedisCli {
-        let tcp = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-        RedisCli(tcp)
-    }
-
-    /// Send one command; the raw reply (read until the server pauses).
-    fn cmd(&mut self, args: &[&str]) -> String {
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.0.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = self.0.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -607,7 +435,7 @@ async fn a_cold_node_shows_only_the_newest_history_max_messages() {
     let three = |c: &mut Config| c.limits.history_max_messages = 3;
     let a = node_with(redis.url(), false, "a", Duration::from_secs(3), three).await;
     let b = node_with(redis.url(), false, "b", Duration::from_secs(3), three).await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut ann, _) = a.member_in(ROOM, Some("Ann")).await;
     for i in 0..6 {
         ann.say(ROOM, &format!("message {i}")).await;
     }
@@ -626,7 +454,7 @@ async fn a_cold_node_shows_only_the_newest_history_max_messages() {
 async fn history_past_retention_leaves_redis_with_the_next_message() {
     let redis = Redis::start();
     let a = node(&redis, "a").await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut ann, _) = a.member_in(ROOM, Some("Ann")).await;
     ann.say(ROOM, "first").await;
     // Replace the stream by three entries stamped long ago (1970), the
     // first message's among them, ahead of the next message's id `2-0`.
@@ -680,9 +508,8 @@ async fn reports_alerts_and_service_bans_cross_nodes() {
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
-    let (mut mo, _) = b.member(Some("Mo")).await;
-    let mo_id = joined_parts(&mo.join(ROOM).await).0.member_id.clone();
-    let (mut wren, _) = joined_member(&b, "Wren").await;
+    let (mut mo, mo_id) = b.member_in(ROOM, Some("Mo")).await;
+    let (mut wren, _) = b.member_in(ROOM, Some("Wren")).await;
 
     // A crisis message on node b: the facilitator on node a gets the alert.
     let (crisis_id, _) = mo.say(ROOM, "honestly I just want to die, I can't do this anymore").await;
@@ -720,22 +547,14 @@ async fn rooms_made_through_the_api_on_one_node_open_on_every_node() {
     let (status, body) = crate::admin_api::request(&a, "POST", "/api/rooms", Some(&admin), Some(crate::admin_api::NEW_ROOM)).await;
     assert_eq!(status, 201, "{body}");
     // Node b learns of it and members can join it there.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.app.hub.room(&RoomId::from("widowed-young")).is_none() {
-        assert!(Instant::now() < deadline, "node b never saw the new room");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("node b never saw the new room", Duration::from_secs(5), || b.app.hub.room(&RoomId::from("widowed-young")).is_some()).await;
     let (mut m, _) = b.member(Some("Ivy")).await;
     m.join("widowed-young").await;
     // Closed through node b: the member on node b is told, and node a drops it too.
     let (status, body) = crate::admin_api::request(&b, "DELETE", "/api/rooms/widowed-young", Some(&admin), None).await;
     assert_eq!(status, 204, "{body}");
     m.expect("removed: closed", |msg| matches!(msg, ServerMessage::Removed { reason: kindred_protocol::RemovedReason::Closed, .. })).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while a.app.hub.room(&RoomId::from("widowed-young")).is_some() {
-        assert!(Instant::now() < deadline, "node a still lists the closed room");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("node a still lists the closed room", Duration::from_secs(5), || a.app.hub.room(&RoomId::from("widowed-young")).is_none()).await;
     // A node started later gets the shared directory from Redis.
     let c = node(&redis, "c").await;
     assert!(c.app.hub.room(&RoomId::from("widowed-young")).is_none());
@@ -747,8 +566,8 @@ async fn a_node_shutting_down_takes_its_members_out_at_once() {
     let redis = Redis::start();
     let going = node_on(redis.url(), false, "going", Duration::from_secs(600)).await;
     let staying = node(&redis, "staying").await;
-    let (_leaver, _) = joined_member(&going, "Lou").await;
-    let (mut watcher, _) = joined_member(&staying, "Wes").await;
+    let (_leaver, _) = going.member_in(ROOM, Some("Lou")).await;
+    let (mut watcher, _) = staying.member_in(ROOM, Some("Wes")).await;
     going.shutdown().await;
     watcher.expect("Lou leaves when its node shuts down", |m| matches!(m, ServerMessage::Presence { left: Some(_), member_count: 1, .. })).await;
 }
@@ -760,10 +579,9 @@ async fn a_stalled_redis_never_gets_a_false_sent_and_recovers() {
     let mut got = bo.messages(1).await;
 
     // SIGSTOP: Redis accepts connections' bytes but answers nothing.
-    let pid = redis.child.as_ref().unwrap().id().to_string();
+    let pid = redis.pid().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    send_text(&mut ann, "while Redis is stalled").await;
-    let e = ann.expect_error(ErrorCode::Unavailable).await;
+    let e = ann.refused(chat(ROOM, "while Redis is stalled"), ErrorCode::Unavailable).await;
     assert!(e.retry_after_ms.is_some());
     wait_ready(&a, false).await;
     ann.assert_alive().await;
@@ -785,58 +603,6 @@ async fn a_stalled_redis_never_gets_a_false_sent_and_recovers() {
     assert!(got.windows(2).all(|w| w[1].1 == w[0].1 + 1), "a gap or duplicate: {got:?}");
 }
 
-/// A three-primary Redis Cluster on ephemeral ports; killed on drop.
-struct RedisCluster {
-    nodes: Vec<Redis>,
-}
-
-impl RedisCluster {
-    fn start() -> RedisCluster {
-        crate::web_client::ensure_packages("redis-server", &["redis-server"]);
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let dir = TempDir::new();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "yes"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--protected-mode", "no", "--dir"])
-                .arg(&dir.0)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server starts");
-            let node = Redis { child: Some(child), port, dir };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !node.ping() {
-                assert!(Instant::now() < deadline, "redis-server did not answer");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            nodes.push(node);
-        }
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli runs");
-        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for node in &nodes {
-            let mut cli = RedisCli::connect(node);
-            while !cli.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
-                assert!(Instant::now() < deadline, "the cluster never became ok");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        RedisCluster { nodes }
-    }
-
-    fn urls(&self) -> String {
-        self.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",")
-    }
-}
-
 #[tokio::test]
 async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     let cluster = RedisCluster::start();
@@ -845,9 +611,8 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
         nodes.push(node_on(cluster.urls(), true, name, Duration::from_secs(3)).await);
     }
     let mut sam = nodes[0].staff(Role::Facilitator, None, ROOM).await;
-    let (mut ann, _) = joined_member(&nodes[1], "Ann").await;
-    let (mut bo, _) = nodes[2].member(Some("Bo")).await;
-    let bo_id = joined_parts(&bo.join(ROOM).await).0.member_id.clone();
+    let (mut ann, _) = nodes[1].member_in(ROOM, Some("Ann")).await;
+    let (mut bo, bo_id) = nodes[2].member_in(ROOM, Some("Bo")).await;
 
     // Concurrent senders on two nodes: one order on all three.
     join_all([&mut ann, &mut bo].into_iter().enumerate().map(|(i, c)| async move {
@@ -858,8 +623,8 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     .await;
     let seen: Vec<Vec<ChatMessage>> = join_all([&mut sam, &mut ann, &mut bo].into_iter().map(|c| c.messages(40))).await;
     assert_contiguous(&seen[0]);
-    assert_eq!(ids(&seen[0]), ids(&seen[1]));
-    assert_eq!(ids(&seen[0]), ids(&seen[2]));
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[1]));
+    assert_eq!(seqs_and_ids(&seen[0]), seqs_and_ids(&seen[2]));
 
     // The room's channel is a shard channel, not a classic one.
     let shard_channels: String = cluster.nodes.iter().map(|n| RedisCli::connect(n).cmd(&["PUBSUB", "SHARDCHANNELS"])).collect();
@@ -869,13 +634,12 @@ async fn nodes_share_rooms_through_a_redis_cluster_with_sharded_pubsub() {
     let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: bo_id, duration_s: None, reason: None }).await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
     bo.expect("muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
-    send_text(&mut bo, "am I muted?").await;
-    bo.expect_error(ErrorCode::Muted).await;
+    bo.refused(chat(ROOM, "am I muted?"), ErrorCode::Muted).await;
 
     // History comes from the cluster for a newcomer.
     let (mut late, _) = nodes[1].member(Some("Cy")).await;
     let joined = late.join(ROOM).await;
-    assert_eq!(ids(joined_parts(&joined).1), ids(&seen[0]));
+    assert_eq!(seqs_and_ids(joined_parts(&joined).1), seqs_and_ids(&seen[0]));
 }
 
 #[tokio::test]
@@ -883,7 +647,7 @@ async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() 
     let redis = Redis::start();
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let (mut ann, _) = joined_member(&a, "Ann").await;
+    let (mut ann, _) = a.member_in(ROOM, Some("Ann")).await;
     let (mut bo, bo_token) = b.member(Some("Bo")).await;
     let bo_token = token_of(&bo_token);
     let joined = bo.join(ROOM).await;
@@ -911,33 +675,16 @@ async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() 
 
     // Moderation made after the loss starts a new document at version 1; nodes must take it.
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while a.app.hub.room(&RoomId::from(ROOM)).unwrap().member(&bo_id).is_none() {
-        assert!(Instant::now() < deadline, "node a never saw Bo come back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("node a never saw Bo come back", Duration::from_secs(5), || a.app.hub.room(&RoomId::from(ROOM)).unwrap().member(&bo_id).is_some()).await;
     let reply = sam.moderate(ROOM, ModerationAction::Mute { member_id: bo_id, duration_s: None, reason: None }).await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
     back.expect("muted", |m| matches!(m, ServerMessage::MemberUpdate { member, .. } if member.muted)).await;
-    send_text(&mut back, "am I muted after the flush?").await;
-    back.expect_error(ErrorCode::Muted).await;
-}
-
-/// A staff connection on `server` that joined no room.
-async fn on_duty_at(server: &TestServer, role: Role, name: &str, rooms: Option<Vec<&str>>) -> TestClient {
-    let rooms = rooms.map(|r| r.into_iter().map(RoomId::from).collect());
-    let token = server.app.auth.staff_token(role, name, rooms, Duration::from_secs(3600));
-    let mut c = server.client().await;
-    c.hello(Some(&token), None).await;
-    c
+    back.refused(chat(ROOM, "am I muted after the flush?"), ErrorCode::Muted).await;
 }
 
 async fn wait_on_duty(server: &TestServer, room: &str, n: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.app.on_duty.count(&RoomId::from(room)) != n {
-        assert!(Instant::now() < deadline, "node never counted {n} on duty for {room}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let room = RoomId::from(room);
+    eventually(&format!("node never counted {n} on duty for {room}"), Duration::from_secs(10), || server.app.on_duty.count(&room) == n).await;
 }
 
 #[tokio::test]
@@ -945,13 +692,13 @@ async fn a_crisis_on_one_node_reaches_staff_on_another_who_joined_no_room_and_is
     let redis = Redis::start();
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let mut sam = on_duty_at(&b, Role::Facilitator, "Sam", Some(vec![ROOM])).await;
-    let mut ana = on_duty_at(&a, Role::Admin, "Ana", None).await;
-    let mut out_of_scope = on_duty_at(&b, Role::Facilitator, "Kai", Some(vec!["anxiety"])).await;
+    let mut sam = b.on_duty(Role::Facilitator, "Sam", Some(vec![ROOM])).await;
+    let mut ana = a.on_duty(Role::Admin, "Ana", None).await;
+    let mut out_of_scope = b.on_duty(Role::Facilitator, "Kai", Some(vec!["anxiety"])).await;
     // Node a counts Sam (on node b) once the health tick has carried b's scopes.
     wait_on_duty(&a, ROOM, 2).await;
 
-    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (mut mo, _) = a.member_in(ROOM, Some("Mo")).await;
     let (crisis_id, _) = mo.say(ROOM, "I keep thinking about how to end my life").await;
     let notice = mo.expect("crisis notice", |m| matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::CrisisResources)).await;
     assert!(matches!(notice, ServerMessage::Notice(n) if n.facilitators_alerted == Some(2)), "both people on duty, on both nodes, were counted");
@@ -975,14 +722,14 @@ async fn a_crisis_on_one_node_reaches_staff_on_another_who_joined_no_room_and_is
 async fn open_alerts_outlive_the_node_that_raised_them_and_reach_staff_on_a_new_one() {
     let redis = Redis::start();
     let a = node(&redis, "a").await;
-    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (mut mo, _) = a.member_in(ROOM, Some("Mo")).await;
     mo.say(ROOM, "quiero morir, no puedo más").await;
     let notice = mo.expect("crisis notice", |m| matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::CrisisResources)).await;
     assert!(matches!(notice, ServerMessage::Notice(n) if n.facilitators_alerted == Some(0)), "nobody on duty anywhere");
     drop(mo);
     a.shutdown().await;
     let b = node(&redis, "b").await;
-    let mut sam = on_duty_at(&b, Role::Facilitator, "Sam", Some(vec![ROOM])).await;
+    let mut sam = b.on_duty(Role::Facilitator, "Sam", Some(vec![ROOM])).await;
     let got = sam.expect("the open alert after welcome", |m| matches!(m, ServerMessage::Alert { .. })).await;
     assert!(matches!(got, ServerMessage::Alert { message, facilitators_alerted: 0, .. } if message.text.starts_with("quiero morir")));
 }
@@ -994,8 +741,8 @@ async fn in_a_cluster_exactly_one_node_posts_each_alert() {
     let hook = |c: &mut Config| c.safety.escalation = Some(crate::webhook::escalation(&url, false));
     let a = node_with(redis.url(), false, "a", Duration::from_secs(3), hook).await;
     let b = node_with(redis.url(), false, "b", Duration::from_secs(3), hook).await;
-    let (mut mo, _) = joined_member(&a, "Mo").await;
-    let (mut bo, _) = joined_member(&b, "Bo").await;
+    let (mut mo, _) = a.member_in(ROOM, Some("Mo")).await;
+    let (mut bo, _) = b.member_in(ROOM, Some("Bo")).await;
     mo.say(ROOM, "I want to end my life").await;
     bo.say(ROOM, "some days I want to die too").await;
     crate::webhook::wait_for_posts(&got, 2).await;
@@ -1013,7 +760,7 @@ async fn staff_notes_get_a_staff_seq_from_redis_and_come_back_on_resume_on_anoth
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
-    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (mut mo, _) = a.member_in(ROOM, Some("Mo")).await;
     let (_, seq) = mo.say(ROOM, "hi all").await;
     sam.expect("Mo's message", |m| matches!(m, ServerMessage::Message(msg) if msg.seq == seq)).await;
     let joined = sam.join(ROOM).await;
@@ -1039,7 +786,7 @@ async fn out_of_scope_a_facilitator_is_a_member_on_the_other_node_too() {
     let redis = Redis::start();
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let (mut mo, _) = joined_member(&a, "Mo").await;
+    let (mut mo, _) = a.member_in(ROOM, Some("Mo")).await;
     // Kai may moderate anxiety only, and joins grief on node b.
     let token = b.app.auth.staff_token(Role::Facilitator, "Kai", Some(vec![RoomId::from("anxiety")]), Duration::from_secs(600));
     let mut kai = b.client().await;

@@ -1,8 +1,13 @@
 //! Test harness: a real server on an ephemeral port (shut down on drop) and a
-//! typed WebSocket client with a timeout on every wait.
+//! typed WebSocket client with a timeout on every wait. [`redis_server`]
+//! starts a real `redis-server` and cluster nodes on it; [`deployment`] runs
+//! one scenario on the embedded broker and on Redis.
+
+pub mod deployment;
+pub mod redis_server;
 
 use futures_util::{SinkExt, StreamExt};
-use kindred_protocol::{ClientMessage, ErrorCode, RoomId, ServerMessage};
+use kindred_protocol::{ClientMessage, ErrorCode, MemberId, RequestId, Role, RoomId, ServerMessage};
 use kindred_server::App;
 use kindred_server::config::Config;
 use std::net::SocketAddr;
@@ -54,6 +59,8 @@ fn init_logging() {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// How long the clients made here wait for a frame (see [`TestClient::with_wait`]).
+    pub client_wait: Duration,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _data: TempDir,
 }
@@ -94,7 +101,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let app = App::new(config).unwrap();
         let task = tokio::spawn(kindred_server::run(listener, app.clone()));
-        TestServer { addr, app, task: Some(task), _data: data }
+        TestServer { addr, app, client_wait: WAIT, task: Some(task), _data: data }
     }
 
     pub fn url(&self) -> String {
@@ -102,7 +109,7 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> TestClient {
-        TestClient::connect(&self.url()).await
+        TestClient::connect(&self.url()).await.with_wait(self.client_wait)
     }
 
     /// A client that said hello and got its welcome.
@@ -126,13 +133,32 @@ impl TestServer {
         std::mem::replace(&mut self._data, TempDir(std::path::PathBuf::new()))
     }
 
+    /// A member who said hello (with `handle`, or a generated one) and joined
+    /// `room`, with the member id the room knows it by.
+    pub async fn member_in(&self, room: &str, handle: Option<&str>) -> (TestClient, MemberId) {
+        let (mut c, _) = self.member(handle).await;
+        let id = c.join_returning_id(room).await;
+        (c, id)
+    }
+
     /// A signed-in facilitator (of `rooms`, or all) who joined `join`.
-    pub async fn staff(&self, role: kindred_protocol::Role, rooms: Option<Vec<&str>>, join: &str) -> TestClient {
-        let rooms = rooms.map(|r| r.into_iter().map(kindred_protocol::RoomId::from).collect());
-        let token = self.app.auth.staff_token(role, "Sam Rivers", rooms, Duration::from_secs(3600));
+    pub async fn staff(&self, role: Role, rooms: Option<Vec<&str>>, join: &str) -> TestClient {
+        self.staff_in(role, rooms, join).await.0
+    }
+
+    /// [`staff`](Self::staff), with the member id the room knows it by (to whisper to it).
+    pub async fn staff_in(&self, role: Role, rooms: Option<Vec<&str>>, join: &str) -> (TestClient, MemberId) {
+        let mut c = self.on_duty(role, "Sam Rivers", rooms).await;
+        let id = c.join_returning_id(join).await;
+        (c, id)
+    }
+
+    /// A client signed in with a staff token of `rooms` (all when `None`), in no room.
+    pub async fn on_duty(&self, role: Role, name: &str, rooms: Option<Vec<&str>>) -> TestClient {
+        let rooms = rooms.map(|r| r.into_iter().map(RoomId::from).collect());
+        let token = self.app.auth.staff_token(role, name, rooms, Duration::from_secs(3600));
         let mut c = self.client().await;
         c.hello(Some(&token), None).await;
-        c.join(join).await;
         c
     }
 }
@@ -148,6 +174,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct TestClient {
     pub ws: Ws,
     next_id: i64,
+    /// How long `recv`, `expect` and the requests wait for a frame.
+    wait: Duration,
 }
 
 /// How a connection ended, as the client saw it.
@@ -163,11 +191,17 @@ impl TestClient {
         request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
         let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
         assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "kindred.v1");
-        TestClient { ws, next_id: 1 }
+        TestClient { ws, next_id: 1, wait: WAIT }
     }
 
     pub fn from_ws(ws: Ws) -> TestClient {
-        TestClient { ws, next_id: 1 }
+        TestClient { ws, next_id: 1, wait: WAIT }
+    }
+
+    /// Wait up to `wait` (not [`WAIT`]) for each frame: for events that cross nodes.
+    pub fn with_wait(mut self, wait: Duration) -> TestClient {
+        self.wait = wait;
+        self
     }
 
     pub fn next_id(&mut self) -> kindred_protocol::RequestId {
@@ -184,9 +218,9 @@ impl TestClient {
         self.ws.send(msg).await.unwrap();
     }
 
-    /// The next protocol frame (pings are skipped); panics after WAIT.
+    /// The next protocol frame (pings are skipped); panics after this client's wait ([`WAIT`] unless set).
     pub async fn recv(&mut self) -> ServerMessage {
-        self.try_recv(WAIT).await.expect("a frame arrives in time")
+        self.try_recv(self.wait).await.expect("a frame arrives in time")
     }
 
     /// The next frame within `wait`, or None (timeout or close).
@@ -204,9 +238,14 @@ impl TestClient {
         }
     }
 
-    /// Read until a frame matches `pred`, skipping others; panics after WAIT.
+    /// Read until a frame matches `pred`, skipping others; panics after this client's wait ([`WAIT`] unless set).
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.expect_within(what, self.wait, pred).await
+    }
+
+    /// [`expect`](Self::expect) with its own wait (a node's heartbeat must lapse first, say).
+    pub async fn expect_within(&mut self, what: &str, wait: Duration, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.try_recv(left).await {
@@ -224,6 +263,34 @@ impl TestClient {
                 e
             }
             _ => unreachable!(),
+        }
+    }
+
+    /// Send `frame` with a fresh id and return the reply that echoes it (its
+    /// success reply or an `error`), skipping events and other replies.
+    pub async fn request(&mut self, mut frame: ClientMessage) -> ServerMessage {
+        let id = self.next_id();
+        set_request_id(&mut frame, id.clone());
+        self.send(&frame).await;
+        self.expect(&format!("the reply to {}", frame.kind()), |m| reply_id(m) == Some(&id)).await
+    }
+
+    /// [`request`](Self::request) that must be refused with `code`; the error.
+    pub async fn refused(&mut self, frame: ClientMessage, code: ErrorCode) -> kindred_protocol::ErrorBody {
+        match self.request(frame).await {
+            ServerMessage::Error(e) => {
+                assert_eq!(e.code, code, "{e:?}");
+                e
+            }
+            other => panic!("expected {}, got {other:?}", code.as_str()),
+        }
+    }
+
+    /// No frame matching `pred` for `wait` (whatever else arrives is read and dropped).
+    pub async fn assert_none_for(&mut self, what: &str, wait: Duration, pred: impl Fn(&ServerMessage) -> bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some(m) = self.try_recv(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            assert!(!pred(&m), "unexpected {what}: {m:?}");
         }
     }
 
@@ -267,16 +334,7 @@ impl TestClient {
     pub async fn join_since(&mut self, room: &str, since: Option<kindred_protocol::Position>) -> ServerMessage {
         let mut accept = None;
         for _ in 0..2 {
-            let id = self.next_id();
-            self.send(&ClientMessage::Join { id: Some(id.clone()), room: RoomId::from(room), accept_rules: accept, since: since.clone() })
-                .await;
-            let reply = self
-                .expect("join reply", |m| match m {
-                    ServerMessage::Joined { id: Some(i), .. } => i == &id,
-                    ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
-                    _ => false,
-                })
-                .await;
+            let reply = self.request(ClientMessage::Join { id: None, room: RoomId::from(room), accept_rules: accept, since: since.clone() }).await;
             match reply {
                 ServerMessage::Error(e) if e.code == ErrorCode::RulesNotAccepted => accept = e.rules_version,
                 ServerMessage::Error(e) => panic!("join {room} failed: {e:?}"),
@@ -286,26 +344,15 @@ impl TestClient {
         panic!("join kept asking for rules")
     }
 
+    /// Join `room` and return the member id the room knows this client by.
+    pub async fn join_returning_id(&mut self, room: &str) -> MemberId {
+        let joined = self.join(room).await;
+        joined_parts(&joined).0.member_id.clone()
+    }
+
     /// Send a message and wait for its `sent` ack; returns (message_id, seq).
     pub async fn say(&mut self, room: &str, text: &str) -> (String, u64) {
-        let id = self.next_id();
-        self.send(&ClientMessage::Send {
-            id: Some(id.clone()),
-            room: RoomId::from(room),
-            text: text.into(),
-            reply_to: None,
-            cw: None,
-            staff: false,
-        })
-        .await;
-        match self
-            .expect("sent", |m| match m {
-                ServerMessage::Sent { id: Some(i), .. } => i == &id,
-                ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
-                _ => false,
-            })
-            .await
-        {
+        match self.request(chat(room, text)).await {
             ServerMessage::Sent { message_id, seq, .. } => (message_id.0, seq),
             other => panic!("send failed: {other:?}"),
         }
@@ -313,14 +360,7 @@ impl TestClient {
 
     /// Send a `moderate` request and return the reply (`moderated` or `error`).
     pub async fn moderate(&mut self, room: &str, action: kindred_protocol::ModerationAction) -> ServerMessage {
-        let id = self.next_id();
-        self.send(&ClientMessage::Moderate { id: Some(id.clone()), room: RoomId::from(room), action }).await;
-        self.expect("moderate reply", |m| match m {
-            ServerMessage::Moderated { id: Some(i) } => i == &id,
-            ServerMessage::Error(e) => e.id.as_ref() == Some(&id),
-            _ => false,
-        })
-        .await
+        self.request(ClientMessage::Moderate { id: None, room: RoomId::from(room), action }).await
     }
 
     /// Collect `n` chat messages, skipping other frames.
@@ -344,6 +384,90 @@ impl TestClient {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// Messages as (seq, message id): what two clients must agree on to have seen one order.
+pub fn seqs_and_ids(msgs: &[kindred_protocol::ChatMessage]) -> Vec<(u64, String)> {
+    msgs.iter().map(|m| (m.seq, m.message_id.0.clone())).collect()
+}
+
+/// Each message's `seq` one more than the one before: no gap, no duplicate.
+pub fn assert_contiguous(msgs: &[kindred_protocol::ChatMessage]) {
+    for pair in msgs.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap or a duplicate in {:?}", seqs_and_ids(msgs));
+    }
+}
+
+/// A `moderate` reply that is `moderated`, not an error.
+pub fn moderated(reply: &ServerMessage) {
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "expected moderated, got {reply:?}");
+}
+
+/// A `send` of `text` to `room` (no id: [`TestClient::request`] gives it one).
+pub fn chat(room: &str, text: &str) -> ClientMessage {
+    ClientMessage::Send { id: None, room: RoomId::from(room), text: text.into(), reply_to: None, cw: None, staff: false }
+}
+
+/// Give `frame` the request id `id`.
+pub fn set_request_id(frame: &mut ClientMessage, id: RequestId) {
+    let slot = match frame {
+        ClientMessage::Hello { id, .. }
+        | ClientMessage::Ping { id }
+        | ClientMessage::ListRooms { id }
+        | ClientMessage::Join { id, .. }
+        | ClientMessage::Leave { id, .. }
+        | ClientMessage::Send { id, .. }
+        | ClientMessage::Typing { id, .. }
+        | ClientMessage::Report { id, .. }
+        | ClientMessage::RaiseHand { id, .. }
+        | ClientMessage::LowerHand { id, .. }
+        | ClientMessage::Whisper { id, .. }
+        | ClientMessage::Moderate { id, .. }
+        | ClientMessage::ResolveReport { id, .. }
+        | ClientMessage::ResolveAlert { id, .. }
+        | ClientMessage::ForgetMe { id } => id,
+    };
+    *slot = Some(id);
+}
+
+/// The request id a reply echoes; `None` for events (which never carry one).
+pub fn reply_id(frame: &ServerMessage) -> Option<&RequestId> {
+    match frame {
+        ServerMessage::Welcome { id, .. }
+        | ServerMessage::Pong { id }
+        | ServerMessage::Rooms { id, .. }
+        | ServerMessage::Joined { id, .. }
+        | ServerMessage::Left { id, .. }
+        | ServerMessage::Sent { id, .. }
+        | ServerMessage::Reported { id, .. }
+        | ServerMessage::ReportResolved { id, .. }
+        | ServerMessage::Whispered { id }
+        | ServerMessage::Moderated { id }
+        | ServerMessage::AlertResolved { id, .. }
+        | ServerMessage::Forgotten { id } => id.as_ref(),
+        ServerMessage::Error(e) => e.id.as_ref(),
+        ServerMessage::Presence { .. }
+        | ServerMessage::Message(_)
+        | ServerMessage::Typing { .. }
+        | ServerMessage::ReportFiled { .. }
+        | ServerMessage::Hands { .. }
+        | ServerMessage::Whisper { .. }
+        | ServerMessage::MessageDeleted { .. }
+        | ServerMessage::MemberUpdate { .. }
+        | ServerMessage::RoomUpdate { .. }
+        | ServerMessage::Removed { .. }
+        | ServerMessage::Alert { .. }
+        | ServerMessage::Notice(_) => None,
+    }
+}
+
+/// Poll `done` until it holds; panics with `failure` if it still does not after `within`.
+pub async fn eventually(failure: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{failure} (waited {within:?})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -50,7 +50,7 @@ async fn a_removal_always_says_why_and_a_mute_gives_the_reason_alone() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "grief").await;
     let (mut a, _) = server.member(Some("Willow")).await;
-    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    let a_id = a.join_returning_id("grief").await;
     f.moderate("grief", A::Mute { member_id: a_id.clone(), duration_s: None, reason: Some("Let's give others a turn.".into()) }).await;
     let n = a.expect("warning", |m| matches!(m, ServerMessage::Notice(n) if n.kind == NoticeKind::Warning)).await;
     assert!(matches!(n, ServerMessage::Notice(n) if n.text == "Let's give others a turn."), "the reason, not a sentence around it");
@@ -59,7 +59,7 @@ async fn a_removal_always_says_why_and_a_mute_gives_the_reason_alone() {
     assert!(matches!(removed, ServerMessage::Removed { reason: RemovedReason::Kicked, note: Some(ref n), .. } if !n.is_empty()), "{removed:?}");
 
     let (mut b, _) = server.member(Some("Cedar")).await;
-    let b_id = joined_parts(&b.join("grief").await).0.member_id.clone();
+    let b_id = b.join_returning_id("grief").await;
     f.moderate("grief", A::Ban { member_id: b_id, duration_s: None, reason: None, service: false }).await;
     let removed = b.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
     assert!(matches!(removed, ServerMessage::Removed { reason: RemovedReason::Banned, note: Some(ref n), .. } if !n.is_empty()), "{removed:?}");
@@ -104,7 +104,7 @@ async fn a_member_who_joined_and_left_without_posting_can_still_be_sanctioned() 
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "grief").await;
     let (mut a, welcome) = server.member(Some("Willow")).await;
-    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    let a_id = a.join_returning_id("grief").await;
     a.send(&ClientMessage::Leave { id: Some(1.into()), room: "grief".into() }).await;
     a.expect("left", |m| matches!(m, ServerMessage::Left { .. })).await;
     let ok = |m: &ServerMessage| matches!(m, ServerMessage::Moderated { .. });
@@ -126,7 +126,7 @@ async fn an_admin_lifts_a_service_ban_with_unban() {
     let server = TestServer::start().await;
     let mut admin = server.staff(Role::Admin, None, "grief").await;
     let (mut a, welcome) = server.member(Some("Willow")).await;
-    let a_id = joined_parts(&a.join("grief").await).0.member_id.clone();
+    let a_id = a.join_returning_id("grief").await;
     admin.moderate("grief", A::Ban { member_id: a_id.clone(), duration_s: None, reason: None, service: true }).await;
     assert_eq!(a.closed(Duration::from_secs(5)).await, Closed::Code(4403));
     let reply = admin.moderate("grief", A::Unban { member_id: a_id, reason: Some("appeal accepted".into()) }).await;

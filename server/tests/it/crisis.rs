@@ -12,15 +12,6 @@ use std::time::Duration;
 
 const CRISIS: &str = "honestly everyone would be better off without me";
 
-/// A client signed in with a staff token of `rooms` (all when `None`), in no room.
-async fn on_duty(server: &TestServer, role: Role, name: &str, rooms: Option<Vec<&str>>) -> TestClient {
-    let rooms = rooms.map(|r| r.into_iter().map(RoomId::from).collect());
-    let token = server.app.auth.staff_token(role, name, rooms, Duration::from_secs(3600));
-    let mut c = server.client().await;
-    c.hello(Some(&token), None).await;
-    c
-}
-
 /// The member's `crisis_resources` notice after a crisis message.
 async fn crisis_notice(c: &mut TestClient) -> kindred_protocol::Notice {
     match c.expect("crisis resources", |m| matches!(m, ServerMessage::Notice(n) if n.kind == NoticeKind::CrisisResources)).await {
@@ -42,10 +33,7 @@ fn no_alert(m: &Option<ServerMessage>) -> bool {
 
 /// Nothing but `pred`-free frames for a while.
 async fn quiet(c: &mut TestClient, what: &str, pred: impl Fn(&ServerMessage) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
-    while let Some(m) = c.try_recv(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
-        assert!(!pred(&m), "unexpected {what}: {m:?}");
-    }
+    c.assert_none_for(what, Duration::from_millis(400), pred).await;
 }
 
 #[tokio::test]
@@ -59,7 +47,7 @@ async fn with_nobody_on_duty_the_member_is_told_so_and_a_facilitator_who_signs_i
     assert!(notice.resources.is_some_and(|r| !r.is_empty()));
 
     // A facilitator signs in a minute later and joins no room: the alert comes right after welcome.
-    let mut f = on_duty(&server, Role::Facilitator, "Sam", Some(vec!["depression"])).await;
+    let mut f = server.on_duty(Role::Facilitator, "Sam", Some(vec!["depression"])).await;
     let (alert_id, at, alerted, message) = alert(&mut f).await;
     assert_eq!(message.message_id.0, message_id);
     assert_eq!(message.text, CRISIS);
@@ -67,7 +55,7 @@ async fn with_nobody_on_duty_the_member_is_told_so_and_a_facilitator_who_signs_i
     assert!(chrono::DateTime::parse_from_rfc3339(&at).is_ok(), "{at}");
 
     // A second facilitator on duty; the first resolves the alert.
-    let mut g = on_duty(&server, Role::Admin, "Ana", None).await;
+    let mut g = server.on_duty(Role::Admin, "Ana", None).await;
     assert_eq!(alert(&mut g).await.0, alert_id, "every open alert in scope after welcome");
     f.send(&ClientMessage::ResolveAlert { id: Some(7.into()), room: "depression".into(), alert_id: alert_id.clone(), note: Some("called back".into()) })
         .await;
@@ -78,7 +66,7 @@ async fn with_nobody_on_duty_the_member_is_told_so_and_a_facilitator_who_signs_i
     quiet(&mut f, "second alert_resolved for the resolver", |m| matches!(m, ServerMessage::AlertResolved { .. })).await;
 
     // Resolved means never sent again, and a second resolve finds nothing open.
-    let mut late = on_duty(&server, Role::Admin, "Kim", None).await;
+    let mut late = server.on_duty(Role::Admin, "Kim", None).await;
     assert!(no_alert(&late.try_recv(Duration::from_millis(400)).await));
     g.send(&ClientMessage::ResolveAlert { id: Some(8.into()), room: "depression".into(), alert_id, note: None }).await;
     g.expect_error(ErrorCode::NotFound).await;
@@ -88,8 +76,8 @@ async fn with_nobody_on_duty_the_member_is_told_so_and_a_facilitator_who_signs_i
 #[tokio::test]
 async fn an_alert_reaches_staff_in_scope_who_never_joined_the_room_and_nobody_out_of_scope() {
     let server = TestServer::start().await;
-    let mut scoped = on_duty(&server, Role::Facilitator, "Sam", Some(vec!["depression"])).await;
-    let mut admin = on_duty(&server, Role::Admin, "Ana", None).await;
+    let mut scoped = server.on_duty(Role::Facilitator, "Sam", Some(vec!["depression"])).await;
+    let mut admin = server.on_duty(Role::Admin, "Ana", None).await;
     // Scoped to grief, but sitting in the depression room: a member there.
     let mut elsewhere = server.staff(Role::Facilitator, Some(vec!["grief"]), "depression").await;
     let (mut a, _) = server.member(Some("Willow")).await;
@@ -115,7 +103,7 @@ async fn an_alert_reaches_staff_in_scope_who_never_joined_the_room_and_nobody_ou
 #[tokio::test]
 async fn a_member_repeating_themselves_raises_one_open_alert() {
     let server = TestServer::start().await;
-    let mut f = on_duty(&server, Role::Facilitator, "Sam", None).await;
+    let mut f = server.on_duty(Role::Facilitator, "Sam", None).await;
     let (mut a, _) = server.member(Some("Willow")).await;
     a.join("anxiety").await;
     for _ in 0..3 {
@@ -144,7 +132,7 @@ async fn open_alerts_survive_a_restart_and_resolved_ones_stay_resolved() {
     let data = server.stop().await;
 
     let server = TestServer::with_data(data, |_| {}).await;
-    let mut f = on_duty(&server, Role::Admin, "Ana", None).await;
+    let mut f = server.on_duty(Role::Admin, "Ana", None).await;
     let (first, ..) = alert(&mut f).await;
     let (second, _, _, message) = alert(&mut f).await;
     assert_eq!(message.room, RoomId::from("pet-loss"), "in the order they were raised");
@@ -153,7 +141,7 @@ async fn open_alerts_survive_a_restart_and_resolved_ones_stay_resolved() {
     let data = server.stop().await;
 
     let server = TestServer::with_data(data, |_| {}).await;
-    let mut g = on_duty(&server, Role::Admin, "Kim", None).await;
+    let mut g = server.on_duty(Role::Admin, "Kim", None).await;
     assert_eq!(alert(&mut g).await.0, second, "only the open one comes back");
     assert!(no_alert(&g.try_recv(Duration::from_millis(400)).await));
 }
@@ -167,7 +155,7 @@ async fn forget_me_erases_the_text_of_the_members_alert_but_not_the_alert() {
     crisis_notice(&mut a).await;
     a.send(&ClientMessage::ForgetMe { id: Some(1.into()) }).await;
     a.expect("forgotten", |m| matches!(m, ServerMessage::Forgotten { .. })).await;
-    let mut f = on_duty(&server, Role::Admin, "Ana", None).await;
+    let mut f = server.on_duty(Role::Admin, "Ana", None).await;
     let (_, _, _, message) = alert(&mut f).await;
     assert_eq!(message.text, "", "the member's words are gone");
     assert!(!std::fs::read_to_string(server.app.config.data_dir.join("moderation.json")).unwrap().contains("better off without me"));

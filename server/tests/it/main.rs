@@ -14,6 +14,7 @@ mod logs;
 mod messages;
 mod moderation;
 mod safety;
+mod scenarios;
 mod tokens;
 mod process;
 mod rooms;

@@ -3,27 +3,16 @@
 use crate::common::*;
 use kindred_protocol::client::ReportResolution;
 use kindred_protocol::{
-    ClientMessage, ErrorCode, MemberId, MessageId, ModerationAction as A, NoticeKind, RemovedReason, Role, RoomMode, ServerMessage,
+    ClientMessage, ErrorCode, MessageId, ModerationAction as A, NoticeKind, RemovedReason, Role, RoomMode, ServerMessage,
 };
 use std::time::Duration;
-
-fn moderated(reply: &ServerMessage) {
-    assert!(matches!(reply, ServerMessage::Moderated { .. }), "expected moderated, got {reply:?}");
-}
-
-async fn member_in(server: &TestServer, room: &str, handle: &str) -> (TestClient, MemberId) {
-    let (mut c, _) = server.member(Some(handle)).await;
-    let joined = c.join(room).await;
-    let id = joined_parts(&joined).0.member_id.clone();
-    (c, id)
-}
 
 #[tokio::test]
 async fn a_deleted_message_disappears_for_everyone_and_from_history() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, Some(vec!["grief"]), "grief").await;
-    let (mut a, _) = member_in(&server, "grief", "Willow").await;
-    let (mut b, _) = member_in(&server, "grief", "Cedar").await;
+    let (mut a, _) = server.member_in("grief", Some("Willow")).await;
+    let (mut b, _) = server.member_in("grief", Some("Cedar")).await;
     let (message_id, _) = a.say("grief", "something hurtful").await;
     a.say("grief", "something kind").await;
     let reply = f.moderate("grief", A::DeleteMessage { message_id: MessageId(message_id.clone()), reason: Some("off topic".into()) }).await;
@@ -32,7 +21,7 @@ async fn a_deleted_message_disappears_for_everyone_and_from_history() {
         let got = c.expect("message_deleted", |m| matches!(m, ServerMessage::MessageDeleted { .. })).await;
         assert_eq!(got, ServerMessage::MessageDeleted { room: "grief".into(), message_id: MessageId(message_id.clone()) });
     }
-    let (_, _) = member_in(&server, "grief", "Latecomer").await;
+    let (_, _) = server.member_in("grief", Some("Latecomer")).await;
     let (mut late, _) = server.member(None).await;
     let joined = late.join("grief").await;
     let texts: Vec<&str> = joined_parts(&joined).1.iter().map(|m| m.text.as_str()).collect();
@@ -43,8 +32,8 @@ async fn a_deleted_message_disappears_for_everyone_and_from_history() {
 async fn warn_reaches_the_member_alone_with_the_reason() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "anxiety").await;
-    let (mut a, a_id) = member_in(&server, "anxiety", "Willow").await;
-    let (mut b, _) = member_in(&server, "anxiety", "Cedar").await;
+    let (mut a, a_id) = server.member_in("anxiety", Some("Willow")).await;
+    let (mut b, _) = server.member_in("anxiety", Some("Cedar")).await;
     moderated(&f.moderate("anxiety", A::Warn { member_id: a_id, reason: "Please keep advice gentle".into() }).await);
     let got = a.expect("notice", |m| matches!(m, ServerMessage::Notice(_))).await;
     assert!(matches!(got, ServerMessage::Notice(n) if n.kind == NoticeKind::Warning && n.text == "Please keep advice gentle"));
@@ -55,8 +44,8 @@ async fn warn_reaches_the_member_alone_with_the_reason() {
 async fn a_timed_mute_silences_then_ends_by_itself() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "recovery").await;
-    let (mut a, a_id) = member_in(&server, "recovery", "Willow").await;
-    let (mut b, _) = member_in(&server, "recovery", "Cedar").await;
+    let (mut a, a_id) = server.member_in("recovery", Some("Willow")).await;
+    let (mut b, _) = server.member_in("recovery", Some("Cedar")).await;
     moderated(&f.moderate("recovery", A::Mute { member_id: a_id.clone(), duration_s: Some(1), reason: Some("take a breather".into()) }).await);
     let update = b.expect("member_update", |m| matches!(m, ServerMessage::MemberUpdate { .. })).await;
     assert!(matches!(&update, ServerMessage::MemberUpdate { member, .. } if member.muted && member.muted_until.is_some()));
@@ -75,8 +64,8 @@ async fn a_timed_mute_silences_then_ends_by_itself() {
 async fn kick_removes_with_the_reason_and_allows_a_return() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "veterans").await;
-    let (mut a, a_id) = member_in(&server, "veterans", "Willow").await;
-    let (mut b, _) = member_in(&server, "veterans", "Cedar").await;
+    let (mut a, a_id) = server.member_in("veterans", Some("Willow")).await;
+    let (mut b, _) = server.member_in("veterans", Some("Cedar")).await;
     moderated(&f.moderate("veterans", A::Kick { member_id: a_id.clone(), reason: Some("let's take a break".into()) }).await);
     let removed = a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
     assert_eq!(removed, ServerMessage::Removed { room: "veterans".into(), reason: RemovedReason::Kicked, note: Some("let's take a break".into()), until: None });
@@ -92,7 +81,7 @@ async fn a_ban_keeps_the_member_out_until_lifted_and_survives_a_restart() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "parenting").await;
     let (mut a, welcome) = server.member(Some("Willow")).await;
-    let a_id = joined_parts(&a.join("parenting").await).0.member_id.clone();
+    let a_id = a.join_returning_id("parenting").await;
     moderated(&f.moderate("parenting", A::Ban { member_id: a_id.clone(), duration_s: None, reason: Some("repeated harassment".into()), service: false }).await);
     let removed = a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
     assert!(matches!(removed, ServerMessage::Removed { reason: RemovedReason::Banned, note: Some(ref n), .. } if n == "repeated harassment"));
@@ -117,7 +106,7 @@ async fn a_ban_keeps_the_member_out_until_lifted_and_survives_a_restart() {
 async fn room_settings_change_for_everyone() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Admin, None, "depression").await;
-    let (mut a, _) = member_in(&server, "depression", "Willow").await;
+    let (mut a, _) = server.member_in("depression", Some("Willow")).await;
     moderated(&f.moderate("depression", A::SetTopic { text: "Small wins this week".into() }).await);
     let update = a.expect("room_update", |m| matches!(m, ServerMessage::RoomUpdate { .. })).await;
     assert!(matches!(update, ServerMessage::RoomUpdate { info, .. } if info.topic_now.as_deref() == Some("Small wins this week")));
@@ -144,7 +133,7 @@ async fn room_settings_change_for_everyone() {
 async fn structured_mode_passes_the_floor() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "mens-circle").await;
-    let (mut a, a_id) = member_in(&server, "mens-circle", "Willow").await;
+    let (mut a, a_id) = server.member_in("mens-circle", Some("Willow")).await;
     moderated(&f.moderate("mens-circle", A::SetMode { mode: RoomMode::Structured }).await);
     a.expect("room_update", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.summary.mode == RoomMode::Structured)).await;
     a.send(&ClientMessage::Send { id: Some(1.into()), room: "mens-circle".into(), text: "can I speak?".into(), reply_to: None, cw: None, staff: false }).await;
@@ -165,8 +154,8 @@ async fn structured_mode_passes_the_floor() {
 #[tokio::test]
 async fn moderation_is_authorized_on_the_server() {
     let server = TestServer::start().await;
-    let (mut a, a_id) = member_in(&server, "grief", "Willow").await;
-    let (mut b, b_id) = member_in(&server, "grief", "Cedar").await;
+    let (mut a, a_id) = server.member_in("grief", Some("Willow")).await;
+    let (mut b, b_id) = server.member_in("grief", Some("Cedar")).await;
     // A member cannot moderate.
     let reply = b.moderate("grief", A::Kick { member_id: a_id.clone(), reason: None }).await;
     assert!(matches!(reply, ServerMessage::Error(ref e) if e.code == ErrorCode::Forbidden), "{reply:?}");
@@ -189,13 +178,9 @@ async fn moderation_is_authorized_on_the_server() {
 #[tokio::test]
 async fn whispers_go_between_a_member_and_a_facilitator_only() {
     let server = TestServer::start().await;
-    let mut f = server.staff(Role::Facilitator, None, "chronic-illness").await;
-    let f_id = match f.join("chronic-illness").await {
-        ServerMessage::Joined { me, .. } => me.member_id,
-        _ => unreachable!(),
-    };
-    let (mut a, a_id) = member_in(&server, "chronic-illness", "Willow").await;
-    let (mut b, _) = member_in(&server, "chronic-illness", "Cedar").await;
+    let (mut f, f_id) = server.staff_in(Role::Facilitator, None, "chronic-illness").await;
+    let (mut a, a_id) = server.member_in("chronic-illness", Some("Willow")).await;
+    let (mut b, _) = server.member_in("chronic-illness", Some("Cedar")).await;
     f.send(&ClientMessage::Whisper { id: Some(1.into()), room: "chronic-illness".into(), to: a_id.clone(), text: "How are you holding up?".into() }).await;
     f.expect("whispered", |m| matches!(m, ServerMessage::Whispered { .. })).await;
     let got = a.expect("whisper", |m| matches!(m, ServerMessage::Whisper { .. })).await;
@@ -211,7 +196,7 @@ async fn the_staff_channel_is_for_facilitators_and_leaves_no_gap_for_members() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "lgbtq").await;
     let mut g = server.staff(Role::Facilitator, None, "lgbtq").await;
-    let (mut a, _) = member_in(&server, "lgbtq", "Willow").await;
+    let (mut a, _) = server.member_in("lgbtq", Some("Willow")).await;
     let (_, first) = a.say("lgbtq", "hi all").await;
     f.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true }).await;
     g.expect("staff message", |m| matches!(m, ServerMessage::Message(msg) if msg.staff && msg.text == "keep an eye on Willow")).await;
@@ -231,8 +216,8 @@ async fn the_staff_channel_is_for_facilitators_and_leaves_no_gap_for_members() {
 async fn reports_reach_facilitators_now_and_later_until_resolved() {
     let server = TestServer::start().await;
     let mut f = server.staff(Role::Facilitator, None, "families-of-addiction").await;
-    let (mut a, _) = member_in(&server, "families-of-addiction", "Willow").await;
-    let (mut b, _) = member_in(&server, "families-of-addiction", "Cedar").await;
+    let (mut a, _) = server.member_in("families-of-addiction", Some("Willow")).await;
+    let (mut b, _) = server.member_in("families-of-addiction", Some("Cedar")).await;
     let (message_id, _) = a.say("families-of-addiction", "you people are pathetic").await;
     b.send(&ClientMessage::Report { id: Some(1.into()), room: "families-of-addiction".into(), message_id: MessageId(message_id.clone()), reason: "insulting".into() }).await;
     let ServerMessage::Reported { report_id, .. } = b.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await else { unreachable!() };
@@ -259,7 +244,7 @@ async fn an_admin_service_ban_closes_every_connection_with_4403() {
     let server = TestServer::start().await;
     let mut admin = server.staff(Role::Admin, None, "new-in-town").await;
     let (mut a, welcome) = server.member(None).await;
-    let a_id = joined_parts(&a.join("new-in-town").await).0.member_id.clone();
+    let a_id = a.join_returning_id("new-in-town").await;
     let mut a2 = server.client().await;
     a2.hello(Some(&token_of(&welcome)), None).await;
     moderated(&admin.moderate("new-in-town", A::Ban { member_id: a_id, duration_s: Some(3600), reason: Some("spam".into()), service: true }).await);
@@ -276,7 +261,7 @@ async fn an_admin_service_ban_closes_every_connection_with_4403() {
 async fn forget_me_erases_the_members_messages_and_ends_its_token() {
     let server = TestServer::start().await;
     let (mut a, welcome) = server.member(Some("Willow")).await;
-    let (mut b, _) = member_in(&server, "pet-loss", "Cedar").await;
+    let (mut b, _) = server.member_in("pet-loss", Some("Cedar")).await;
     a.join("pet-loss").await;
     let (m1, _) = a.say("pet-loss", "My cat Miso died on Sunday").await;
     let (m2, _) = a.say("pet-loss", "I keep looking for her").await;
@@ -311,7 +296,7 @@ async fn a_facilitator_whose_token_expires_is_asked_to_sign_in_again() {
 async fn a_kicked_member_is_not_held_to_the_room_it_was_removed_from() {
     let server = TestServer::with(|c| c.limits.max_rooms_per_connection = 1).await;
     let mut f = server.staff(Role::Facilitator, None, "anxiety").await;
-    let (mut a, a_id) = member_in(&server, "anxiety", "Willow").await;
+    let (mut a, a_id) = server.member_in("anxiety", Some("Willow")).await;
     moderated(&f.moderate("anxiety", A::Kick { member_id: a_id, reason: Some("take a pause".into()) }).await);
     a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
     // The room it was removed from no longer counts against its room limit.
