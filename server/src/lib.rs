@@ -110,12 +110,12 @@ impl App {
         let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
             None => {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
-                (Hub::new(rooms, limits, metrics.clone(), None), moderation, Arc::new(broker::local::LocalBroker))
+                (Hub::new(rooms, limits, metrics.clone(), hub::Replicator::local()), moderation, Arc::new(broker::local::LocalBroker))
             }
             Some(url) => {
                 // Room changes queue here for Redis; bounded, so a slow Redis cannot grow memory.
                 let (link, link_rx) = tokio::sync::mpsc::channel(65_536);
-                let hub = Hub::new(rooms, limits.clone(), metrics.clone(), Some(link));
+                let hub = Hub::new(rooms, limits.clone(), metrics.clone(), hub::Replicator::cluster(link));
                 let conns = broker::redis::Connections::open(url, config.redis_cluster)?;
                 let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
                 let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, broker::redis::codec::ROOMS_PREFIX);

@@ -174,10 +174,8 @@ impl Room {
     }
 
     pub(super) fn member_changed(&self, room: &RoomId, state: &mut RoomState, member: Member) {
-        if let (Some(link), Some(p)) = (&self.link, state.members.get(&member.member_id)) {
-            if p.is_local() {
-                self.send_link(link, Outgoing::Present(room.clone(), member.clone(), p.account.clone()));
-            }
+        if let Some(p) = state.members.get(&member.member_id).filter(|p| p.is_local() && self.link.is_cluster()) {
+            self.link.send(Outgoing::Present(room.clone(), member.clone(), p.account.clone()), &self.metrics);
         }
         let key = Key::new(Kind::Member, (room, &member.member_id));
         let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member });

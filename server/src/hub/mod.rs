@@ -14,7 +14,7 @@ mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
 pub(crate) use conn::{ConnId, Control, Outbox};
-pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Settings};
+pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator, Settings};
 pub(crate) use room::Room;
 use room::{Present, RoomState};
 
@@ -100,13 +100,13 @@ struct Inner {
     /// so a resume from before it must come back `recovered: false`.
     epoch: String,
     limits: Arc<Limits>,
-    link: Option<mpsc::Sender<Outgoing>>,
+    link: Replicator,
 }
 
 impl Hub {
     /// The rooms of one node; `link` carries this node's changes to the
     /// cluster (None on a single node).
-    pub(crate) fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Hub {
+    pub(crate) fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Replicator) -> Hub {
         let epoch = format!("e{:x}", rand::random::<u64>());
         let rooms = DashMap::new();
         for def in defs {

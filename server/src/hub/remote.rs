@@ -66,6 +66,39 @@ pub(crate) struct Settings {
     pub mode: RoomMode,
 }
 
+/// Where a room's changes go so that other nodes apply them: the cluster
+/// broker's queue, or nowhere on a single node (the one place that knows
+/// which). The queue is bounded: when Redis is too slow to keep up a change
+/// stays local, is counted, and presence is repaired by the next sync.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Replicator(Option<mpsc::Sender<Outgoing>>);
+
+impl Replicator {
+    /// One node: changes stay here.
+    pub(crate) fn local() -> Replicator {
+        Replicator(None)
+    }
+
+    /// A cluster node: changes go to the broker through `queue`.
+    pub(crate) fn cluster(queue: mpsc::Sender<Outgoing>) -> Replicator {
+        Replicator(Some(queue))
+    }
+
+    /// Whether anyone else will apply what this node sends (so it is worth building).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub(crate) fn send(&self, out: Outgoing, metrics: &crate::metrics::Metrics) {
+        if let Some(queue) = &self.0 {
+            if queue.try_send(out).is_err() {
+                crate::metrics::Metrics::add(&metrics.cluster_events_dropped, 1);
+                tracing::warn!("cluster event queue full; event kept local");
+            }
+        }
+    }
+}
+
 /// What a room hands the cluster broker.
 #[derive(Debug)]
 pub(crate) enum Outgoing {

@@ -69,11 +69,11 @@ pub struct Room {
     pub(super) state: Mutex<RoomState>,
     pub(super) limits: Arc<Limits>,
     /// In a cluster: where changes made on this node go so other nodes apply them.
-    pub(super) link: Option<mpsc::Sender<Outgoing>>,
+    pub(super) link: Replicator,
 }
 
 impl Room {
-    pub(super) fn new(def: RoomDef, epoch: String, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Option<mpsc::Sender<Outgoing>>) -> Room {
+    pub(super) fn new(def: RoomDef, epoch: String, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Replicator) -> Room {
         Room {
             metrics,
             link,
@@ -105,18 +105,9 @@ impl Room {
     }
 
     /// Hand a change made on this node to the cluster (a no-op on one node).
-    /// The queue is bounded: when Redis is too slow to keep up the change
-    /// stays local, is counted, and presence is repaired by the next sync.
     pub(super) fn emit(&self, room: &RoomId, event: Event) {
-        if let Some(link) = &self.link {
-            self.send_link(link, Outgoing::Event(room.clone(), event));
-        }
-    }
-
-    pub(super) fn send_link(&self, link: &mpsc::Sender<Outgoing>, out: Outgoing) {
-        if link.try_send(out).is_err() {
-            crate::metrics::Metrics::add(&self.metrics.cluster_events_dropped, 1);
-            tracing::warn!("cluster event queue full; event kept local");
+        if self.link.is_cluster() {
+            self.link.send(Outgoing::Event(room.clone(), event), &self.metrics);
         }
     }
 
@@ -300,9 +291,7 @@ impl Room {
             self.forget_member(room, state, member_id);
         }
         if state.conns.is_empty() {
-            if let Some(link) = &self.link {
-                self.send_link(link, Outgoing::Idle(room.clone()));
-            }
+            self.link.send(Outgoing::Idle(room.clone()), &self.metrics);
         }
     }
 
@@ -456,7 +445,7 @@ impl Room {
         let id = self.id();
         let mut state = self.state.lock();
         self.fan_out_keyed(&id, &mut state, frame, audience, key);
-        if self.link.is_some() {
+        if self.link.is_cluster() {
             self.emit(&id, Event::Frame { frame: frame.as_str().to_owned(), audience: audience.into() });
         }
     }

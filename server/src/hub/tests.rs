@@ -40,7 +40,7 @@ fn stored(seq: u64) -> Stored {
 fn cluster_room() -> (Arc<Room>, crate::mailbox::Receiver) {
     let defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
     let (link, _link_rx) = mpsc::channel(1024);
-    let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), Some(link));
+    let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), Replicator::cluster(link));
     let room = hub.room(&RoomId::from("grief")).unwrap();
     room.begin_load();
     assert_eq!(room.load("e1", 0, Vec::new()), None);
@@ -129,7 +129,7 @@ fn a_room_whose_connections_all_close_at_once_empties_without_recursing() {
     let worker = std::thread::Builder::new().stack_size(128 * 1024).spawn(|| {
         let mut defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
         defs.iter_mut().for_each(|d| d.capacity = 10_000);
-        let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), None);
+        let hub = Hub::new(defs, Arc::new(Limits::default()), Arc::default(), Replicator::local());
         let room = hub.room(&RoomId::from("grief")).unwrap();
         let mut mailboxes = Vec::new();
         for i in 0..MEMBERS {
