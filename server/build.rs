@@ -12,11 +12,7 @@ fn main() {
     let mut out = String::from("/// Every embedded file of the web client: (path, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n");
     for file in &files {
         let rel = file.strip_prefix(&root).expect("under root").to_string_lossy().replace('\\', "/");
-        out.push_str(&format!(
-            "    ({:?}, include_bytes!({:?})),\n",
-            rel,
-            file.canonicalize().expect("file exists").display().to_string()
-        ));
+        out.push_str(&format!("    ({:?}, include_bytes!({:?})),\n", rel, file.canonicalize().expect("file exists").display().to_string()));
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");

@@ -83,14 +83,7 @@ pub fn svg(reports: &[Report], title: &str) -> String {
         if which == 1 {
             // Ideal: every offered delivery arrives.
             let m = max_x.min(max_d);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4 4"/>"##,
-                px(0.0),
-                py(0.0),
-                px(m),
-                py(m)
-            );
+            let _ = writeln!(s, r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4 4"/>"##, px(0.0), py(0.0), px(m), py(m));
         }
         for (n, (scenario, points)) in series.iter().enumerate() {
             let color = COLORS[n % COLORS.len()];

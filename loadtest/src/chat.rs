@@ -110,8 +110,7 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     let plan = Arc::new(plan);
     let mut tasks = JoinSet::new();
     for &k in &mine {
-        let (plan, dialer, stats, stop, gate, go) =
-            (plan.clone(), dialer.clone(), stats.clone(), stop.clone(), gate.clone(), go_rx.clone());
+        let (plan, dialer, stats, stop, gate, go) = (plan.clone(), dialer.clone(), stats.clone(), stop.clone(), gate.clone(), go_rx.clone());
         tasks.spawn(async move {
             let room = plan.room(k);
             let ws = {
@@ -213,10 +212,7 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
     // wait for them (up to ALERT_GRACE), then read the server's metrics.
     let alert_report = if with_alerts {
         let grace_until = Instant::now() + ALERT_GRACE;
-        while staff.as_ref().is_some_and(|t| !t.is_finished())
-            && alerts.received.load(Relaxed) < alerts.sent.load(Relaxed)
-            && Instant::now() < grace_until
-        {
+        while staff.as_ref().is_some_and(|t| !t.is_finished()) && alerts.received.load(Relaxed) < alerts.sent.load(Relaxed) && Instant::now() < grace_until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let server_alerts = match (metrics_before, if scrape_metrics { scrape_or_warn(&metrics_url).await } else { None }) {
@@ -247,15 +243,9 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         (Some(start), Some(end), _, _) if plan.measure_setup => {
             Some(Resources::measure(&plan.server_pids, start, start, end, setup_s, 0, all_shards(joined_at_setup)))
         }
-        (Some(start), _, Some(before), Some(after)) => Some(Resources::measure(
-            &plan.server_pids,
-            start,
-            before,
-            after,
-            window,
-            all_shards(counts.deliveries),
-            all_shards(joined_at_setup),
-        )),
+        (Some(start), _, Some(before), Some(after)) => {
+            Some(Resources::measure(&plan.server_pids, start, before, after, window, all_shards(counts.deliveries), all_shards(joined_at_setup)))
+        }
         _ => None,
     };
     let generator = if plan.measure_setup {

@@ -10,11 +10,11 @@ use kindred_protocol::{ClientMessage, CloseCode, ErrorCode, RequestId, RoomId, S
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -87,18 +87,11 @@ impl Dialer {
                 Some(i) => (&rest[..i], "/ws"),
                 None => (rest, "/ws"),
             };
-            let addr = tokio::net::lookup_host(hostport)
-                .await?
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("{hostport} does not resolve"))?;
+            let addr = tokio::net::lookup_host(hostport).await?.next().ok_or_else(|| anyhow::anyhow!("{hostport} does not resolve"))?;
             targets.push(Target { url: format!("ws://{hostport}{path}"), addr });
         }
         let all_loopback = targets.iter().all(|t| matches!(t.addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
-        let sources = if all_loopback && source_ips > 0 {
-            (1..=source_ips).map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))).collect()
-        } else {
-            Vec::new()
-        };
+        let sources = if all_loopback && source_ips > 0 { (1..=source_ips).map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))).collect() } else { Vec::new() };
         Ok(Dialer { targets, sources, step_timeout })
     }
 
@@ -120,9 +113,7 @@ impl Dialer {
             .map_err(|_| SetupError::Timeout("connect"))?
             .map_err(SetupError::Connect)?;
         let mut request = target.url.as_str().into_client_request().map_err(|e| SetupError::WebSocket(e.to_string()))?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kindred_protocol::SUBPROTOCOL));
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kindred_protocol::SUBPROTOCOL));
         // Small buffers: tens of thousands of these live in one process.
         let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
         let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
@@ -148,12 +139,7 @@ impl Dialer {
             match self.expect(&mut ws, "joined").await {
                 Ok(()) => return Ok(ws),
                 Err(Refusal::RulesNotAccepted(version)) => {
-                    join = ClientMessage::Join {
-                        id: Some(RequestId::Int(3)),
-                        room: room.clone(),
-                        accept_rules: Some(version),
-                        since: None,
-                    };
+                    join = ClientMessage::Join { id: Some(RequestId::Int(3)), room: room.clone(), accept_rules: Some(version), since: None };
                 }
                 Err(Refusal::Other(e)) => return Err(e),
             }

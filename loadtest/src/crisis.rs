@@ -134,8 +134,7 @@ impl Alerts {
         if client::tag(text) != Some("alert") {
             return;
         }
-        let (Ok(ServerMessage::Alert { alert_id, .. }), Some(stamp)) = (serde_json::from_str::<ServerMessage>(text), client::stamp_of(text))
-        else {
+        let (Ok(ServerMessage::Alert { alert_id, .. }), Some(stamp)) = (serde_json::from_str::<ServerMessage>(text), client::stamp_of(text)) else {
             self.unreadable.fetch_add(1, Relaxed);
             return;
         };
@@ -355,7 +354,10 @@ kindred_errors_total{code=\"forbidden\"} 0
         assert!((m.delivery_mean_ms.unwrap() - 2.5).abs() < 1e-9);
 
         // The same server 50 alerts earlier: the run's own share.
-        let before = parse_metrics(&text.replace(" 100\n", " 50\n").replace(" 99\n", " 49\n").replace(" 98\n", " 48\n").replace(" 90\n", " 45\n").replace("0.250000", "0.100000")).unwrap();
+        let before = parse_metrics(
+            &text.replace(" 100\n", " 50\n").replace(" 99\n", " 49\n").replace(" 98\n", " 48\n").replace(" 90\n", " 45\n").replace("0.250000", "0.100000"),
+        )
+        .unwrap();
         let run = m.since(&before);
         assert_eq!((run.alerts_total, run.delivery_count), (50, 50));
         assert_eq!(run.buckets[0].count, 45);

@@ -255,11 +255,7 @@ fn main() -> anyhow::Result<()> {
     let command_line = redacted_command_line(std::env::args());
     let (common, plan, churn) = match cli.command {
         Command::Config { rooms, capacity, room_prefix, history, mailbox, write_buffer_bytes } => {
-            let limits = [
-                ("history_max_messages", history),
-                ("mailbox_frames", mailbox),
-                ("write_buffer_bytes", write_buffer_bytes),
-            ];
+            let limits = [("history_max_messages", history), ("mailbox_frames", mailbox), ("write_buffer_bytes", write_buffer_bytes)];
             print!("{}", config_toml(rooms, capacity, &room_prefix, &limits));
             return Ok(());
         }
@@ -386,10 +382,7 @@ mod tests {
     #[test]
     fn the_staff_token_stays_out_of_the_report() {
         let args = ["kl", "rooms", "--staff-token", "eyJ.secret", "--crisis-per-s", "1", "--staff-token=eyJ.again"];
-        assert_eq!(
-            redacted_command_line(args.map(String::from)),
-            "kl rooms --staff-token <token> --crisis-per-s 1 --staff-token=<token>"
-        );
+        assert_eq!(redacted_command_line(args.map(String::from)), "kl rooms --staff-token <token> --crisis-per-s 1 --staff-token=<token>");
     }
 
     #[test]

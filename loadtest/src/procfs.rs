@@ -26,19 +26,8 @@ pub fn usage(pid: &str) -> Option<Usage> {
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Some(Usage {
-        cpu_s: Duration::from_millis(ticks * 1000 / CLK_TCK).as_secs_f64(),
-        rss_kib: kib("VmRSS:"),
-        rss_peak_kib: kib("VmHWM:"),
-    })
+    let kib = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some(Usage { cpu_s: Duration::from_millis(ticks * 1000 / CLK_TCK).as_secs_f64(), rss_kib: kib("VmRSS:"), rss_peak_kib: kib("VmHWM:") })
 }
 
 /// The summed usage of several processes (a cluster's nodes); `None` if none is readable.

@@ -108,8 +108,7 @@ impl ServerAlerts {
     /// Fill in the derived fields.
     pub fn finish(mut self) -> ServerAlerts {
         let rank = (self.delivery_count as f64 * 0.99).ceil() as u64;
-        self.delivery_p99_le =
-            (self.delivery_count > 0).then(|| self.buckets.iter().find(|b| b.count >= rank).map(|b| b.le.clone())).flatten();
+        self.delivery_p99_le = (self.delivery_count > 0).then(|| self.buckets.iter().find(|b| b.count >= rank).map(|b| b.le.clone())).flatten();
         self.delivery_mean_ms = (self.delivery_count > 0).then(|| self.delivery_sum_s * 1000.0 / self.delivery_count as f64);
         self
     }
@@ -148,15 +147,7 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn measure(
-        pids: &[u32],
-        start: Usage,
-        before: Usage,
-        after: Usage,
-        window_s: f64,
-        deliveries: u64,
-        connections: u64,
-    ) -> Resources {
+    pub fn measure(pids: &[u32], start: Usage, before: Usage, after: Usage, window_s: f64, deliveries: u64, connections: u64) -> Resources {
         let cpu_s = (after.cpu_s - before.cpu_s).max(0.0);
         Resources {
             pids: pids.to_vec(),
@@ -166,8 +157,7 @@ impl Resources {
             rss_start_kib: start.rss_kib,
             rss_kib: after.rss_kib,
             rss_peak_kib: after.rss_peak_kib,
-            bytes_per_connection: (connections > 0)
-                .then(|| (after.rss_kib as f64 - start.rss_kib as f64) * 1024.0 / connections as f64),
+            bytes_per_connection: (connections > 0).then(|| (after.rss_kib as f64 - start.rss_kib as f64) * 1024.0 / connections as f64),
         }
     }
 }
@@ -185,27 +175,18 @@ impl Report {
         row("command", format!("`{}`", self.command));
         row("servers / shard", format!("{} / {}", self.servers, self.shard));
         row("rooms × members (senders)", format!("{} × {} ({})", self.rooms, self.members_per_room, self.senders_per_room));
-        row(
-            "connections joined / failed / dropped",
-            format!("{} of {} / {} / {}", self.joined, self.connections, self.setup_failed, self.dropped),
-        );
+        row("connections joined / failed / dropped", format!("{} of {} / {} / {}", self.joined, self.connections, self.setup_failed, self.dropped));
         row("setup", format!("{:.1} s, {:.0} sessions/s", self.setup_s, self.sessions_per_s));
         row("measured window", format!("{:.1} s", self.duration_s));
         if self.offered_msgs_per_s > 0.0 {
-            row(
-                "offered",
-                format!("{:.0} msgs/s → {:.0} deliveries/s", self.offered_msgs_per_s, self.offered_deliveries_per_s),
-            );
+            row("offered", format!("{:.0} msgs/s → {:.0} deliveries/s", self.offered_msgs_per_s, self.offered_deliveries_per_s));
             row("accepted msgs/s", format!("{:.0}", self.msgs_per_s));
         }
         row("deliveries (per s)", format!("{} ({:.0}/s)", self.deliveries, self.deliveries_per_s));
         let l = &self.latency;
         row(
             &format!("latency {} (ms)", self.latency_kind),
-            format!(
-                "p50 {:.2} · p90 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ({} samples)",
-                l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.samples
-            ),
+            format!("p50 {:.2} · p90 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ({} samples)", l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.samples),
         );
         let list = |m: &BTreeMap<String, u64>| {
             if m.is_empty() { "none".to_owned() } else { m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ") }
@@ -215,11 +196,7 @@ impl Report {
         if let Some(sv) = &self.server {
             row(
                 "server CPU",
-                format!(
-                    "{:.0}% of a core{}",
-                    sv.cpu_percent,
-                    sv.cpu_us_per_delivery.map(|u| format!(", {u:.2} µs/delivery")).unwrap_or_default()
-                ),
+                format!("{:.0}% of a core{}", sv.cpu_percent, sv.cpu_us_per_delivery.map(|u| format!(", {u:.2} µs/delivery")).unwrap_or_default()),
             );
             row(
                 "server RSS",
@@ -233,10 +210,7 @@ impl Report {
             );
         }
         if let Some(a) = &self.alerts {
-            row(
-                "crisis messages sent",
-                format!("{} ({:.2}/s offered in the window)", a.crisis_sent, a.crisis_per_s),
-            );
+            row("crisis messages sent", format!("{} ({:.2}/s offered in the window)", a.crisis_sent, a.crisis_per_s));
             if a.staff_connection {
                 let mut extra = Vec::new();
                 for (n, what) in [(a.alerts_before_window, "from before the window"), (a.alerts_duplicate, "duplicate"), (a.alerts_unreadable, "unreadable")] {
@@ -250,19 +224,13 @@ impl Report {
                 let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
                 row("alerts received by staff", format!("{}{extra}", a.alerts_received));
                 let l = &a.latency;
-                row(
-                    "alert latency, send → staff (ms)",
-                    format!("p50 {:.2} · p99 {:.2} · max {:.2} ({} samples)", l.p50_ms, l.p99_ms, l.max_ms, l.samples),
-                );
+                row("alert latency, send → staff (ms)", format!("p50 {:.2} · p99 {:.2} · max {:.2} ({} samples)", l.p50_ms, l.p99_ms, l.max_ms, l.samples));
             }
             let n = &a.after_crisis_latency;
             if n.samples > 0 {
                 row(
                     &format!("latency of messages sent ≤ {} ms after a crisis message (ms)", a.after_crisis_ms),
-                    format!(
-                        "p50 {:.2} · p90 {:.2} · p99 {:.2} · max {:.2} ({} samples)",
-                        n.p50_ms, n.p90_ms, n.p99_ms, n.max_ms, n.samples
-                    ),
+                    format!("p50 {:.2} · p90 {:.2} · p99 {:.2} · max {:.2} ({} samples)", n.p50_ms, n.p90_ms, n.p99_ms, n.max_ms, n.samples),
                 );
             }
             if let Some(sv) = &a.server {
@@ -279,10 +247,7 @@ impl Report {
             }
         }
         let g = &self.generator;
-        row(
-            "generator",
-            format!("{:.0}% CPU, RSS {:.1} MiB", g.cpu_percent, g.rss_kib as f64 / 1024.0),
-        );
+        row("generator", format!("{:.0}% CPU, RSS {:.1} MiB", g.cpu_percent, g.rss_kib as f64 / 1024.0));
         s
     }
 }

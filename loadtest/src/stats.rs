@@ -171,12 +171,7 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Counts {
-        Counts {
-            joined: self.joined.load(Relaxed),
-            sent: self.sent.load(Relaxed),
-            acked: self.acked.load(Relaxed),
-            deliveries: self.deliveries.load(Relaxed),
-        }
+        Counts { joined: self.joined.load(Relaxed), sent: self.sent.load(Relaxed), acked: self.acked.load(Relaxed), deliveries: self.deliveries.load(Relaxed) }
     }
 }
 
@@ -192,12 +187,7 @@ pub struct Counts {
 impl std::ops::Sub for Counts {
     type Output = Counts;
     fn sub(self, o: Counts) -> Counts {
-        Counts {
-            joined: self.joined - o.joined,
-            sent: self.sent - o.sent,
-            acked: self.acked - o.acked,
-            deliveries: self.deliveries - o.deliveries,
-        }
+        Counts { joined: self.joined - o.joined, sent: self.sent - o.sent, acked: self.acked - o.acked, deliveries: self.deliveries - o.deliveries }
     }
 }
 

@@ -49,10 +49,7 @@ fn server_binary() -> PathBuf {
 fn start_server(name: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("kindred-loadtest-smoke-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = Command::new(LOADTEST)
-        .args(["config", "--rooms", "20", "--capacity", "100"])
-        .output()
-        .expect("run kindred-loadtest config");
+    let config = Command::new(LOADTEST).args(["config", "--rooms", "20", "--capacity", "100"]).output().expect("run kindred-loadtest config");
     assert!(config.status.success());
     std::fs::write(dir.join("rooms.toml"), &config.stdout).expect("write config");
     let mut child = Command::new(server_binary())
@@ -100,11 +97,8 @@ fn every_scenario_runs_against_the_real_server() {
     assert!(rooms["latency"]["samples"].as_u64().unwrap() > 0);
     assert!(rooms["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
 
-    let fanout = run(
-        &server,
-        "fanout",
-        &["fanout", "--room-prefix", "lt", "--rooms", "1", "--members", "40", "--senders", "4", "--rate", "4000", "--duration", "1.5"],
-    );
+    let fanout =
+        run(&server, "fanout", &["fanout", "--room-prefix", "lt", "--rooms", "1", "--members", "40", "--senders", "4", "--rate", "4000", "--duration", "1.5"]);
     assert!(fanout["deliveries"].as_u64().unwrap() > 0);
     assert_eq!(fanout["joined"], 40);
 

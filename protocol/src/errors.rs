@@ -173,10 +173,7 @@ impl CloseCode {
 
     /// Whether a client should reconnect (with backoff) and resume.
     pub fn should_reconnect(self) -> bool {
-        matches!(
-            self,
-            CloseCode::GoingAway | CloseCode::Restarting | CloseCode::TooSlow | CloseCode::RateLimited
-        )
+        matches!(self, CloseCode::GoingAway | CloseCode::Restarting | CloseCode::TooSlow | CloseCode::RateLimited)
     }
 }
 

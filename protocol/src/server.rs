@@ -499,17 +499,13 @@ mod tests {
         let json = r#"{"type":"moderate","id":9,"room":"grief","action":"mute","member_id":"m1","duration_s":600,"reason":"please pause"}"#;
         let msg: ClientMessage = serde_json::from_str(json).unwrap();
         match &msg {
-            ClientMessage::Moderate {
-                action: ModerationAction::Mute { duration_s, .. },
-                ..
-            } => assert_eq!(*duration_s, Some(600)),
+            ClientMessage::Moderate { action: ModerationAction::Mute { duration_s, .. }, .. } => assert_eq!(*duration_s, Some(600)),
             other => panic!("parsed as {other:?}"),
         }
         let back: serde_json::Value = serde_json::to_value(&msg).unwrap();
         assert_eq!(back["action"], "mute");
         assert_eq!(back["type"], "moderate");
-        let lock: ClientMessage =
-            serde_json::from_str(r#"{"type":"moderate","room":"grief","action":"lock"}"#).unwrap();
+        let lock: ClientMessage = serde_json::from_str(r#"{"type":"moderate","room":"grief","action":"lock"}"#).unwrap();
         assert!(matches!(lock, ClientMessage::Moderate { action: ModerationAction::Lock, .. }));
     }
 

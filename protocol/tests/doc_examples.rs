@@ -60,23 +60,8 @@ const SERVER_TYPES: &[&str] = &[
 ];
 
 /// Every `action` of `moderate` (see `action_name`).
-const MODERATION_ACTIONS: &[&str] = &[
-    "delete_message",
-    "warn",
-    "mute",
-    "unmute",
-    "kick",
-    "ban",
-    "unban",
-    "slow_mode",
-    "lock",
-    "unlock",
-    "set_topic",
-    "set_mode",
-    "give_floor",
-    "end_floor",
-];
-
+const MODERATION_ACTIONS: &[&str] =
+    &["delete_message", "warn", "mute", "unmute", "kick", "ban", "unban", "slow_mode", "lock", "unlock", "set_topic", "set_mode", "give_floor", "end_floor"];
 
 // The guards below have no wildcard arm on purpose: a new variant fails to
 // compile here until it is added to the lists above (and so to the document).
@@ -159,8 +144,7 @@ struct Checked {
 
 fn check(ex: &Example) -> Result<Checked, String> {
     let at = format!("protocol.md line {} ({:?} example)", ex.line, ex.direction);
-    let original: Value =
-        serde_json::from_str(&ex.text).map_err(|e| format!("{at}: not one valid JSON value: {e}"))?;
+    let original: Value = serde_json::from_str(&ex.text).map_err(|e| format!("{at}: not one valid JSON value: {e}"))?;
     let tag = original
         .as_object()
         .ok_or_else(|| format!("{at}: not a JSON object"))?
@@ -170,8 +154,7 @@ fn check(ex: &Example) -> Result<Checked, String> {
         .to_owned();
     let (reserialized, kind, action) = match ex.direction {
         Direction::Client => {
-            let msg: ClientMessage = serde_json::from_str(&ex.text)
-                .map_err(|e| format!("{at}: does not parse as ClientMessage: {e}"))?;
+            let msg: ClientMessage = serde_json::from_str(&ex.text).map_err(|e| format!("{at}: does not parse as ClientMessage: {e}"))?;
             if client_name(&msg) != msg.kind() {
                 return Err(format!("{at}: ClientMessage::kind() says {:?}, expected {:?}", msg.kind(), client_name(&msg)));
             }
@@ -188,8 +171,7 @@ fn check(ex: &Example) -> Result<Checked, String> {
             (value, client_name(&msg), action)
         }
         Direction::Server => {
-            let msg: ServerMessage = serde_json::from_str(&ex.text)
-                .map_err(|e| format!("{at}: does not parse as ServerMessage: {e}"))?;
+            let msg: ServerMessage = serde_json::from_str(&ex.text).map_err(|e| format!("{at}: does not parse as ServerMessage: {e}"))?;
             if server_name(&msg) != msg.kind() {
                 return Err(format!("{at}: ServerMessage::kind() says {:?}, expected {:?}", msg.kind(), server_name(&msg)));
             }
@@ -216,13 +198,7 @@ fn every_example_round_trips() {
     let examples = examples(&doc);
     assert!(!examples.is_empty(), "no ```json client / ```json server examples in {DOC_PATH}");
     let failures: Vec<String> = examples.iter().filter_map(|ex| check(ex).err()).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} examples in docs/protocol.md are wrong:\n\n{}",
-        failures.len(),
-        examples.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {} examples in docs/protocol.md are wrong:\n\n{}", failures.len(), examples.len(), failures.join("\n\n"));
 }
 
 #[test]
@@ -242,9 +218,7 @@ fn every_message_type_and_action_has_an_example() {
             actions.insert(a);
         }
     }
-    let missing = |all: &[&'static str], seen: &BTreeSet<&'static str>| -> Vec<&'static str> {
-        all.iter().copied().filter(|n| !seen.contains(n)).collect()
-    };
+    let missing = |all: &[&'static str], seen: &BTreeSet<&'static str>| -> Vec<&'static str> { all.iter().copied().filter(|n| !seen.contains(n)).collect() };
     let missing_client = missing(CLIENT_TYPES, &client);
     let missing_server = missing(SERVER_TYPES, &server);
     let missing_actions = missing(MODERATION_ACTIONS, &actions);
@@ -258,10 +232,7 @@ fn every_message_type_and_action_has_an_example() {
 /// (line number, cells), with the header's cells first. Stops at the next heading.
 fn table_after(doc: &str, heading: &str) -> (Vec<String>, Vec<(usize, Vec<String>)>) {
     let lines: Vec<&str> = doc.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| l.trim_end() == heading)
-        .unwrap_or_else(|| panic!("docs/protocol.md has no heading {heading:?}"));
+    let start = lines.iter().position(|l| l.trim_end() == heading).unwrap_or_else(|| panic!("docs/protocol.md has no heading {heading:?}"));
     let mut header: Option<Vec<String>> = None;
     let mut rows = Vec::new();
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
@@ -275,12 +246,7 @@ fn table_after(doc: &str, heading: &str) -> (Vec<String>, Vec<(usize, Vec<String
             }
             continue;
         }
-        let cells: Vec<String> = line
-            .trim_start_matches('|')
-            .trim_end_matches('|')
-            .split('|')
-            .map(|c| c.trim().to_owned())
-            .collect();
+        let cells: Vec<String> = line.trim_start_matches('|').trim_end_matches('|').split('|').map(|c| c.trim().to_owned()).collect();
         if header.is_none() {
             header = Some(cells);
         } else if !cells.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
@@ -291,10 +257,7 @@ fn table_after(doc: &str, heading: &str) -> (Vec<String>, Vec<(usize, Vec<String
 }
 
 fn column(header: &[String], name: &str) -> usize {
-    header
-        .iter()
-        .position(|h| h == name)
-        .unwrap_or_else(|| panic!("table header {header:?} has no column {name:?}"))
+    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("table header {header:?} has no column {name:?}"))
 }
 
 /// `yes` or `no` as the first word of a cell.
@@ -329,10 +292,7 @@ fn error_table_matches_is_retryable() {
         seen.push(code);
         let documented = yes_no(&cells[retry], line);
         if documented != code.is_retryable() {
-            failures.push(format!(
-                "protocol.md line {line}: {name:?} says retry helps = {documented}, is_retryable() = {}",
-                code.is_retryable()
-            ));
+            failures.push(format!("protocol.md line {line}: {name:?} says retry helps = {documented}, is_retryable() = {}", code.is_retryable()));
         }
     }
     for code in &ErrorCode::ALL {
@@ -359,11 +319,7 @@ fn close_code_table_matches_should_reconnect() {
         seen.push(code);
         let documented = yes_no(&cells[reconnect], line);
         if documented != code.should_reconnect() {
-            failures.push(format!(
-                "protocol.md line {line}: {} says reconnect = {documented}, should_reconnect() = {}",
-                code.code(),
-                code.should_reconnect()
-            ));
+            failures.push(format!("protocol.md line {line}: {} says reconnect = {documented}, should_reconnect() = {}", code.code(), code.should_reconnect()));
         }
     }
     for code in (0..=u16::MAX).filter_map(CloseCode::from_code) {

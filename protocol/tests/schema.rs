@@ -15,10 +15,8 @@ use support::{Direction, doc, examples};
 const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.schema.json");
 
 fn committed() -> Value {
-    let text = std::fs::read_to_string(SCHEMA_PATH)
-        .unwrap_or_else(|e| panic!("reading {SCHEMA_PATH}: {e}\nregenerate it with: {REGENERATE}"));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{SCHEMA_PATH} is not JSON: {e}\nregenerate it with: {REGENERATE}"))
+    let text = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_else(|e| panic!("reading {SCHEMA_PATH}: {e}\nregenerate it with: {REGENERATE}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{SCHEMA_PATH} is not JSON: {e}\nregenerate it with: {REGENERATE}"))
 }
 
 /// A validator for one definition of the committed schema, such as
@@ -54,9 +52,7 @@ fn explain(root: &Value, def: &str, validator: &Validator, frame: &Value) -> Vec
     if errors_for_def.is_empty() {
         return errors_for_def;
     }
-    let variant = root["$defs"][def]["oneOf"]
-        .as_array()
-        .and_then(|variants| variants.iter().position(|v| v["properties"]["type"]["const"] == frame["type"]));
+    let variant = root["$defs"][def]["oneOf"].as_array().and_then(|variants| variants.iter().position(|v| v["properties"]["type"]["const"] == frame["type"]));
     match variant {
         Some(i) => {
             let precise = errors(&validator_at(root, &format!("#/$defs/{def}/oneOf/{i}")), frame);
@@ -145,12 +141,7 @@ fn tags(schema: &Value, def: &str) -> BTreeSet<String> {
         .as_array()
         .unwrap_or_else(|| panic!("#/$defs/{def} has no oneOf"))
         .iter()
-        .map(|variant| {
-            variant["properties"]["type"]["const"]
-                .as_str()
-                .unwrap_or_else(|| panic!("a variant of {def} has no const type: {variant}"))
-                .to_owned()
-        })
+        .map(|variant| variant["properties"]["type"]["const"].as_str().unwrap_or_else(|| panic!("a variant of {def} has no const type: {variant}")).to_owned())
         .collect()
 }
 
@@ -180,15 +171,7 @@ fn every_type_in_the_schema_has_a_doc_example() {
 }
 
 fn member(id: &str, role: Role) -> Member {
-    Member {
-        member_id: id.into(),
-        handle: "Quiet Heron 42".into(),
-        role,
-        muted: false,
-        muted_until: None,
-        hand_raised: false,
-        has_floor: false,
-    }
+    Member { member_id: id.into(), handle: "Quiet Heron 42".into(), role, muted: false, muted_until: None, hand_raised: false, has_floor: false }
 }
 
 fn chat(seq: u64) -> ChatMessage {
@@ -258,12 +241,7 @@ fn client_frames() -> Vec<ClientMessage> {
     ];
     let mut frames = vec![
         ClientMessage::Hello { id: None, token: None, handle: None, locale: None },
-        ClientMessage::Hello {
-            id: Some(RequestId::Int(i64::MIN)),
-            token: Some("kst1.x".into()),
-            handle: Some("Robin".into()),
-            locale: Some("es-MX".into()),
-        },
+        ClientMessage::Hello { id: Some(RequestId::Int(i64::MIN)), token: Some("kst1.x".into()), handle: Some("Robin".into()), locale: Some("es-MX".into()) },
         ClientMessage::Join {
             id: Some("x".repeat(RequestId::MAX_LEN).as_str().into()),
             room: room.clone(),
@@ -280,32 +258,17 @@ fn client_frames() -> Vec<ClientMessage> {
         },
         ClientMessage::Report { id: None, room: room.clone(), message_id: "m_1".into(), reason: String::new() },
         ClientMessage::Whisper { id: None, room: room.clone(), to: "mb_3".into(), text: "Are you okay?".into() },
-        ClientMessage::ResolveReport {
-            id: None,
-            room: room.clone(),
-            report_id: "r_1".into(),
-            resolution: client::ReportResolution::Acted,
-        },
-        ClientMessage::ResolveAlert {
-            id: None,
-            room: room.clone(),
-            alert_id: "al_1".into(),
-            note: Some("called back".into()),
-        },
+        ClientMessage::ResolveReport { id: None, room: room.clone(), report_id: "r_1".into(), resolution: client::ReportResolution::Acted },
+        ClientMessage::ResolveAlert { id: None, room: room.clone(), alert_id: "al_1".into(), note: Some("called back".into()) },
         ClientMessage::ForgetMe { id: Some(i64::MAX.into()) },
     ];
-    frames.extend(actions.into_iter().map(|action| ClientMessage::Moderate {
-        id: Some(1.into()),
-        room: room.clone(),
-        action,
-    }));
+    frames.extend(actions.into_iter().map(|action| ClientMessage::Moderate { id: Some(1.into()), room: room.clone(), action }));
     frames
 }
 
 fn server_frames() -> Vec<ServerMessage> {
     let room = RoomId::from("grief");
-    let info =
-        RoomInfo { summary: summary(RoomKind::Scheduled), rules: "Be kind.".into(), topic_now: None, slow_mode_s: 0 };
+    let info = RoomInfo { summary: summary(RoomKind::Scheduled), rules: "Be kind.".into(), topic_now: None, slow_mode_s: 0 };
     let mut muted = member("mb_2", Role::Member);
     muted.muted = true;
     muted.muted_until = Some("2026-11-22T20:11:02.123Z".into());
@@ -350,13 +313,7 @@ fn server_frames() -> Vec<ServerMessage> {
         ServerMessage::Message(staff.clone()),
         ServerMessage::ReportFiled {
             room: room.clone(),
-            report: Report {
-                id: "r_1".into(),
-                message: chat(2),
-                reason: String::new(),
-                by: "mb_3".into(),
-                at: "2026-11-22T20:02:00.000Z".into(),
-            },
+            report: Report { id: "r_1".into(), message: chat(2), reason: String::new(), by: "mb_3".into(), at: "2026-11-22T20:02:00.000Z".into() },
         },
         ServerMessage::MemberUpdate { room: room.clone(), member: muted },
         ServerMessage::RoomUpdate { room: room.clone(), info },
@@ -419,26 +376,14 @@ const BAD_CLIENT_FRAMES: &[(&str, &str, bool)] = &[
     ("a fractional id", r#"{"type":"ping","id":1.5}"#, true),
     ("a boolean id", r#"{"type":"ping","id":true}"#, true),
     ("an id past i64", r#"{"type":"ping","id":9223372036854775808}"#, true),
-    (
-        "an id of 65 characters",
-        r#"{"type":"ping","id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
-        false,
-    ),
+    ("an id of 65 characters", r#"{"type":"ping","id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#, false),
     ("negative accept_rules", r#"{"type":"join","room":"grief","accept_rules":-1}"#, true),
     ("since without seq", r#"{"type":"join","room":"grief","since":{"epoch":"ep_1"}}"#, true),
     ("moderate without action", r#"{"type":"moderate","room":"grief"}"#, true),
     ("an unknown action", r#"{"type":"moderate","room":"grief","action":"shout"}"#, true),
     ("mute without member_id", r#"{"type":"moderate","room":"grief","action":"mute"}"#, true),
-    (
-        "set_mode with an unknown mode",
-        r#"{"type":"moderate","room":"grief","action":"set_mode","mode":"silent"}"#,
-        true,
-    ),
-    (
-        "an unknown resolution",
-        r#"{"type":"resolve_report","room":"grief","report_id":"r_1","resolution":"maybe"}"#,
-        true,
-    ),
+    ("set_mode with an unknown mode", r#"{"type":"moderate","room":"grief","action":"set_mode","mode":"silent"}"#, true),
+    ("an unknown resolution", r#"{"type":"resolve_report","room":"grief","report_id":"r_1","resolution":"maybe"}"#, true),
 ];
 
 /// Server frames the server never writes.
@@ -473,9 +418,7 @@ fn the_schema_rejects_frames_the_server_refuses() {
             failures.push(format!("the schema accepts a client frame with {why}: {text}"));
         }
         match serde_json::from_value::<ClientMessage>(frame.clone()) {
-            Ok(_) if *unparseable => {
-                failures.push(format!("ClientMessage parses a frame with {why}, so the test is wrong: {text}"))
-            }
+            Ok(_) if *unparseable => failures.push(format!("ClientMessage parses a frame with {why}, so the test is wrong: {text}")),
             Ok(msg) => assert!(!msg.id().is_none_or(RequestId::is_valid), "{why}: the server would accept it"),
             Err(_) if !*unparseable => failures.push(format!("{why}: ClientMessage refuses it, mark it so: {text}")),
             Err(_) => {}

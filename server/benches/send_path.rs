@@ -10,9 +10,12 @@ use std::hint::black_box;
 const TEXTS: &[(&str, &str)] = &[
     ("short", "thank you, that helps"),
     ("typical", "It has been three months since we lost her and some days I still set out two cups in the morning. Does that ever stop?"),
-    ("long", "I wanted to say thank you all for being here tonight. It helps to not feel alone with it. My brother's birthday is next week and \
+    (
+        "long",
+        "I wanted to say thank you all for being here tonight. It helps to not feel alone with it. My brother's birthday is next week and \
               I keep thinking about what to do, whether to visit the grave or go somewhere we used to go together. Last year I stayed home \
-              and that felt worse. Maybe I'll take the train to the coast like we did when we were kids. Anyway, thanks for listening."),
+              and that felt worse. Maybe I'll take the train to the coast like we did when we were kids. Anyway, thanks for listening.",
+    ),
     ("loadtest", "kl-abcdefghijklmnop thank you all for being here tonight it helps to not feel alone with it"),
     ("non_ascii", "It’s been three months since we lost her 💔 and some days I still set out two cups — does that ever stop? Merci à tous."),
     ("crisis", "honestly some nights I just want to die and I don't know who to tell"),

@@ -39,8 +39,7 @@ impl Scope {
 
     /// Whether this scope covers `room` now.
     pub fn covers(&self, room: &RoomId) -> bool {
-        self.expires_at.is_none_or(|exp| exp >= crate::auth::now_s())
-            && self.rooms.as_ref().is_none_or(|rooms| rooms.contains(room))
+        self.expires_at.is_none_or(|exp| exp >= crate::auth::now_s()) && self.rooms.as_ref().is_none_or(|rooms| rooms.contains(room))
     }
 }
 
@@ -180,12 +179,7 @@ impl OnDuty {
         }
         for alert in &changes.resolved {
             let Some(resolution) = &alert.resolved else { continue };
-            let event = ServerMessage::AlertResolved {
-                id: None,
-                room: alert.room.clone(),
-                alert_id: alert.alert_id.clone(),
-                by: resolution.by.clone(),
-            };
+            let event = ServerMessage::AlertResolved { id: None, room: alert.room.clone(), alert_id: alert.alert_id.clone(), by: resolution.by.clone() };
             let resolver = (resolution.node == self.node).then_some(ConnId(resolution.conn));
             self.send(&alert.room, &encode(&event), resolver);
         }

@@ -166,7 +166,11 @@ async fn get_room(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
     Ok(Json(serde_json::json!({ "room": room.summary(), "spec": room.def().spec() })).into_response())
 }
 
-async fn create_room(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Json<RoomSpec>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+async fn create_room(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Json<RoomSpec>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
     let by = admin(&app, &headers)?;
     let Json(spec) = body.map_err(|e| bad_request(e.body_text()))?;
     let def = spec.clone().into_def(&RoomsFile::builtin_rules()).map_err(|e| bad_request(format!("{e:#}")))?;
@@ -292,12 +296,8 @@ async fn room_notice(
 
 async fn reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin(&app, &headers)?;
-    let reports: Vec<serde_json::Value> = app
-        .moderation
-        .open_reports(None)
-        .into_iter()
-        .map(|(room, report)| serde_json::json!({ "room": room, "report": report }))
-        .collect();
+    let reports: Vec<serde_json::Value> =
+        app.moderation.open_reports(None).into_iter().map(|(room, report)| serde_json::json!({ "room": room, "report": report })).collect();
     Ok(Json(serde_json::json!({ "reports": reports })).into_response())
 }
 
@@ -308,10 +308,7 @@ struct AuditQuery {
 
 async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
     admin(&app, &headers)?;
-    let entries = app
-        .moderation
-        .audit_log(q.limit.unwrap_or(100).min(10_000))
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()))?;
+    let entries =
+        app.moderation.audit_log(q.limit.unwrap_or(100).min(10_000)).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()))?;
     Ok(Json(serde_json::json!({ "entries": entries })).into_response())
 }

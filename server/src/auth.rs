@@ -156,9 +156,7 @@ impl Auth {
     /// algorithm (`none`, or HS256 signed with this public key) is refused.
     pub fn with_public_key(mut self, algorithm: Algorithm, pem: &[u8]) -> anyhow::Result<Auth> {
         self.staff_key = match algorithm {
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-                DecodingKey::from_rsa_pem(pem)?
-            }
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => DecodingKey::from_rsa_pem(pem)?,
             Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem)?,
             Algorithm::EdDSA => DecodingKey::from_ed_pem(pem)?,
             other => anyhow::bail!("{other:?} uses a shared secret, not a public key"),
@@ -200,15 +198,9 @@ impl Auth {
     /// chose (`None`: generated handles, a different one in each room).
     pub fn session_token(&self, account: &AccountId, handle: Option<&str>) -> String {
         let iat = now_s();
-        let claims = SessionClaims {
-            sub: account.0.clone(),
-            aud: SESSION_AUDIENCE.into(),
-            iat,
-            exp: iat + SESSION_TTL.as_secs(),
-            handle: handle.map(str::to_owned),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.session_encoding)
-            .expect("HS256 encoding of plain claims cannot fail")
+        let claims =
+            SessionClaims { sub: account.0.clone(), aud: SESSION_AUDIENCE.into(), iat, exp: iat + SESSION_TTL.as_secs(), handle: handle.map(str::to_owned) };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.session_encoding).expect("HS256 encoding of plain claims cannot fail")
     }
 
     /// Check a token from `hello`: a member session token or a staff JWT.
@@ -218,13 +210,7 @@ impl Auth {
         session.leeway = 30;
         match jsonwebtoken::decode::<SessionClaims>(token, &self.session_decoding, &session) {
             Ok(data) => {
-                return Ok(Identity {
-                    account: AccountId(data.claims.sub),
-                    role: Role::Member,
-                    name: data.claims.handle,
-                    rooms: None,
-                    expires_at: None,
-                });
+                return Ok(Identity { account: AccountId(data.claims.sub), role: Role::Member, name: data.claims.handle, rooms: None, expires_at: None });
             }
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 return Err(AuthError::Expired);
@@ -241,8 +227,7 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        let data = jsonwebtoken::decode::<StaffClaims>(token, &self.staff_key, &validation)
-        .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<StaffClaims>(token, &self.staff_key, &validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             other => AuthError::Invalid(refusal(other)),
         })?;

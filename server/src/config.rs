@@ -313,10 +313,7 @@ impl Config {
                 config.trusted_proxies = proxies;
             }
             if !file.rooms.rooms.is_empty() {
-                config.rooms = file
-                    .rooms
-                    .into_defs()
-                    .with_context(|| format!("rooms in {}", path.display()))?;
+                config.rooms = file.rooms.into_defs().with_context(|| format!("rooms in {}", path.display()))?;
             }
         }
         if let Some(n) = args.messages_per_10s {
@@ -339,10 +336,7 @@ impl Config {
         config.presence_ttl = Duration::from_secs(args.presence_ttl_s.max(1));
         config.jwt_issuer = args.jwt_issuer.clone();
         config.jwt_audience = args.jwt_audience.clone();
-        config.jwt_algorithm = args
-            .jwt_algorithm
-            .parse()
-            .map_err(|_| anyhow::anyhow!("unknown JWT algorithm {:?}", args.jwt_algorithm))?;
+        config.jwt_algorithm = args.jwt_algorithm.parse().map_err(|_| anyhow::anyhow!("unknown JWT algorithm {:?}", args.jwt_algorithm))?;
         anyhow::ensure!(
             config.jwt_algorithm == jsonwebtoken::Algorithm::HS256 || args.jwt_public_key.is_some(),
             "--jwt-algorithm {} needs --jwt-public-key",
@@ -354,8 +348,7 @@ impl Config {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 

@@ -138,8 +138,7 @@ impl Settings {
     fn check(config: &EscalationConfig) -> anyhow::Result<Settings> {
         use anyhow::bail;
         // The parse error names what is wrong, not the URL, which may hold a token.
-        let url = Url::parse(&config.webhook_url)
-            .map_err(|e| anyhow::anyhow!("[safety.escalation] webhook_url is not a valid URL: {e}"))?;
+        let url = Url::parse(&config.webhook_url).map_err(|e| anyhow::anyhow!("[safety.escalation] webhook_url is not a valid URL: {e}"))?;
         let Some(host) = url.host_str() else {
             bail!("[safety.escalation] webhook_url has no host");
         };
@@ -149,9 +148,7 @@ impl Settings {
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
-            "http" => bail!(
-                "[safety.escalation] webhook_url must be https:// (http:// is allowed only to a loopback address, not to {host})"
-            ),
+            "http" => bail!("[safety.escalation] webhook_url must be https:// (http:// is allowed only to a loopback address, not to {host})"),
             other => bail!("[safety.escalation] webhook_url must be https://, not {other}://"),
         }
         if config.secret.len() < MIN_SECRET_BYTES {
@@ -222,8 +219,8 @@ impl Escalation {
     }
 
     fn start(settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Escalation> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| anyhow::anyhow!("the escalation webhook sender must be started inside the Tokio runtime"))?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| anyhow::anyhow!("the escalation webhook sender must be started inside the Tokio runtime"))?;
         let mut client = reqwest::Client::builder()
             .timeout(settings.timeout)
             // A redirect is answered as a failure: the signed alert goes to the configured host only.
@@ -448,10 +445,7 @@ mod tests {
 
         /// Waits (bounded) until `n` requests have been answered 200; returns all requests seen.
         async fn delivered(&self, n: usize) -> Vec<Seen> {
-            wait_until("the webhook to be delivered", || {
-                self.seen.lock().iter().filter(|s| s.answered == Some(200)).count() >= n
-            })
-            .await;
+            wait_until("the webhook to be delivered", || self.seen.lock().iter().filter(|s| s.answered == Some(200)).count() >= n).await;
             self.seen.lock().clone()
         }
     }
@@ -563,8 +557,7 @@ mod tests {
     #[tokio::test]
     async fn include_text_sends_the_text() {
         let (receiver, addr) = Receiver::start(&[]).await;
-        let escalation = Escalation::new(Some(EscalationConfig { include_text: true, ..config(url(addr)) }), Arc::default())
-            .expect("valid config");
+        let escalation = Escalation::new(Some(EscalationConfig { include_text: true, ..config(url(addr)) }), Arc::default()).expect("valid config");
         assert!(escalation.include_text());
         escalation.raise(alert("a2"));
         let seen = receiver.delivered(1).await;
@@ -597,8 +590,7 @@ mod tests {
     async fn a_timed_out_attempt_is_retried_until_delivered() {
         let (receiver, addr) = Receiver::start(&[Reply::Hang, Reply::Status(500)]).await;
         let metrics = Arc::new(Metrics::default());
-        let escalation =
-            Escalation::new(Some(EscalationConfig { timeout_ms: 200, ..config(url(addr)) }), metrics.clone()).expect("valid config");
+        let escalation = Escalation::new(Some(EscalationConfig { timeout_ms: 200, ..config(url(addr)) }), metrics.clone()).expect("valid config");
         escalation.raise(alert("a4"));
         let seen = receiver.delivered(1).await;
         assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), [None, Some(500), Some(200)]);
@@ -707,8 +699,8 @@ mod tests {
         refused("not a url");
         refused("https://");
         refused("");
-        let err = check(EscalationConfig { secret: "fifteen bytes!!".into(), ..config("https://oncall.example.org/".into()) })
-            .expect("a 15-byte secret is refused");
+        let err =
+            check(EscalationConfig { secret: "fifteen bytes!!".into(), ..config("https://oncall.example.org/".into()) }).expect("a 15-byte secret is refused");
         assert!(err.contains("16 bytes"), "{err}");
         assert!(!err.contains("fifteen"), "the secret is not echoed: {err}");
         assert!(check(EscalationConfig { retry_for_s: 599, ..config("https://oncall.example.org/".into()) }).is_some());
@@ -731,16 +723,13 @@ mod tests {
 
     #[test]
     fn a_webhook_needs_the_runtime() {
-        let err = Escalation::new(Some(config("https://oncall.example.org/".into())), Arc::default())
-            .err()
-            .expect("no runtime here");
+        let err = Escalation::new(Some(config("https://oncall.example.org/".into())), Arc::default()).err().expect("no runtime here");
         assert!(err.to_string().contains("Tokio runtime"), "{err}");
     }
 
     #[test]
     fn config_reads_with_defaults_and_refuses_unknown_fields() {
-        let config: EscalationConfig =
-            toml::from_str("webhook_url = \"https://oncall.example.org/kindred\"\nsecret = \"0123456789abcdef\"\n").expect("parses");
+        let config: EscalationConfig = toml::from_str("webhook_url = \"https://oncall.example.org/kindred\"\nsecret = \"0123456789abcdef\"\n").expect("parses");
         assert!(!config.include_text);
         assert_eq!((config.retry_initial_ms, config.retry_max_ms, config.retry_for_s, config.timeout_ms), (1000, 60_000, 900, 5000));
         assert!(toml::from_str::<EscalationConfig>("webhook_url = \"https://x.org/\"\nsecret = \"0123456789abcdef\"\nretries = 3\n").is_err());

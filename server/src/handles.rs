@@ -38,12 +38,12 @@ pub fn look_alike(a: &str, b: &str) -> bool {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "Quiet", "Gentle", "Steady", "Kind", "Calm", "Brave", "Warm", "Patient", "Bright", "Soft",
-    "Hopeful", "Easy", "Clear", "Mellow", "Tender", "Sunny", "Still", "Golden", "Open", "Quiet",
+    "Quiet", "Gentle", "Steady", "Kind", "Calm", "Brave", "Warm", "Patient", "Bright", "Soft", "Hopeful", "Easy", "Clear", "Mellow", "Tender", "Sunny",
+    "Still", "Golden", "Open", "Quiet",
 ];
 const NOUNS: &[&str] = &[
-    "Heron", "Willow", "River", "Maple", "Harbor", "Meadow", "Sparrow", "Cedar", "Otter", "Lantern",
-    "Pebble", "Fern", "Robin", "Birch", "Tide", "Finch", "Aspen", "Brook", "Juniper", "Wren",
+    "Heron", "Willow", "River", "Maple", "Harbor", "Meadow", "Sparrow", "Cedar", "Otter", "Lantern", "Pebble", "Fern", "Robin", "Birch", "Tide", "Finch",
+    "Aspen", "Brook", "Juniper", "Wren",
 ];
 
 /// A friendly generated handle such as "Quiet Heron 42".
@@ -112,7 +112,18 @@ pub fn validate_name(wished: &str, min: u32, max: u32) -> Result<String, HandleE
 fn imitates_staff(handle: &str) -> bool {
     // Digits standing in for letters ("m0derator", "4dmin") fold too.
     let leet = |w: &str| -> String {
-        let w: String = w.chars().map(|c| match c { '0' => 'o', '1' => 'l', '3' => 'e', '4' => 'a', '5' => 's', '7' => 't', c => c }).collect();
+        let w: String = w
+            .chars()
+            .map(|c| match c {
+                '0' => 'o',
+                '1' => 'l',
+                '3' => 'e',
+                '4' => 'a',
+                '5' => 's',
+                '7' => 't',
+                c => c,
+            })
+            .collect();
         look(&w)
     };
     let staff: Vec<String> = STAFF_WORDS.iter().map(|w| leet(w)).collect();
@@ -131,9 +142,7 @@ fn looks_like_contact(handle: &str) -> bool {
     }
     // A domain-like token: "name.com", "www.x".
     const TLDS: &[&str] = &[".com", ".net", ".org", ".io", ".co", ".uk", ".de", ".fr", ".app", ".me", ".info"];
-    lower.starts_with("www.")
-        || lower.contains(" dot com")
-        || lower.split(' ').any(|word| TLDS.iter().any(|tld| word.len() > tld.len() && word.ends_with(tld)))
+    lower.starts_with("www.") || lower.contains(" dot com") || lower.split(' ').any(|word| TLDS.iter().any(|tld| word.len() > tld.len() && word.ends_with(tld)))
 }
 
 /// The handle shown in a room where `taken` says whether a name is already
@@ -142,10 +151,7 @@ pub fn unique_in_room(handle: &str, taken: impl Fn(&str) -> bool) -> String {
     if !taken(handle) {
         return handle.to_owned();
     }
-    (2..)
-        .map(|n| format!("{handle} {n}"))
-        .find(|candidate| !taken(candidate))
-        .unwrap_or_else(|| format!("{handle} {}", rand::rng().random::<u32>()))
+    (2..).map(|n| format!("{handle} {n}")).find(|candidate| !taken(candidate)).unwrap_or_else(|| format!("{handle} {}", rand::rng().random::<u32>()))
 }
 
 #[cfg(test)]

@@ -104,19 +104,9 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn websocket(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let offered: Vec<&str> =
+        headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
     if !offered.is_empty() && !offered.contains(&SUBPROTOCOL) {
         let msg = format!("This server speaks {SUBPROTOCOL}; none of the offered protocol versions.");
         return refuse(StatusCode::BAD_REQUEST, ErrorCode::UnsupportedVersion, &msg);

@@ -17,19 +17,19 @@ pub(crate) mod api;
 pub mod auth;
 pub(crate) mod broker;
 pub(crate) mod coalesce;
-pub mod escalation;
 pub mod config;
+pub mod escalation;
+pub(crate) mod frame;
 pub mod handles;
 pub(crate) mod http;
-pub(crate) mod frame;
 pub mod hub;
 pub(crate) mod listen;
 pub(crate) mod mailbox;
+pub mod metrics;
+pub mod moderation;
 pub(crate) mod ratelimit;
 pub(crate) mod refusal;
 pub mod rooms;
-pub mod metrics;
-pub mod moderation;
 pub mod safety;
 pub(crate) mod session;
 pub(crate) mod store;
@@ -93,8 +93,8 @@ impl App {
             let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             auth = auth.with_public_key(config.jwt_algorithm, &pem)?;
         }
-        let safety = safety::Safety::new(config.safety.clone())
-            .map_err(|e| anyhow::anyhow!("the [safety] crisis terms or blocklist cannot be compiled: {e}"))?;
+        let safety =
+            safety::Safety::new(config.safety.clone()).map_err(|e| anyhow::anyhow!("the [safety] crisis terms or blocklist cannot be compiled: {e}"))?;
         let limits = Arc::new(config.limits.clone());
         let mut rooms = config.rooms.clone();
         if config.redis.is_none() {

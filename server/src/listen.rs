@@ -152,9 +152,7 @@ impl Refusal {
     fn response(self) -> Response {
         match self {
             Refusal::Full => refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, "The server is full; try again shortly."),
-            Refusal::TooManyFromAddress => {
-                refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.")
-            }
+            Refusal::TooManyFromAddress => refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address."),
         }
     }
 }
@@ -163,11 +161,7 @@ impl Refusal {
 /// against the cap in all only).
 fn admit(app: &Arc<App>, ip: IpAddr) -> Result<Admission, Refusal> {
     let open = Counted::take(app, |c| &c.open, app.connections.max).ok_or(Refusal::Full)?;
-    let address = if app.config.is_trusted_proxy(ip) {
-        None
-    } else {
-        Some(admit_ip(app, ip).ok_or(Refusal::TooManyFromAddress)?)
-    };
+    let address = if app.config.is_trusted_proxy(ip) { None } else { Some(admit_ip(app, ip).ok_or(Refusal::TooManyFromAddress)?) };
     Ok(Admission { _open: open, _address: address })
 }
 

@@ -93,10 +93,8 @@ pub enum TrySendError {
 
 /// A mailbox holding at most `capacity` frames (at least one).
 pub fn mailbox(capacity: usize) -> (Sender, Receiver) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State { frames: VecDeque::new(), capacity: capacity.max(1), closed: false }),
-        reader: AtomicWaker::new(),
-    });
+    let shared =
+        Arc::new(Shared { state: Mutex::new(State { frames: VecDeque::new(), capacity: capacity.max(1), closed: false }), reader: AtomicWaker::new() });
     (Sender(shared.clone()), Receiver(shared))
 }
 

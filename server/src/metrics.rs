@@ -55,7 +55,12 @@ impl Metrics {
         counter(&mut out, "kindred_frames_in_total", "Frames read from clients.", &self.frames_in);
         counter(&mut out, "kindred_messages_in_total", "Chat messages accepted (sent).", &self.messages_in);
         counter(&mut out, "kindred_deliveries_total", "Frames queued to connections by room fan-out.", &self.deliveries);
-        counter(&mut out, "kindred_socket_writes_total", "Writes of frames to sockets, replies included (each one send; see write_coalesce_ms).", &self.socket_writes);
+        counter(
+            &mut out,
+            "kindred_socket_writes_total",
+            "Writes of frames to sockets, replies included (each one send; see write_coalesce_ms).",
+            &self.socket_writes,
+        );
         counter(&mut out, "kindred_slow_consumer_closes_total", "Connections closed with 4408 for not keeping up.", &self.slow_consumer_closes);
         counter(&mut out, "kindred_cluster_events_dropped_total", "Room changes not sent to Redis because its queue was full.", &self.cluster_events_dropped);
         counter(&mut out, "kindred_redis_reconnects_total", "Redis connections found lost and repaired.", &self.redis_reconnects);

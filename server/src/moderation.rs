@@ -8,17 +8,17 @@
 //! the audit log as a stream.
 //! Authorization and the effects on live rooms are the session's and the hub's.
 
+use crate::alerts::{AlertChanges, OnDuty, Resolution, StoredAlert};
 use crate::rooms::rfc3339;
+use crate::store::{SharedDoc, Versioned, bounded};
 use chrono::{DateTime, Utc};
+use kindred_protocol::AlertId;
 use kindred_protocol::{AccountId, MemberId, Report, ReportId, RoomId};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
-use crate::alerts::{AlertChanges, OnDuty, Resolution, StoredAlert};
-use crate::store::{SharedDoc, Versioned, bounded};
-use kindred_protocol::AlertId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -141,8 +141,7 @@ impl ModerationStore {
     pub fn open(data_dir: &std::path::Path) -> anyhow::Result<ModerationStore> {
         let state_path = data_dir.join("moderation.json");
         let state = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", state_path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", state_path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(e.into()),
         };
@@ -267,9 +266,7 @@ impl ModerationStore {
                         (self.made.load(Ordering::SeqCst), serde_json::to_vec_pretty(&*state).expect("moderation state serializes"))
                     };
                     let path = state_path.clone();
-                    tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true))
-                        .await
-                        .map_err(std::io::Error::other)??;
+                    tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true)).await.map_err(std::io::Error::other)??;
                     self.saved.store(upto, Ordering::SeqCst);
                     self.writes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -367,9 +364,7 @@ impl ModerationStore {
     /// message: the report that is open now, and whether it is new.
     pub async fn add_report(&self, room: &RoomId, report: Report) -> Result<(Report, bool), StoreError> {
         self.change(|s| {
-            let open = s.reports.iter().find(|(r, rep)| {
-                r == room && rep.by == report.by && rep.message.message_id == report.message.message_id
-            });
+            let open = s.reports.iter().find(|(r, rep)| r == room && rep.by == report.by && rep.message.message_id == report.message.message_id);
             match open {
                 Some((_, rep)) => (rep.clone(), false),
                 None => {
@@ -421,9 +416,7 @@ impl ModerationStore {
     /// The alert that is open for the author now, and whether it is new.
     pub async fn raise_alert(&self, alert: StoredAlert) -> Result<(StoredAlert, bool), StoreError> {
         self.change(|s| {
-            let open = s.alerts.iter().find(|a| {
-                a.is_open() && a.room == alert.room && a.message.from.member_id == alert.message.from.member_id
-            });
+            let open = s.alerts.iter().find(|a| a.is_open() && a.room == alert.room && a.message.from.member_id == alert.message.from.member_id);
             match open {
                 Some(open) => (open.clone(), false),
                 None => {
@@ -540,8 +533,28 @@ mod tests {
         {
             let store = ModerationStore::open(&dir).unwrap();
             store.ban(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: None, reason: Some("r".into()) }).await.unwrap();
-            store.mute(Sanction { room: Some(room.clone()), account: account.clone(), member_id: None, until: Some(Utc::now() - chrono::Duration::seconds(1)), reason: None }).await.unwrap();
-            store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room.clone()), target: None, reason: None, detail: None }).await.unwrap();
+            store
+                .mute(Sanction {
+                    room: Some(room.clone()),
+                    account: account.clone(),
+                    member_id: None,
+                    until: Some(Utc::now() - chrono::Duration::seconds(1)),
+                    reason: None,
+                })
+                .await
+                .unwrap();
+            store
+                .audit(AuditEntry {
+                    at: "t".into(),
+                    by: "sam".into(),
+                    action: "ban".into(),
+                    room: Some(room.clone()),
+                    target: None,
+                    reason: None,
+                    detail: None,
+                })
+                .await
+                .unwrap();
         }
         let store = ModerationStore::open(&dir).unwrap();
         assert!(store.banned(&room, &account).is_some());
@@ -563,7 +576,18 @@ mod tests {
                 tokio::spawn(async move {
                     let account = AccountId::from(format!("a_{i}").as_str());
                     store.ban(Sanction { room: Some(room.clone()), account, member_id: None, until: None, reason: None }).await.unwrap();
-                    store.audit(AuditEntry { at: "t".into(), by: "sam".into(), action: "ban".into(), room: Some(room), target: None, reason: None, detail: None }).await.unwrap();
+                    store
+                        .audit(AuditEntry {
+                            at: "t".into(),
+                            by: "sam".into(),
+                            action: "ban".into(),
+                            room: Some(room),
+                            target: None,
+                            reason: None,
+                            detail: None,
+                        })
+                        .await
+                        .unwrap();
                 })
             })
             .collect();

@@ -44,9 +44,7 @@ pub fn examples(doc: &str) -> Vec<Example> {
             "```json client" => Direction::Client,
             "```json server" => Direction::Server,
             other if other.starts_with("```json") && other != "```json" => {
-                panic!(
-                    "protocol.md line {line_no}: unknown info string {other:?}; use ```json client or ```json server"
-                )
+                panic!("protocol.md line {line_no}: unknown info string {other:?}; use ```json client or ```json server")
             }
             _ => continue,
         };

@@ -17,12 +17,8 @@ impl Room {
         let mut state = self.state.lock();
         {
             let state = &mut *state;
-            let mut settings = RoomSettings {
-                slow_mode_s: &mut state.slow_mode_s,
-                locked: &mut state.locked,
-                topic_now: &mut state.topic_now,
-                mode: &mut state.mode,
-            };
+            let mut settings =
+                RoomSettings { slow_mode_s: &mut state.slow_mode_s, locked: &mut state.locked, topic_now: &mut state.topic_now, mode: &mut state.mode };
             f(&mut settings);
         }
         if state.mode == RoomMode::Open {

@@ -18,16 +18,13 @@ pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator, Settings
 pub(crate) use room::Room;
 use room::{Present, RoomState};
 
-use crate::refusal::Refusal;
-use crate::mailbox::{Key, Kind};
 use crate::config::Limits;
+use crate::mailbox::{Key, Kind};
+use crate::refusal::Refusal;
 use crate::rooms::{RoomDef, rfc3339};
 use chrono::Utc;
 use dashmap::DashMap;
-use kindred_protocol::{
-    AccountId, ChatMessage, CloseCode, Member, MemberId, Position, Role,
-    RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage,
-};
+use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, MemberId, Position, Role, RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -58,7 +55,6 @@ pub(crate) struct Draft {
     pub msg: ChatMessage,
     pub account: AccountId,
 }
-
 
 /// What a joining connection brings.
 #[derive(Debug, Clone)]
@@ -132,12 +128,7 @@ impl Hub {
             return Err(Refusal::NoSuchRoom(room.clone()));
         };
         let topic = target.def().topic.clone();
-        target.join(req, || {
-            self.summaries()
-                .into_iter()
-                .filter(|s| &s.id != room && s.topic == topic && s.open && s.member_count < s.capacity)
-                .collect()
-        })
+        target.join(req, || self.summaries().into_iter().filter(|s| &s.id != room && s.topic == topic && s.open && s.member_count < s.capacity).collect())
     }
 
     pub(crate) fn leave(&self, room: &RoomId, conn: ConnId) -> bool {
@@ -171,12 +162,8 @@ impl Hub {
     /// Close a room: everyone in it is told (`removed`, reason `closed`) and it leaves the directory.
     pub(crate) fn remove_room(&self, id: &RoomId, note: &str) -> bool {
         let Some((_, room)) = self.inner.rooms.remove(id) else { return false };
-        let frame = encode(&ServerMessage::Removed {
-            room: id.clone(),
-            reason: kindred_protocol::RemovedReason::Closed,
-            note: Some(note.to_owned()),
-            until: None,
-        });
+        let frame =
+            encode(&ServerMessage::Removed { room: id.clone(), reason: kindred_protocol::RemovedReason::Closed, note: Some(note.to_owned()), until: None });
         room.broadcast(&frame, Audience::All);
         true
     }

@@ -10,19 +10,39 @@ use super::*;
 #[serde(tag = "e", rename_all = "snake_case")]
 pub(crate) enum Event {
     /// A member connected on the sending node.
-    Joined { member: Member, account: AccountId },
+    Joined {
+        member: Member,
+        account: AccountId,
+    },
     /// A member's last connection on the sending node ended.
-    Left { member_id: MemberId },
+    Left {
+        member_id: MemberId,
+    },
     /// A frame for this room's members on every node.
-    Frame { frame: String, audience: Aud },
+    Frame {
+        frame: String,
+        audience: Aud,
+    },
     Settings(Settings),
-    Member { member: Member },
-    Hands { queue: Vec<MemberId> },
-    Deleted { message_id: kindred_protocol::MessageId, seq: u64 },
+    Member {
+        member: Member,
+    },
+    Hands {
+        queue: Vec<MemberId>,
+    },
+    Deleted {
+        message_id: kindred_protocol::MessageId,
+        seq: u64,
+    },
     /// Remove every message this account wrote (`forget_me`).
-    Forget { account: AccountId },
+    Forget {
+        account: AccountId,
+    },
     /// Take a member out (kick or ban); its own node does it.
-    Remove { member_id: MemberId, notice: String },
+    Remove {
+        member_id: MemberId,
+        notice: String,
+    },
 }
 
 /// [`Audience`], owned, for the wire between nodes.
@@ -123,8 +143,7 @@ impl Room {
     pub(crate) fn apply_remote(&self, node: &Arc<str>, event: Event) {
         let room = self.id();
         let mut state = self.state.lock();
-        if let Event::Joined { member: Member { member_id, .. }, .. } | Event::Member { member: Member { member_id, .. } } | Event::Left { member_id } =
-            &event
+        if let Event::Joined { member: Member { member_id, .. }, .. } | Event::Member { member: Member { member_id, .. } } | Event::Left { member_id } = &event
         {
             state.presence_news.insert(member_id.clone(), Instant::now());
         }
@@ -186,12 +205,7 @@ impl Room {
         self.remember(&self.def(), state, &member.member_id, &r.account);
         state.members.insert(member.member_id.clone(), Present { member: r.member, account: r.account, conns: 0, node: Some(r.node) });
         let key = Key::new(Kind::Presence, (room, &member.member_id));
-        let frame = encode(&ServerMessage::Presence {
-            room: room.clone(),
-            joined: Some(member),
-            left: None,
-            member_count: state.members.len() as u32,
-        });
+        let frame = encode(&ServerMessage::Presence { room: room.clone(), joined: Some(member), left: None, member_count: state.members.len() as u32 });
         self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
     }
 
@@ -233,8 +247,7 @@ impl Room {
     pub(crate) fn forget_node(&self, node: &str) -> usize {
         let room = self.id();
         let mut state = self.state.lock();
-        let gone: Vec<MemberId> =
-            state.members.values().filter(|p| p.node.as_deref() == Some(node)).map(|p| p.member.member_id.clone()).collect();
+        let gone: Vec<MemberId> = state.members.values().filter(|p| p.node.as_deref() == Some(node)).map(|p| p.member.member_id.clone()).collect();
         for member_id in &gone {
             self.forget_member(&room, &mut state, member_id);
         }
@@ -257,5 +270,4 @@ impl Room {
     pub(crate) fn conn_count(&self) -> usize {
         self.state.lock().conns.len()
     }
-
 }

@@ -140,12 +140,7 @@ impl Room {
     }
 
     pub(super) fn info(def: &RoomDef, state: &RoomState) -> RoomInfo {
-        RoomInfo {
-            summary: Self::summary_of(def, state),
-            rules: def.rules.clone(),
-            topic_now: state.topic_now.clone(),
-            slow_mode_s: state.slow_mode_s,
-        }
+        RoomInfo { summary: Self::summary_of(def, state), rules: def.rules.clone(), topic_now: state.topic_now.clone(), slow_mode_s: state.slow_mode_s }
     }
 
     /// Join the room: checks, then registration and the history snapshot
@@ -205,10 +200,7 @@ impl Room {
                     hand_raised: false,
                     has_floor: false,
                 };
-                state.members.insert(
-                    req.member_id.clone(),
-                    Present { member: member.clone(), account: req.account.clone(), conns: 1, node: None },
-                );
+                state.members.insert(req.member_id.clone(), Present { member: member.clone(), account: req.account.clone(), conns: 1, node: None });
                 self.remember(&def, &mut state, &req.member_id, &req.account);
                 announce = true;
                 member
@@ -219,21 +211,13 @@ impl Room {
         }
 
         let visible = |s: &&Stored| staff || !s.msg.staff;
-        let resume_from = req.since.as_ref().filter(|p| {
-            p.epoch == state.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq
-        });
+        let resume_from = req.since.as_ref().filter(|p| p.epoch == state.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq);
         let (history, recovered) = match resume_from {
             // A staff message shares the seq of the room message before it, so
             // one with the client's own seq may be news to it: staff get those
             // too, and dedupe by message_id.
             Some(p) => (
-                state
-                    .log
-                    .iter()
-                    .filter(|s| s.msg.seq > p.seq || (staff && s.msg.staff && s.msg.seq == p.seq))
-                    .filter(visible)
-                    .map(|s| s.msg.clone())
-                    .collect(),
+                state.log.iter().filter(|s| s.msg.seq > p.seq || (staff && s.msg.staff && s.msg.seq == p.seq)).filter(visible).map(|s| s.msg.clone()).collect(),
                 true,
             ),
             None => {
@@ -252,12 +236,8 @@ impl Room {
             recovered,
         };
         if !already_present {
-            let frame = encode(&ServerMessage::Presence {
-                room: def.id.clone(),
-                joined: Some(me.clone()),
-                left: None,
-                member_count: state.members.len() as u32,
-            });
+            let frame =
+                encode(&ServerMessage::Presence { room: def.id.clone(), joined: Some(me.clone()), left: None, member_count: state.members.len() as u32 });
             let key = Key::new(Kind::Presence, (&def.id, &me.member_id));
             self.fan_out_keyed(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id), Some(key));
         }
@@ -300,12 +280,8 @@ impl Room {
         state.members.remove(member_id);
         state.last_typing.remove(member_id);
         state.hands.retain(|m| m != member_id);
-        let frame = encode(&ServerMessage::Presence {
-            room: room.clone(),
-            joined: None,
-            left: Some(member_id.clone()),
-            member_count: state.members.len() as u32,
-        });
+        let frame =
+            encode(&ServerMessage::Presence { room: room.clone(), joined: None, left: Some(member_id.clone()), member_count: state.members.len() as u32 });
         self.fan_out_keyed(room, state, &frame, Audience::All, Some(Key::new(Kind::Presence, (room, member_id))));
     }
 

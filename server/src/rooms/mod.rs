@@ -131,11 +131,7 @@ impl RoomsFile {
                 anyhow::ensure!(seen.insert(spec.id.clone()), "room id {:?} appears twice", spec.id);
                 anyhow::ensure!((1..=MAX_CAPACITY).contains(&spec.capacity), "room {:?}: capacity must be 1 to {MAX_CAPACITY}", spec.id);
                 spec.check_texts().map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
-                let schedule = spec
-                    .schedule
-                    .map(Schedule::new)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
+                let schedule = spec.schedule.map(Schedule::new).transpose().map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
                 Ok(RoomDef {
                     id: RoomId(spec.id),
                     name: spec.name,
@@ -269,8 +265,7 @@ mod tests {
     fn bad_room_ids_and_duplicates_are_refused() {
         let file: RoomsFile = toml::from_str("[[rooms]]\nid = \"Bad Id\"\nname = \"x\"").unwrap();
         assert!(file.into_defs().is_err());
-        let file: RoomsFile =
-            toml::from_str("[[rooms]]\nid = \"a\"\nname = \"x\"\n[[rooms]]\nid = \"a\"\nname = \"y\"").unwrap();
+        let file: RoomsFile = toml::from_str("[[rooms]]\nid = \"a\"\nname = \"x\"\n[[rooms]]\nid = \"a\"\nname = \"y\"").unwrap();
         assert!(file.into_defs().is_err());
     }
 }

@@ -51,11 +51,7 @@ fn weekday(name: &str) -> Option<Weekday> {
 impl Schedule {
     pub fn new(spec: ScheduleSpec) -> Result<Schedule, String> {
         let tz: Tz = spec.timezone.parse().map_err(|_| format!("unknown time zone {:?}", spec.timezone))?;
-        let days = spec
-            .days
-            .iter()
-            .map(|d| weekday(d).ok_or_else(|| format!("unknown day {d:?}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let days = spec.days.iter().map(|d| weekday(d).ok_or_else(|| format!("unknown day {d:?}"))).collect::<Result<Vec<_>, _>>()?;
         if days.is_empty() {
             return Err("a schedule needs at least one day".into());
         }
@@ -183,25 +179,16 @@ mod tests {
     fn open_during_a_session_in_winter_time() {
         // 2026-11-12 is the 2nd Thursday of November; London is on GMT.
         let s = second_and_fourth_thursday();
-        assert_eq!(
-            s.status(utc("2026-11-12T19:30:00Z")),
-            Status::Open { closes_at: utc("2026-11-12T20:30:00Z") }
-        );
+        assert_eq!(s.status(utc("2026-11-12T19:30:00Z")), Status::Open { closes_at: utc("2026-11-12T20:30:00Z") });
     }
 
     #[test]
     fn next_opening_skips_weeks_not_listed_and_honours_summer_time() {
         let s = second_and_fourth_thursday();
         // After the 4th Thursday of November (the 26th) the next is 10 December.
-        assert_eq!(
-            s.status(utc("2026-11-26T21:00:00Z")),
-            Status::Closed { next_open_at: Some(utc("2026-12-10T19:00:00Z")) }
-        );
+        assert_eq!(s.status(utc("2026-11-26T21:00:00Z")), Status::Closed { next_open_at: Some(utc("2026-12-10T19:00:00Z")) });
         // In June London is on BST (UTC+1): 19:00 local is 18:00 UTC. 2nd Thursday of June 2026 is the 11th.
-        assert_eq!(
-            s.status(utc("2026-06-01T00:00:00Z")),
-            Status::Closed { next_open_at: Some(utc("2026-06-11T18:00:00Z")) }
-        );
+        assert_eq!(s.status(utc("2026-06-01T00:00:00Z")), Status::Closed { next_open_at: Some(utc("2026-06-11T18:00:00Z")) });
     }
 
     #[test]
@@ -220,10 +207,7 @@ mod tests {
 
     #[test]
     fn describes_itself_for_people() {
-        assert_eq!(
-            second_and_fourth_thursday().describe(),
-            "2nd and 4th Thursday of the month, 19:00–20:30 Europe/London"
-        );
+        assert_eq!(second_and_fourth_thursday().describe(), "2nd and 4th Thursday of the month, 19:00–20:30 Europe/London");
     }
 
     #[test]

@@ -38,10 +38,7 @@ const ZEROS: &[u32] = &[
 /// The ASCII digit `c` stands for, if it is a decimal digit of another script.
 fn ascii_digit(c: char) -> Option<char> {
     let code = c as u32;
-    ZEROS
-        .iter()
-        .find(|&&zero| (zero..zero + 10).contains(&code))
-        .and_then(|zero| char::from_digit(code - zero, 10))
+    ZEROS.iter().find(|&&zero| (zero..zero + 10).contains(&code)).and_then(|zero| char::from_digit(code - zero, 10))
 }
 
 /// `text` with every decimal digit as ASCII; borrowed when nothing changes

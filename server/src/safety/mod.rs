@@ -452,7 +452,9 @@ impl Safety {
             url: re(r"(?i)(?-u:\b)(https?://|www\.)\S+|(?-u:\b)[a-z0-9-]+\.(com|net|org|io|co|uk|de|fr|app|me|info|ly|gg|tv|xyz)(/\S*)?(?-u:\b)"),
             phone: re(r"(?:\+|(?-u:\b))\d[\d\s().-]{5,18}\d(?-u:\b)"),
             date: re(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$"),
-            street: re(r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|crescent|place|pl|terrace|way|grove|gardens)(?-u:\b)"),
+            street: re(
+                r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|crescent|place|pl|terrace|way|grove|gardens)(?-u:\b)",
+            ),
             config,
         })
     }
@@ -473,11 +475,7 @@ impl Safety {
         let lang = locale.map(primary_language).filter(|lang| !lang.is_empty());
         let speaks = |spec: &ResourceSpec| lang.is_some_and(|lang| spec.languages.iter().any(|tag| primary_language(tag).eq_ignore_ascii_case(lang)));
         let (first, rest): (Vec<&ResourceSpec>, Vec<&ResourceSpec>) = self.config.resources.iter().partition(|spec| speaks(spec));
-        first
-            .into_iter()
-            .chain(rest)
-            .map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() })
-            .collect()
+        first.into_iter().chain(rest).map(|r| Resource { name: r.name.clone(), contact: r.contact.clone(), url: r.url.clone() }).collect()
     }
 
     /// The words said with the helplines, in `locale`'s language where a
@@ -500,11 +498,7 @@ impl Safety {
         padded.push(' ');
         normalize_into(text, &mut padded);
         padded.push(' ');
-        Verdict {
-            crisis: self.crisis.found_in(&padded),
-            pii: self.pii(text),
-            blocked: self.blocklist.found_in(&padded),
-        }
+        Verdict { crisis: self.crisis.found_in(&padded), pii: self.pii(text), blocked: self.blocklist.found_in(&padded) }
     }
 
     fn pii(&self, text: &str) -> Option<&'static str> {

@@ -5,13 +5,13 @@
 
 use super::{Session, Step};
 use crate::App;
-use std::sync::Arc;
 use crate::alerts::{Resolution, StoredAlert};
 use crate::escalation::AlertPayload;
 use crate::metrics::Metrics;
 use crate::rooms::{RoomDef, rfc3339};
 use chrono::Utc;
 use kindred_protocol::{AlertId, ChatMessage, ErrorBody, ErrorCode, RequestId, RoomId, ServerMessage};
+use std::sync::Arc;
 
 /// The longest note a facilitator may leave when resolving an alert.
 const MAX_NOTE_CHARS: usize = 500;
@@ -65,12 +65,7 @@ impl Session {
             let body = ErrorBody::new(ErrorCode::BadRequest, format!("A note can be up to {MAX_NOTE_CHARS} characters."));
             return self.error(body.with_id(id)).await;
         }
-        let resolution = Resolution {
-            by: self.handle.clone(),
-            at: rfc3339(Utc::now()),
-            node: self.app.on_duty.node().to_owned(),
-            conn: self.conn.0,
-        };
+        let resolution = Resolution { by: self.handle.clone(), at: rfc3339(Utc::now()), node: self.app.on_duty.node().to_owned(), conn: self.conn.0 };
         match self.app.moderation.resolve_alert(&room, &alert_id, resolution).await {
             Ok(Some(_)) => {
                 self.audit("resolve_alert", Some(&room), Some(alert_id.0.clone()), note, None).await;

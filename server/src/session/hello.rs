@@ -9,13 +9,9 @@ impl Session {
         let app = self.app.clone();
         let limits = &app.config.limits;
         let identity = match token.as_deref() {
-            None | Some("") => Identity {
-                account: crate::auth::Auth::new_account(),
-                role: kindred_protocol::Role::Member,
-                name: None,
-                rooms: None,
-                expires_at: None,
-            },
+            None | Some("") => {
+                Identity { account: crate::auth::Auth::new_account(), role: kindred_protocol::Role::Member, name: None, rooms: None, expires_at: None }
+            }
             Some(token) => match app.auth.verify(token) {
                 Ok(identity) => identity,
                 Err(e) => {
@@ -79,9 +75,8 @@ impl Session {
         tracing::debug!(conn = self.conn.0, role = identity.role.as_str(), "hello");
         app.accounts.entry(identity.account.clone()).or_default().push((self.conn, self.outbox.control.clone()));
         // A BCP 47 tag is short and plain; anything else is ignored, not refused.
-        self.locale = locale
-            .filter(|l| (1..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .map(String::into_boxed_str);
+        self.locale =
+            locale.filter(|l| (1..=35).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')).map(String::into_boxed_str);
         let scope = crate::alerts::Scope::of(&identity);
         self.identity = Some(Box::new(identity));
         self.handle = handle;
@@ -106,7 +101,7 @@ impl Session {
             kind: NoticeKind::System,
             text: "Your facilitator sign-in has expired. Please sign in again.".into(),
             resources: None,
-                        facilitators_alerted: None,
+            facilitators_alerted: None,
         });
         self.reply(&notice).await?;
         Err(End::Close(CloseCode::Unauthorized, "token expired"))

@@ -4,13 +4,7 @@
 use super::*;
 
 impl Session {
-    pub(super) async fn join(
-        &mut self,
-        id: Option<RequestId>,
-        room: RoomId,
-        accept_rules: Option<u32>,
-        since: Option<kindred_protocol::Position>,
-    ) -> Step {
+    pub(super) async fn join(&mut self, id: Option<RequestId>, room: RoomId, accept_rules: Option<u32>, since: Option<kindred_protocol::Position>) -> Step {
         // Forget rooms the hub has taken this connection out of, so they do not
         // count against the limit.
         let (hub, conn) = (&self.app.hub, self.conn);

@@ -5,21 +5,21 @@
 //! mailbox already encoded and are written in batches with one flush.
 
 use crate::App;
-use crate::metrics::Metrics;
 use crate::auth::Identity;
 use crate::frame::{Frame, encode};
 use crate::hub::{ConnId, Control, Draft, JoinRequest, Outbox};
+use crate::metrics::Metrics;
 use crate::ratelimit::TokenBucket;
 use crate::rooms::rfc3339;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use futures_util::SinkExt;
 use kindred_protocol::{
-    ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member,
-    MessageId, Notice, NoticeKind, RequestId, RoomId, Sender, ServerInfo, ServerMessage,
+    ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member, MessageId, Notice, NoticeKind, RequestId, RoomId, Sender,
+    ServerInfo, ServerMessage,
 };
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
@@ -152,10 +152,7 @@ impl Session {
         let deadline = tokio::time::sleep(limits.hello_timeout());
         tokio::pin!(deadline);
         let mut deadline_armed = true;
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + limits.heartbeat(),
-            limits.heartbeat(),
-        );
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + limits.heartbeat(), limits.heartbeat());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let control = self.outbox.control.clone();
         let shutdown = self.app.shutdown.clone();
@@ -236,8 +233,7 @@ impl Session {
         match msg {
             Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
-                self.error(ErrorBody::new(ErrorCode::BadRequest, "Binary frames are not part of the protocol; send JSON text."))
-                    .await?;
+                self.error(ErrorBody::new(ErrorCode::BadRequest, "Binary frames are not part of the protocol; send JSON text.")).await?;
                 Err(End::Close(CloseCode::Policy, "binary frame"))
             }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
@@ -270,17 +266,13 @@ impl Session {
             return match request {
                 ClientMessage::Hello { id, token, handle, locale } => Box::pin(self.hello(id, token, handle, locale)).await,
                 _ => {
-                    self.error(ErrorBody::new(ErrorCode::BadRequest, "The first frame must be hello.").with_id(id))
-                        .await?;
+                    self.error(ErrorBody::new(ErrorCode::BadRequest, "The first frame must be hello.").with_id(id)).await?;
                     Err(End::Close(CloseCode::Policy, "no hello first"))
                 }
             };
         }
         match request {
-            ClientMessage::Hello { id, .. } => {
-                self.error(ErrorBody::new(ErrorCode::BadRequest, "This connection already said hello.").with_id(id))
-                    .await
-            }
+            ClientMessage::Hello { id, .. } => self.error(ErrorBody::new(ErrorCode::BadRequest, "This connection already said hello.").with_id(id)).await,
             ClientMessage::Ping { id } => self.reply(&ServerMessage::Pong { id }).await,
             ClientMessage::ListRooms { id } => {
                 let rooms = self.app.hub.summaries();
@@ -303,9 +295,7 @@ impl Session {
                     self.error(not_member(&room).with_id(id)).await
                 }
             }
-            ClientMessage::Send { id, room, text, reply_to, cw, staff } => {
-                Box::pin(self.send(id, room, text, reply_to, cw, staff)).await
-            }
+            ClientMessage::Send { id, room, text, reply_to, cw, staff } => Box::pin(self.send(id, room, text, reply_to, cw, staff)).await,
             ClientMessage::Typing { id, room } => match self.rooms.get(&room) {
                 Some(me) => {
                     self.app.hub.typing(&room, &me.member_id);
@@ -318,12 +308,8 @@ impl Session {
             ClientMessage::LowerHand { id, room } => self.hand(id, room, false).await,
             ClientMessage::Whisper { id, room, to, text } => Box::pin(self.whisper(id, room, to, text)).await,
             ClientMessage::Moderate { id, room, action } => Box::pin(self.moderate(id, room, action)).await,
-            ClientMessage::ResolveReport { id, room, report_id, resolution } => {
-                Box::pin(self.resolve_report(id, room, report_id, resolution)).await
-            }
-            ClientMessage::ResolveAlert { id, room, alert_id, note } => {
-                Box::pin(self.resolve_alert(id, room, alert_id, note)).await
-            }
+            ClientMessage::ResolveReport { id, room, report_id, resolution } => Box::pin(self.resolve_report(id, room, report_id, resolution)).await,
+            ClientMessage::ResolveAlert { id, room, alert_id, note } => Box::pin(self.resolve_alert(id, room, alert_id, note)).await,
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }
@@ -364,7 +350,6 @@ impl Session {
         self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await
     }
 }
-
 
 /// The `id` and `type` of a JSON object that is not a valid request: each
 /// absent, present, or `Err` when of the wrong kind (an id must be a string
@@ -416,9 +401,7 @@ fn read_error(error: axum::Error) -> End {
     let inner = error.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => End::Close(CloseCode::TooBig, "frame too big"),
-        Some(tungstenite::Error::Protocol(_)) | Some(tungstenite::Error::Utf8(_)) => {
-            End::Close(CloseCode::Policy, "protocol error")
-        }
+        Some(tungstenite::Error::Protocol(_)) | Some(tungstenite::Error::Utf8(_)) => End::Close(CloseCode::Policy, "protocol error"),
         _ => End::Gone,
     }
 }
@@ -439,7 +422,11 @@ mod tests {
             super::run(app, socket).await
         };
         let size = size_of_future(&fut);
-        eprintln!("session future: {size} bytes; Session {} bytes; WebSocket {} bytes", std::mem::size_of::<super::Session>(), std::mem::size_of::<axum::extract::ws::WebSocket>());
+        eprintln!(
+            "session future: {size} bytes; Session {} bytes; WebSocket {} bytes",
+            std::mem::size_of::<super::Session>(),
+            std::mem::size_of::<axum::extract::ws::WebSocket>()
+        );
         // Measured 5,432 bytes before the rare handlers were boxed and the deadlines merged.
         assert!(size <= 2600, "the session future is {size} bytes");
     }

@@ -10,8 +10,8 @@ use crate::rooms::rfc3339;
 use chrono::Utc;
 use kindred_protocol::client::ReportResolution;
 use kindred_protocol::{
-    CloseCode, ErrorBody, ErrorCode, MemberId, MessageId, ModerationAction, Notice, NoticeKind, RemovedReason,
-    Report, ReportId, RequestId, Role, RoomId, Sender, ServerMessage,
+    CloseCode, ErrorBody, ErrorCode, MemberId, MessageId, ModerationAction, Notice, NoticeKind, RemovedReason, Report, ReportId, RequestId, Role, RoomId,
+    Sender, ServerMessage,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,16 +118,18 @@ impl Session {
                     Self::mute(&self.app, &room, member_id, *duration_s, reason.clone()).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
             }
-            ModerationAction::Unmute { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
-                Some(account) => match self.app.moderation.unmute(&room_id, &account).await {
-                    Ok(_) => {
-                        room.set_muted(member_id, None);
-                        Ok((Some(member_id.0.clone()), reason.clone()))
-                    }
-                    Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
-                },
-                None => Err(not_found("member")),
-            },
+            ModerationAction::Unmute { member_id, reason } => {
+                match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
+                    Some(account) => match self.app.moderation.unmute(&room_id, &account).await {
+                        Ok(_) => {
+                            room.set_muted(member_id, None);
+                            Ok((Some(member_id.0.clone()), reason.clone()))
+                        }
+                        Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
+                    },
+                    None => Err(not_found("member")),
+                }
+            }
             ModerationAction::Kick { member_id, reason } => {
                 if !note_ok(reason) {
                     Err(too_long("reason"))
@@ -196,7 +198,11 @@ impl Session {
                 Ok((None, None))
             }
             ModerationAction::GiveFloor { member_id } => {
-                if room.set_floor(member_id, true) { Ok((Some(member_id.0.clone()), None)) } else { Err(not_found("member")) }
+                if room.set_floor(member_id, true) {
+                    Ok((Some(member_id.0.clone()), None))
+                } else {
+                    Err(not_found("member"))
+                }
             }
             ModerationAction::EndFloor { member_id } => match member_id.clone().or_else(|| room.floor_holder()) {
                 Some(m) if room.set_floor(&m, false) => Ok((Some(m.0), None)),
@@ -212,7 +218,13 @@ impl Session {
         }
     }
 
-    async fn mute(app: &Arc<crate::App>, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>) -> Result<(), ErrorBody> {
+    async fn mute(
+        app: &Arc<crate::App>,
+        room: &Arc<crate::hub::Room>,
+        member_id: &MemberId,
+        duration_s: Option<u64>,
+        reason: Option<String>,
+    ) -> Result<(), ErrorBody> {
         let room_id = room.id();
         let Some(account) = room.account_of(member_id) else { return Err(not_found("member")) };
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(365 * 86400) as i64));
@@ -237,12 +249,16 @@ impl Session {
         Ok(())
     }
 
-    async fn ban(app: &Arc<crate::App>, room: &Arc<crate::hub::Room>, member_id: &MemberId, duration_s: Option<u64>, reason: Option<String>, service: bool) -> Result<(), ErrorBody> {
+    async fn ban(
+        app: &Arc<crate::App>,
+        room: &Arc<crate::hub::Room>,
+        member_id: &MemberId,
+        duration_s: Option<u64>,
+        reason: Option<String>,
+        service: bool,
+    ) -> Result<(), ErrorBody> {
         let room_id = room.id();
-        let account = room
-            .account_of(member_id)
-            .or_else(|| app.moderation.account_of(&room_id, member_id))
-            .ok_or_else(|| not_found("member"))?;
+        let account = room.account_of(member_id).or_else(|| app.moderation.account_of(&room_id, member_id)).ok_or_else(|| not_found("member"))?;
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(10 * 365 * 86400) as i64));
         let sanction = Sanction {
             room: if service { None } else { Some(room_id.clone()) },

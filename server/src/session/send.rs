@@ -63,9 +63,8 @@ impl Session {
         }
         let pii_action = def.pii.unwrap_or(self.app.safety.config().pii);
         if let (Some(kind), crate::safety::PiiAction::Block) = (verdict.pii, pii_action) {
-            let msg = format!(
-                "This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here."
-            );
+            let msg =
+                format!("This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here.");
             return self.error(ErrorBody::new(ErrorCode::ContentBlocked, msg).with_id(id)).await;
         }
         let draft = Draft {

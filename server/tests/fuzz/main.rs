@@ -26,12 +26,50 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 const TYPES: &[&str] = &[
-    "hello", "ping", "list_rooms", "join", "leave", "send", "typing", "report", "raise_hand", "lower_hand", "whisper",
-    "moderate", "resolve_report", "resolve_alert", "forget_me", "dance", "",
+    "hello",
+    "ping",
+    "list_rooms",
+    "join",
+    "leave",
+    "send",
+    "typing",
+    "report",
+    "raise_hand",
+    "lower_hand",
+    "whisper",
+    "moderate",
+    "resolve_report",
+    "resolve_alert",
+    "forget_me",
+    "dance",
+    "",
 ];
 const KEYS: &[&str] = &[
-    "type", "id", "room", "text", "action", "member_id", "since", "epoch", "seq", "accept_rules", "token", "handle", "locale",
-    "message_id", "reason", "to", "staff", "cw", "reply_to", "duration_s", "service", "note", "alert_id", "resolution", "mode",
+    "type",
+    "id",
+    "room",
+    "text",
+    "action",
+    "member_id",
+    "since",
+    "epoch",
+    "seq",
+    "accept_rules",
+    "token",
+    "handle",
+    "locale",
+    "message_id",
+    "reason",
+    "to",
+    "staff",
+    "cw",
+    "reply_to",
+    "duration_s",
+    "service",
+    "note",
+    "alert_id",
+    "resolution",
+    "mode",
     "seconds",
 ];
 const ROOMS: &[&str] = &["grief", "anxiety", "no-such-room", "", "GRIEF", "grief\u{0}"];
@@ -62,13 +100,11 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// A request-shaped object: a known type, plausible fields, some of them wrong.
 fn request() -> impl Strategy<Value = Value> {
-    (proptest::sample::select(TYPES), proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..6)).prop_map(
-        |(kind, fields)| {
-            let mut object: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            object.insert("type".into(), Value::String(kind.into()));
-            Value::Object(object)
-        },
-    )
+    (proptest::sample::select(TYPES), proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..6)).prop_map(|(kind, fields)| {
+        let mut object: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        object.insert("type".into(), Value::String(kind.into()));
+        Value::Object(object)
+    })
 }
 
 /// One frame as text: JSON (request-like or anything), or raw bytes of text.
@@ -102,7 +138,8 @@ async fn until(ws: &mut Ws, want: impl Fn(&ServerMessage) -> bool) -> Result<(),
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err(Some(0)),
             Ok(Some(Ok(Message::Text(text)))) => {
-                let msg: ServerMessage = serde_json::from_str(&text).unwrap_or_else(|e| panic!("the server sent what the protocol types cannot read: {e}: {text}"));
+                let msg: ServerMessage =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("the server sent what the protocol types cannot read: {e}: {text}"));
                 if want(&msg) {
                     return Ok(());
                 }
@@ -187,7 +224,11 @@ fn hostile_frames_never_panic_hang_or_disturb_anyone() {
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked");
     runtime.block_on(async {
         // The bystander is still in the room and can talk.
-        send(&mut bystander, &ClientMessage::Send { id: Some(9.into()), room: "grief".into(), text: "still here".into(), reply_to: None, cw: None, staff: false }).await;
+        send(
+            &mut bystander,
+            &ClientMessage::Send { id: Some(9.into()), room: "grief".into(), text: "still here".into(), reply_to: None, cw: None, staff: false },
+        )
+        .await;
         until(&mut bystander, |m| matches!(m, ServerMessage::Sent { .. })).await.expect("the bystander was not disturbed");
     });
     app.shutdown.cancel();

@@ -56,7 +56,8 @@ async fn admins_create_update_and_close_rooms() {
     let (mut a, _) = server.member(None).await;
     a.join("widowed-young").await;
     // New rules: the version goes up, the room is told, and a newcomer must accept the new rules.
-    let (status, body) = request(&server, "PATCH", "/api/rooms/widowed-young", Some(&token), Some(r#"{"rules":"Be gentle. No advice unless asked.","capacity":8}"#)).await;
+    let (status, body) =
+        request(&server, "PATCH", "/api/rooms/widowed-young", Some(&token), Some(r#"{"rules":"Be gentle. No advice unless asked.","capacity":8}"#)).await;
     assert_eq!(status, 200, "{body}");
     let update = a.expect("room_update", |m| matches!(m, ServerMessage::RoomUpdate { .. })).await;
     assert!(matches!(update, ServerMessage::RoomUpdate { info, .. } if info.summary.rules_version == 2 && info.summary.capacity == 8));
@@ -91,7 +92,8 @@ async fn rooms_mutes_reports_and_the_audit_log_survive_a_restart() {
     let (message_id, _) = a.say("grief", "a hurtful message").await;
     let mut b = server.member(None).await.0;
     b.join("grief").await;
-    b.send(&ClientMessage::Report { id: Some(1.into()), room: "grief".into(), message_id: kindred_protocol::MessageId(message_id), reason: "unkind".into() }).await;
+    b.send(&ClientMessage::Report { id: Some(1.into()), room: "grief".into(), message_id: kindred_protocol::MessageId(message_id), reason: "unkind".into() })
+        .await;
     b.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await;
     let reply = f.moderate("grief", A::Mute { member_id: a_id, duration_s: None, reason: Some("cooling off".into()) }).await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }));

@@ -112,8 +112,7 @@ async fn a_flood_is_rate_limited_then_closed() {
     for i in 0..10 {
         c.say("anxiety", &format!("ok {i}")).await;
     }
-    c.send(&ClientMessage::Send { id: Some(99.into()), room: "anxiety".into(), text: "one too many".into(), reply_to: None, cw: None, staff: false })
-        .await;
+    c.send(&ClientMessage::Send { id: Some(99.into()), room: "anxiety".into(), text: "one too many".into(), reply_to: None, cw: None, staff: false }).await;
     let e = c.expect_error(ErrorCode::RateLimited).await;
     assert_eq!(e.id, Some(99.into()));
     let wait = e.retry_after_ms.expect("retry_after_ms");
@@ -159,8 +158,11 @@ async fn a_hand_flood_closes_the_flooder_and_nobody_else() {
     drain(&mut f).await;
     drain(&mut a).await;
     let room = kindred_protocol::RoomId::from("mens-circle");
-    burst(&mut c, (0..4000).flat_map(|_| [ClientMessage::RaiseHand { id: None, room: room.clone() }, ClientMessage::LowerHand { id: None, room: room.clone() }]))
-        .await;
+    burst(
+        &mut c,
+        (0..4000).flat_map(|_| [ClientMessage::RaiseHand { id: None, room: room.clone() }, ClientMessage::LowerHand { id: None, room: room.clone() }]),
+    )
+    .await;
     assert_eq!(c.closed(WAIT).await, Closed::Code(4429));
     let seen = drain(&mut a).await;
     let updates = seen.iter().filter(|m| matches!(m, ServerMessage::MemberUpdate { .. })).count();

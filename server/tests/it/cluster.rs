@@ -45,8 +45,7 @@ async fn three_nodes_share_a_room_in_one_order() {
     let mut handles: Vec<&str> = members.iter().map(|m| m.handle.as_str()).collect();
     handles.sort();
     assert_eq!(handles, ["Ann", "Bo", "Cy"]);
-    ann.expect("Cy's presence on node a", |m| matches!(m, ServerMessage::Presence { joined: Some(j), member_count: 3, .. } if j.handle == "Cy"))
-        .await;
+    ann.expect("Cy's presence on node a", |m| matches!(m, ServerMessage::Presence { joined: Some(j), member_count: 3, .. } if j.handle == "Cy")).await;
 
     // Typing on one node reaches the others.
     cy.send(&ClientMessage::Typing { id: None, room: RoomId::from(ROOM) }).await;
@@ -182,10 +181,7 @@ const HEARTBEAT_LAPSE: Duration = Duration::from_secs(15);
 /// How many HSET calls Redis has served (`INFO commandstats`).
 fn hset_calls(cli: &mut RedisCli) -> u64 {
     let info = cli.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
+    info.lines().find_map(|l| l.strip_prefix("cmdstat_hset:calls=")).and_then(|rest| rest.split(',').next()).map_or(0, |n| n.parse().unwrap())
 }
 
 /// Presence is carried by join and leave events; the periodic audit reads the
@@ -217,9 +213,7 @@ async fn presence_lost_on_the_way_to_redis_is_repaired_at_once() {
     let (redis, a, _b, _ann, _bo) = two_nodes().await;
     let key = format!("kindred:{{{ROOM}}}:members");
     let mut cli = RedisCli::connect(&redis);
-    let a_fields = |cli: &mut RedisCli| -> Vec<String> {
-        cli.cmd(&["HKEYS", &key]).lines().filter(|l| l.starts_with("a-")).map(str::to_owned).collect()
-    };
+    let a_fields = |cli: &mut RedisCli| -> Vec<String> { cli.cmd(&["HKEYS", &key]).lines().filter(|l| l.starts_with("a-")).map(str::to_owned).collect() };
     let deadline = Instant::now() + Duration::from_secs(5);
     let ann = loop {
         if let [field] = a_fields(&mut cli).as_slice() {
@@ -249,14 +243,14 @@ async fn a_stalled_nodes_members_leave_and_come_back_with_it() {
     let (mut sol, _) = survivor.member_in(ROOM, Some("Sol")).await;
 
     stalled.signal("-STOP");
-    sol.expect_within("Pat leaving while the node is stalled", HEARTBEAT_LAPSE, |m| {
-        matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id)
-    })
-    .await;
+    sol.expect_within("Pat leaving while the node is stalled", HEARTBEAT_LAPSE, |m| matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id))
+        .await;
     stalled.signal("-CONT");
-    sol.expect_within("Pat coming back with the node", HEARTBEAT_LAPSE, |m| {
-        matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.member_id == pat_id)
-    })
+    sol.expect_within(
+        "Pat coming back with the node",
+        HEARTBEAT_LAPSE,
+        |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if j.member_id == pat_id),
+    )
     .await;
     let (mut newcomer, _) = survivor.member(Some("Nia")).await;
     let ServerMessage::Joined { members, .. } = newcomer.join(ROOM).await else { panic!() };
@@ -317,9 +311,11 @@ async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
     assert_contiguous(&missed);
 
     // Pat, who did not come back, disappears from the room once the dead node's heartbeat lapses.
-    sol.expect_within("Pat leaving after the dead node's heartbeat lapsed", HEARTBEAT_LAPSE, |m| {
-        matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id)
-    })
+    sol.expect_within(
+        "Pat leaving after the dead node's heartbeat lapsed",
+        HEARTBEAT_LAPSE,
+        |m| matches!(m, ServerMessage::Presence { left: Some(l), .. } if *l == pat_id),
+    )
     .await;
     let (mut newcomer, _) = survivor.member(Some("Nia")).await;
     let ServerMessage::Joined { members, .. } = newcomer.join(ROOM).await else { panic!() };
@@ -520,16 +516,19 @@ async fn reports_alerts_and_service_bans_cross_nodes() {
     let (reported, _) = mo.say(ROOM, "something hurtful").await;
     wren.expect("the message", |m| matches!(m, ServerMessage::Message(msg) if msg.message_id.0 == reported)).await;
     let id = wren.next_id();
-    wren.send(&ClientMessage::Report { id: Some(id), room: RoomId::from(ROOM), message_id: kindred_protocol::MessageId(reported.clone()), reason: "unkind".into() })
-        .await;
+    wren.send(&ClientMessage::Report {
+        id: Some(id),
+        room: RoomId::from(ROOM),
+        message_id: kindred_protocol::MessageId(reported.clone()),
+        reason: "unkind".into(),
+    })
+    .await;
     wren.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await;
-    sam.expect("report_filed on node a", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported))
-        .await;
+    sam.expect("report_filed on node a", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported)).await;
     let mut later = b.client().await;
     later.hello(Some(&b.app.auth.staff_token(Role::Facilitator, "Kit", None, Duration::from_secs(600))), None).await;
     later.join(ROOM).await;
-    later.expect("the open report on node b", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported))
-        .await;
+    later.expect("the open report on node b", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == reported)).await;
 
     // An admin's service ban on node a closes the member's connection on node b (4403).
     let mut admin = a.staff(Role::Admin, None, ROOM).await;
@@ -656,7 +655,10 @@ async fn when_redis_loses_the_history_clients_are_told_and_resume_unrecovered() 
     let last = bo.messages(1).await.remove(0).seq;
     // Two moderation changes: the shared moderation document is at version 2 on every node.
     let mut sam = a.staff(Role::Facilitator, None, ROOM).await;
-    for action in [ModerationAction::Mute { member_id: bo_id.clone(), duration_s: None, reason: None }, ModerationAction::Unmute { member_id: bo_id.clone(), reason: None }] {
+    for action in [
+        ModerationAction::Mute { member_id: bo_id.clone(), duration_s: None, reason: None },
+        ModerationAction::Unmute { member_id: bo_id.clone(), reason: None },
+    ] {
         assert!(matches!(sam.moderate(ROOM, action).await, ServerMessage::Moderated { .. }));
     }
 
@@ -748,7 +750,8 @@ async fn in_a_cluster_exactly_one_node_posts_each_alert() {
     crate::webhook::wait_for_posts(&got, 2).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let posts = got.lock().unwrap().clone();
-    let mut ids: Vec<String> = posts.iter().map(|(_, _, body)| serde_json::from_slice::<serde_json::Value>(body).unwrap()["alert_id"].as_str().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> =
+        posts.iter().map(|(_, _, body)| serde_json::from_slice::<serde_json::Value>(body).unwrap()["alert_id"].as_str().unwrap().to_owned()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!((posts.len(), ids.len()), (2, 2), "one POST per alert, whichever node raised it");
@@ -767,7 +770,8 @@ async fn staff_notes_get_a_staff_seq_from_redis_and_come_back_on_resume_on_anoth
     let epoch = joined_parts(&joined).2.to_owned();
     drop(sam);
     let mut ana = b.staff(Role::Admin, None, ROOM).await;
-    ana.send(&ClientMessage::Send { id: Some(1.into()), room: RoomId::from(ROOM), text: "keep an eye on Mo".into(), reply_to: None, cw: None, staff: true }).await;
+    ana.send(&ClientMessage::Send { id: Some(1.into()), room: RoomId::from(ROOM), text: "keep an eye on Mo".into(), reply_to: None, cw: None, staff: true })
+        .await;
     let note = ana.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
     let ServerMessage::Message(note) = note else { unreachable!() };
     assert_eq!((note.seq, note.staff_seq), (seq, Some(1)));

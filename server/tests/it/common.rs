@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -314,13 +314,7 @@ impl TestClient {
 
     pub async fn hello(&mut self, token: Option<&str>, handle: Option<&str>) -> ServerMessage {
         let id = self.next_id();
-        self.send(&ClientMessage::Hello {
-            id: Some(id),
-            token: token.map(str::to_owned),
-            handle: handle.map(str::to_owned),
-            locale: Some("en".into()),
-        })
-        .await;
+        self.send(&ClientMessage::Hello { id: Some(id), token: token.map(str::to_owned), handle: handle.map(str::to_owned), locale: Some("en".into()) }).await;
         let reply = self.recv().await;
         assert!(matches!(reply, ServerMessage::Welcome { .. }), "expected welcome, got {reply:?}");
         reply
@@ -484,7 +478,6 @@ pub fn joined_parts(joined: &ServerMessage) -> (&kindred_protocol::Member, &[kin
         other => panic!("not joined: {other:?}"),
     }
 }
-
 
 /// How a handle looks (the server's own fold), for tests of look-alikes.
 pub fn look(handle: &str) -> String {

@@ -197,7 +197,8 @@ async fn a_staff_note_posted_while_a_facilitator_was_away_comes_back_on_resume()
     let (_, _, epoch, _, _) = joined_parts(&joined);
     let position = kindred_protocol::Position { epoch: epoch.to_owned(), seq };
     f1.close().await;
-    f2.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true }).await;
+    f2.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true })
+        .await;
     let note = f2.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
     let ServerMessage::Message(note) = note else { unreachable!() };
     assert_eq!((note.seq, note.staff_seq), (seq, Some(1)), "keeps the seq before it, with a staff_seq of its own");

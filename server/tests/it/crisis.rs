@@ -5,9 +5,7 @@
 //! member in every way.
 
 use crate::common::*;
-use kindred_protocol::{
-    AlertId, ClientMessage, ErrorCode, ModerationAction as A, NoticeKind, Role, RoomId, ServerMessage,
-};
+use kindred_protocol::{AlertId, ClientMessage, ErrorCode, ModerationAction as A, NoticeKind, Role, RoomId, ServerMessage};
 use std::time::Duration;
 
 const CRISIS: &str = "honestly everyone would be better off without me";
@@ -57,8 +55,7 @@ async fn with_nobody_on_duty_the_member_is_told_so_and_a_facilitator_who_signs_i
     // A second facilitator on duty; the first resolves the alert.
     let mut g = server.on_duty(Role::Admin, "Ana", None).await;
     assert_eq!(alert(&mut g).await.0, alert_id, "every open alert in scope after welcome");
-    f.send(&ClientMessage::ResolveAlert { id: Some(7.into()), room: "depression".into(), alert_id: alert_id.clone(), note: Some("called back".into()) })
-        .await;
+    f.send(&ClientMessage::ResolveAlert { id: Some(7.into()), room: "depression".into(), alert_id: alert_id.clone(), note: Some("called back".into()) }).await;
     let reply = f.expect("alert_resolved reply", |m| matches!(m, ServerMessage::AlertResolved { .. })).await;
     assert_eq!(reply, ServerMessage::AlertResolved { id: Some(7.into()), room: "depression".into(), alert_id: alert_id.clone(), by: "Sam".into() });
     let event = g.expect("alert_resolved event", |m| matches!(m, ServerMessage::AlertResolved { .. })).await;
@@ -193,7 +190,8 @@ async fn out_of_scope_a_facilitator_is_a_member_in_every_way() {
     // An in-scope facilitator arrives: Sam sees no staff traffic.
     let mut f = server.staff(Role::Facilitator, Some(vec!["anxiety"]), "anxiety").await;
     let (message_id, _) = a.say("anxiety", "my panic attacks are back").await;
-    f.send(&ClientMessage::Send { id: Some(4.into()), room: "anxiety".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true }).await;
+    f.send(&ClientMessage::Send { id: Some(4.into()), room: "anxiety".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true })
+        .await;
     f.expect("staff copy", |m| matches!(m, ServerMessage::Message(msg) if msg.staff)).await;
     a.send(&ClientMessage::Report { id: Some(5.into()), room: "anxiety".into(), message_id: message_id.as_str().into(), reason: "test".into() }).await;
     a.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await;

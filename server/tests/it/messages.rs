@@ -46,8 +46,7 @@ async fn concurrent_senders_are_seen_in_one_order_with_no_gaps() {
     const EACH: usize = 100;
     let send_all = |mut c: TestClient, tag: &'static str| async move {
         for i in 0..EACH {
-            c.send(&ClientMessage::Send { id: None, room: "recovery".into(), text: format!("{tag}{i}"), reply_to: None, cw: None, staff: false })
-                .await;
+            c.send(&ClientMessage::Send { id: None, room: "recovery".into(), text: format!("{tag}{i}"), reply_to: None, cw: None, staff: false }).await;
         }
         c
     };

@@ -2,9 +2,7 @@
 
 use crate::common::*;
 use kindred_protocol::client::ReportResolution;
-use kindred_protocol::{
-    ClientMessage, ErrorCode, MessageId, ModerationAction as A, NoticeKind, RemovedReason, Role, RoomMode, ServerMessage,
-};
+use kindred_protocol::{ClientMessage, ErrorCode, MessageId, ModerationAction as A, NoticeKind, RemovedReason, Role, RoomMode, ServerMessage};
 use std::time::Duration;
 
 #[tokio::test]
@@ -68,7 +66,10 @@ async fn kick_removes_with_the_reason_and_allows_a_return() {
     let (mut b, _) = server.member_in("veterans", Some("Cedar")).await;
     moderated(&f.moderate("veterans", A::Kick { member_id: a_id.clone(), reason: Some("let's take a break".into()) }).await);
     let removed = a.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
-    assert_eq!(removed, ServerMessage::Removed { room: "veterans".into(), reason: RemovedReason::Kicked, note: Some("let's take a break".into()), until: None });
+    assert_eq!(
+        removed,
+        ServerMessage::Removed { room: "veterans".into(), reason: RemovedReason::Kicked, note: Some("let's take a break".into()), until: None }
+    );
     let left = b.expect("presence left", |m| matches!(m, ServerMessage::Presence { left: Some(_), .. })).await;
     assert!(matches!(left, ServerMessage::Presence { left: Some(id), .. } if id == a_id));
     a.send(&ClientMessage::Send { id: Some(1.into()), room: "veterans".into(), text: "x".into(), reply_to: None, cw: None, staff: false }).await;
@@ -198,7 +199,8 @@ async fn the_staff_channel_is_for_facilitators_and_leaves_no_gap_for_members() {
     let mut g = server.staff(Role::Facilitator, None, "lgbtq").await;
     let (mut a, _) = server.member_in("lgbtq", Some("Willow")).await;
     let (_, first) = a.say("lgbtq", "hi all").await;
-    f.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true }).await;
+    f.send(&ClientMessage::Send { id: Some(1.into()), room: "lgbtq".into(), text: "keep an eye on Willow".into(), reply_to: None, cw: None, staff: true })
+        .await;
     g.expect("staff message", |m| matches!(m, ServerMessage::Message(msg) if msg.staff && msg.text == "keep an eye on Willow")).await;
     let (_, second) = a.say("lgbtq", "thanks for having me").await;
     assert_eq!(second, first + 1, "no hole in the members' sequence");
@@ -219,7 +221,13 @@ async fn reports_reach_facilitators_now_and_later_until_resolved() {
     let (mut a, _) = server.member_in("families-of-addiction", Some("Willow")).await;
     let (mut b, _) = server.member_in("families-of-addiction", Some("Cedar")).await;
     let (message_id, _) = a.say("families-of-addiction", "you people are pathetic").await;
-    b.send(&ClientMessage::Report { id: Some(1.into()), room: "families-of-addiction".into(), message_id: MessageId(message_id.clone()), reason: "insulting".into() }).await;
+    b.send(&ClientMessage::Report {
+        id: Some(1.into()),
+        room: "families-of-addiction".into(),
+        message_id: MessageId(message_id.clone()),
+        reason: "insulting".into(),
+    })
+    .await;
     let ServerMessage::Reported { report_id, .. } = b.expect("reported", |m| matches!(m, ServerMessage::Reported { .. })).await else { unreachable!() };
     let filed = f.expect("report_filed", |m| matches!(m, ServerMessage::ReportFiled { .. })).await;
     assert!(matches!(&filed, ServerMessage::ReportFiled { report, .. } if report.message.message_id.0 == message_id && report.reason == "insulting"));
@@ -227,9 +235,21 @@ async fn reports_reach_facilitators_now_and_later_until_resolved() {
     let mut late = server.staff(Role::Facilitator, None, "families-of-addiction").await;
     late.expect("open report", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.id == report_id)).await;
     // Members cannot resolve; the facilitator can.
-    b.send(&ClientMessage::ResolveReport { id: Some(2.into()), room: "families-of-addiction".into(), report_id: report_id.clone(), resolution: ReportResolution::Dismissed }).await;
+    b.send(&ClientMessage::ResolveReport {
+        id: Some(2.into()),
+        room: "families-of-addiction".into(),
+        report_id: report_id.clone(),
+        resolution: ReportResolution::Dismissed,
+    })
+    .await;
     b.expect_error(ErrorCode::Forbidden).await;
-    f.send(&ClientMessage::ResolveReport { id: Some(3.into()), room: "families-of-addiction".into(), report_id: report_id.clone(), resolution: ReportResolution::Acted }).await;
+    f.send(&ClientMessage::ResolveReport {
+        id: Some(3.into()),
+        room: "families-of-addiction".into(),
+        report_id: report_id.clone(),
+        resolution: ReportResolution::Acted,
+    })
+    .await;
     f.expect("resolved", |m| matches!(m, ServerMessage::ReportResolved { id: Some(_), .. })).await;
     let mut later = server.staff(Role::Facilitator, None, "families-of-addiction").await;
     assert!(later.try_recv(Duration::from_millis(300)).await.is_none_or(|m| !matches!(m, ServerMessage::ReportFiled { .. })));

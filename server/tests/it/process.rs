@@ -101,7 +101,9 @@ async fn a_ban_survives_a_real_restart_of_the_server_process() {
         ServerMessage::Joined { me, .. } => me.member_id,
         other => panic!("{other:?}"),
     };
-    let reply = f.moderate("grief", kindred_protocol::ModerationAction::Ban { member_id: a_id, duration_s: None, reason: Some("harassment".into()), service: false }).await;
+    let reply = f
+        .moderate("grief", kindred_protocol::ModerationAction::Ban { member_id: a_id, duration_s: None, reason: Some("harassment".into()), service: false })
+        .await;
     assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
     drop(server); // SIGKILL: no graceful shutdown, so the ban must already be on disk
 

@@ -40,8 +40,12 @@ async fn contact_details_are_caught_before_they_expose_someone() {
         // The same number in Arabic-Indic and in fullwidth digits.
         "راسلني على ٠٧٧٠٠ ٩٠٠١٢٣",
         "text me ０７７００ ９００１２３ anytime",
-    ].iter().enumerate() {
-        a.send(&ClientMessage::Send { id: Some((i as i64).into()), room: "new-in-town".into(), text: (*text).into(), reply_to: None, cw: None, staff: false }).await;
+    ]
+    .iter()
+    .enumerate()
+    {
+        a.send(&ClientMessage::Send { id: Some((i as i64).into()), room: "new-in-town".into(), text: (*text).into(), reply_to: None, cw: None, staff: false })
+            .await;
         let e = a.expect_error(ErrorCode::ContentBlocked).await;
         assert!(e.message.contains("contact details"), "{e:?}");
     }
@@ -69,7 +73,14 @@ async fn the_operator_blocklist_is_enforced() {
     let server = TestServer::with(|c| c.safety.blocklist = vec!["miracle cure".into()]).await;
     let (mut a, _) = server.member(None).await;
     a.join("chronic-illness").await;
-    a.send(&ClientMessage::Send { id: Some(1.into()), room: "chronic-illness".into(), text: "Try this MIRACLE CURE!!".into(), reply_to: None, cw: None, staff: false })
-        .await;
+    a.send(&ClientMessage::Send {
+        id: Some(1.into()),
+        room: "chronic-illness".into(),
+        text: "Try this MIRACLE CURE!!".into(),
+        reply_to: None,
+        cw: None,
+        staff: false,
+    })
+    .await;
     a.expect_error(ErrorCode::ContentBlocked).await;
 }

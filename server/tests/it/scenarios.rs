@@ -8,8 +8,7 @@
 use crate::common::deployment::{CROSS_NODE_WAIT, Deployment, both_brokers};
 use crate::common::*;
 use kindred_protocol::{
-    ChatMessage, ClientMessage, ErrorCode, MemberId, ModerationAction as A, Notice, NoticeKind, Position, RemovedReason, Role,
-    RoomId, RoomMode, ServerMessage,
+    ChatMessage, ClientMessage, ErrorCode, MemberId, ModerationAction as A, Notice, NoticeKind, Position, RemovedReason, Role, RoomId, RoomMode, ServerMessage,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -187,7 +186,10 @@ async fn a_kicked_member_may_return_and_a_banned_one_may_not(d: &Deployment) {
 
     moderated(&sam.moderate(ROOM, A::Kick { member_id: mo_id.clone(), reason: Some("let's take a break".into()) }).await);
     let removed = mo.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
-    assert_eq!(removed, ServerMessage::Removed { room: RoomId::from(ROOM), reason: RemovedReason::Kicked, note: Some("let's take a break".into()), until: None });
+    assert_eq!(
+        removed,
+        ServerMessage::Removed { room: RoomId::from(ROOM), reason: RemovedReason::Kicked, note: Some("let's take a break".into()), until: None }
+    );
     wren.expect("Mo leaving after the kick", left).await;
     mo.refused(chat(ROOM, "wait"), ErrorCode::NotMember).await;
     // A kick is not a ban: Mo may come back.
@@ -196,7 +198,10 @@ async fn a_kicked_member_may_return_and_a_banned_one_may_not(d: &Deployment) {
 
     moderated(&sam.moderate(ROOM, A::Ban { member_id: mo_id.clone(), duration_s: None, reason: Some("repeated harassment".into()), service: false }).await);
     let removed = mo.expect("removed", |m| matches!(m, ServerMessage::Removed { .. })).await;
-    assert_eq!(removed, ServerMessage::Removed { room: RoomId::from(ROOM), reason: RemovedReason::Banned, note: Some("repeated harassment".into()), until: None });
+    assert_eq!(
+        removed,
+        ServerMessage::Removed { room: RoomId::from(ROOM), reason: RemovedReason::Banned, note: Some("repeated harassment".into()), until: None }
+    );
     wren.expect("Mo leaving after the ban", left).await;
     let rejoin = || ClientMessage::Join { id: None, room: RoomId::from(ROOM), accept_rules: Some(1), since: None };
     let e = mo.refused(rejoin(), ErrorCode::Banned).await;
@@ -229,7 +234,10 @@ async fn a_whisper_reaches_only_its_recipient(d: &Deployment) {
     let reply = mo.request(whisper(&sam_id, "Not great, honestly")).await;
     assert!(matches!(reply, ServerMessage::Whispered { .. }), "{reply:?}");
     let got = sam.expect("the answer", |m| matches!(m, ServerMessage::Whisper { .. })).await;
-    assert!(matches!(&got, ServerMessage::Whisper { from, to, text, .. } if from.member_id == mo_id && *to == sam_id && text == "Not great, honestly"), "{got:?}");
+    assert!(
+        matches!(&got, ServerMessage::Whisper { from, to, text, .. } if from.member_id == mo_id && *to == sam_id && text == "Not great, honestly"),
+        "{got:?}"
+    );
 
     // Nobody else hears either; and members cannot whisper to each other.
     for c in [&mut cy, &mut wren] {

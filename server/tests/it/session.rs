@@ -106,8 +106,7 @@ async fn forged_and_expired_tokens_are_refused_and_the_connection_may_start_fres
     tokio::time::sleep(Duration::from_millis(10)).await;
     let mut validation_leeway_passed = expired.clone();
     validation_leeway_passed.push('x'); // a broken signature, whatever the leeway
-    c.send(&ClientMessage::Hello { id: Some(3.into()), token: Some(validation_leeway_passed), handle: None, locale: None })
-        .await;
+    c.send(&ClientMessage::Hello { id: Some(3.into()), token: Some(validation_leeway_passed), handle: None, locale: None }).await;
     c.expect_error(ErrorCode::Unauthorized).await;
     c.hello(None, None).await;
 }
@@ -260,7 +259,8 @@ async fn metrics_count_messages_deliveries_and_errors() {
 #[tokio::test]
 async fn handles_that_hide_or_pass_for_staff_are_refused_and_look_alikes_of_a_facilitator_are_numbered() {
     let server = TestServer::start().await;
-    for bad in ["\u{3164}\u{3164}\u{3164}", "\u{FFA0}\u{FFA0}", "\u{115F}\u{115F}", "Facilitator", "ADMIN", "System", "Ｍｏｄｅｒａｔｏｒ", "Fаcilitator"] {
+    for bad in ["\u{3164}\u{3164}\u{3164}", "\u{FFA0}\u{FFA0}", "\u{115F}\u{115F}", "Facilitator", "ADMIN", "System", "Ｍｏｄｅｒａｔｏｒ", "Fаcilitator"]
+    {
         let mut c = server.client().await;
         c.send(&ClientMessage::Hello { id: Some(1.into()), token: None, handle: Some(bad.into()), locale: None }).await;
         let e = c.expect_error(ErrorCode::BadRequest).await;

@@ -112,7 +112,9 @@ async fn a_hand_flood_does_not_close_a_member_who_fell_behind() {
         sink.feed(send(&ClientMessage::RaiseHand { id: None, room: ROOM.into() })).await.unwrap();
         sink.feed(send(&ClientMessage::LowerHand { id: None, room: ROOM.into() })).await.unwrap();
     }
-    sink.feed(send(&ClientMessage::Send { id: None, room: ROOM.into(), text: "after the flood".into(), reply_to: None, cw: None, staff: false })).await.unwrap();
+    sink.feed(send(&ClientMessage::Send { id: None, room: ROOM.into(), text: "after the flood".into(), reply_to: None, cw: None, staff: false }))
+        .await
+        .unwrap();
     sink.flush().await.unwrap();
 
     let (mut updates, mut messages) = (0, 0);

@@ -29,11 +29,7 @@ pub(crate) fn ensure_packages(binary: &str, packages: &[&str]) {
     if have(binary) {
         return;
     }
-    assert!(
-        is_root(),
-        "`{binary}` is missing and these tests are not running as root: install it with `sudo apt-get install -y {}`",
-        packages.join(" ")
-    );
+    assert!(is_root(), "`{binary}` is missing and these tests are not running as root: install it with `sudo apt-get install -y {}`", packages.join(" "));
     let script = format!(
         "(apt-get {o} install -y --no-install-recommends {pk} || (apt-get {o} update && apt-get {o} install -y --no-install-recommends {pk})) >/tmp/kindred-apt.log 2>&1",
         o = "-o DPkg::Lock::Timeout=300",

@@ -69,8 +69,7 @@ pub fn encode_event(node: &str, event: Event) -> String {
 pub fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
     if let Some(rest) = payload.strip_prefix('M') {
         let mut parts = rest.splitn(5, '\n');
-        let (Some(epoch), Some(seq), Some(at_ms), Some(account), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(epoch), Some(seq), Some(at_ms), Some(account), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(DecodeError::Message);
         };
         let (Ok(seq), Ok(at_ms), Ok(account), Ok(mut msg)) =

@@ -30,17 +30,17 @@
 pub(crate) mod codec;
 
 use super::{BoxFuture, Broker, BrokerError};
-use codec::{Payload, Published};
+use crate::api::SavedRooms;
 use crate::config::Limits;
 use crate::hub::{ConnId, Control, Draft, Event, Hub, Outgoing, RemoteMember, Room, Stored};
 use crate::metrics::Metrics;
 use crate::moderation::ModerationStore;
-use crate::api::SavedRooms;
 use crate::rooms::RoomDef;
+use crate::store::RedisConn;
 use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
+use codec::{Payload, Published};
 use dashmap::DashMap;
 use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
-use crate::store::RedisConn;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -145,8 +145,7 @@ impl Shared {
     /// The nodes whose heartbeat is within the TTL, read from Redis now.
     async fn alive_now(&self) -> Result<Arc<HashSet<String>>, BrokerError> {
         let since = now_ms().saturating_sub(self.presence_ttl.as_millis() as u64);
-        let alive: Vec<String> =
-            bounded(redis::cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf").query_async(&mut self.publisher.clone())).await?;
+        let alive: Vec<String> = bounded(redis::cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf").query_async(&mut self.publisher.clone())).await?;
         Ok(Arc::new(alive.into_iter().collect()))
     }
 }
@@ -224,12 +223,7 @@ impl Connections {
             };
             let publisher = builder().build().map_err(|e| anyhow::anyhow!("--redis is not a valid list of cluster nodes: {e}"))?;
             let subscriber = builder().push_sender(sender).build()?;
-            return Ok(Connections {
-                publisher: RedisConn::cluster_of(publisher),
-                subscriber: RedisConn::cluster_of(subscriber),
-                pushes,
-                lost,
-            });
+            return Ok(Connections { publisher: RedisConn::cluster_of(publisher), subscriber: RedisConn::cluster_of(subscriber), pushes, lost });
         }
         use redis::IntoConnectionInfo;
         let info = urls.into_connection_info().map_err(|e| anyhow::anyhow!("--redis is not a valid Redis URL: {e}"))?;
@@ -243,10 +237,7 @@ impl Connections {
                 .set_max_delay(Duration::from_secs(1))
         };
         let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config())?;
-        let subscriber = ConnectionManager::new_lazy_with_config(
-            client,
-            config().set_push_sender(sender).set_automatic_resubscription(),
-        )?;
+        let subscriber = ConnectionManager::new_lazy_with_config(client, config().set_push_sender(sender).set_automatic_resubscription())?;
         Ok(Connections { publisher: RedisConn::Single(publisher), subscriber: RedisConn::Single(subscriber), pushes, lost })
     }
 }
@@ -435,13 +426,29 @@ async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
     let keys = Keys::of(&room.id());
     let mut pipe = redis::pipe();
     pipe.atomic()
-        .cmd("HSETNX").arg(&keys.meta).arg("epoch").arg(format!("e{:x}", rand::random::<u64>())).ignore()
-        .cmd("HSETNX").arg(&keys.meta).arg("seq").arg(0).ignore()
-        .cmd("HMGET").arg(&keys.meta).arg("epoch").arg("seq")
-        .cmd("XREVRANGE").arg(&keys.log).arg("+").arg("-").arg("COUNT").arg(s.limits.history_max_messages.max(1))
-        .cmd("GET").arg(&keys.settings);
-    let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) =
-        bounded(pipe.query_async(&mut s.publisher.clone())).await?;
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("epoch")
+        .arg(format!("e{:x}", rand::random::<u64>()))
+        .ignore()
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("seq")
+        .arg(0)
+        .ignore()
+        .cmd("HMGET")
+        .arg(&keys.meta)
+        .arg("epoch")
+        .arg("seq")
+        .cmd("XREVRANGE")
+        .arg(&keys.log)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(s.limits.history_max_messages.max(1))
+        .cmd("GET")
+        .arg(&keys.settings);
+    let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
     rows.reverse();
     if let Some(settings) = settings.and_then(|j| serde_json::from_str(&j).ok()) {
         room.set_settings(settings);
@@ -915,12 +922,8 @@ async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Hear
         let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
         rooms.doc.reconcile(&s.hub, &s.base_rooms);
     }
-    let warm: Vec<Arc<Room>> = s
-        .warm
-        .iter()
-        .filter(|w| share.takes(w.key()) && w.value().try_lock().is_ok_and(|w| *w))
-        .filter_map(|w| s.hub.room(w.key()))
-        .collect();
+    let warm: Vec<Arc<Room>> =
+        s.warm.iter().filter(|w| share.takes(w.key()) && w.value().try_lock().is_ok_and(|w| *w)).filter_map(|w| s.hub.room(w.key())).collect();
     if repairing {
         for room in &warm {
             repair(s, room).await?;
