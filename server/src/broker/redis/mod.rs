@@ -28,6 +28,17 @@
 //!   document per room. Moderation state is the moderation store's.
 
 pub(crate) mod codec;
+mod events;
+mod health;
+mod history;
+mod keys;
+mod presence;
+
+use events::*;
+use health::*;
+use history::*;
+use keys::*;
+use presence::*;
 
 use super::{BoxFuture, Broker, BrokerError};
 use crate::api::SavedRooms;
@@ -71,89 +82,28 @@ const APPEND: &str = include_str!("../../lua/append.lua");
 const DELETE: &str = include_str!("../../lua/delete.lua");
 
 const NODES_KEY: &str = "kindred:nodes";
+
 /// Per node, the scopes of its staff connections (JSON), so the node that
 /// raises a crisis alert can count everyone it reaches. Its hash tag puts it
 /// in the slot of `kindred:nodes` on a Redis Cluster: the health tick
 /// pipelines both.
 const STAFF_KEY: &str = "{kindred:nodes}:staff";
+
 /// How long a Redis call may take before the node treats Redis as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a room stays subscribed after its last local connection left.
 const LINGER: Duration = Duration::from_secs(5);
+
 /// How often the health loop runs: heartbeat, dead-node sweep, a slice of presence audits.
 const TICK: Duration = Duration::from_millis(500);
+
 /// Every warm room's presence list is audited against Redis once per this
 /// period, a slice of the rooms on each tick. Joins and leaves travel as
 /// events and dead nodes are swept on every tick, so the audit is only the
 /// safety net: it used to run every third of the TTL and, at 4,500 rooms,
 /// cost a tenth of the nodes' CPU and doubled the message p99.
 const PRESENCE_AUDIT: Duration = Duration::from_secs(120);
-
-/// A room's keys share one hash tag, so a room lives on one Redis Cluster slot.
-struct Keys {
-    meta: String,
-    log: String,
-    members: String,
-    settings: String,
-    channel: String,
-}
-
-impl Keys {
-    fn of(room: &RoomId) -> Keys {
-        Keys {
-            meta: format!("kindred:{{{room}}}:meta"),
-            log: format!("kindred:{{{room}}}:log"),
-            members: format!("kindred:{{{room}}}:members"),
-            settings: format!("kindred:{{{room}}}:settings"),
-            channel: format!("kindred:{{{room}}}:ch"),
-        }
-    }
-
-    fn room_of_channel(channel: &str) -> Option<RoomId> {
-        let inner = channel.strip_prefix("kindred:{")?.strip_suffix("}:ch")?;
-        Some(RoomId::from(inner))
-    }
-}
-
-/// A member's entry in a room's shared presence.
-#[derive(Serialize, Deserialize)]
-struct PresenceEntry {
-    member: Member,
-    account: AccountId,
-}
-
-impl Shared {
-    /// This node's field for a member in a room's presence hash: `node|member_id`.
-    fn presence_field(&self, member_id: &kindred_protocol::MemberId) -> String {
-        format!("{}|{}", self.node, member_id)
-    }
-
-    /// Queue the write of a local member's presence entry.
-    fn set_present(&self, pipe: &mut redis::Pipeline, keys: &Keys, member: &Member, account: &AccountId) {
-        pipe.cmd("HSET").arg(&keys.members).arg(self.presence_field(&member.member_id)).arg(presence_entry(member, account)).ignore();
-    }
-
-    /// The nodes whose heartbeat is within the TTL, as of the last health tick
-    /// (read from Redis if no tick has run yet).
-    async fn alive(&self) -> Result<Arc<HashSet<String>>, BrokerError> {
-        if let Some(alive) = self.alive.lock().clone() {
-            return Ok(alive);
-        }
-        self.alive_now().await
-    }
-
-    /// The nodes whose heartbeat is within the TTL, read from Redis now.
-    async fn alive_now(&self) -> Result<Arc<HashSet<String>>, BrokerError> {
-        let since = now_ms().saturating_sub(self.presence_ttl.as_millis() as u64);
-        let alive: Vec<String> = bounded(redis::cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(since).arg("+inf").query_async(&mut self.publisher.clone())).await?;
-        Ok(Arc::new(alive.into_iter().collect()))
-    }
-}
-
-/// A member's entry in the shared presence list, as stored.
-fn presence_entry(member: &Member, account: &AccountId) -> String {
-    serde_json::to_string(&PresenceEntry { member: member.clone(), account: account.clone() }).expect("presence entries serialize")
-}
 
 /// Connections per account on this node (the app's), so a service ban made
 /// on another node closes them here too.
@@ -278,22 +228,6 @@ fn now_ms() -> u64 {
 fn instant_of(ms: u64) -> Instant {
     let age = Duration::from_millis(now_ms().saturating_sub(ms));
     Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
-}
-
-/// One history entry: id `seq-n`, fields m (message JSON), a (account JSON), t (ms).
-fn parse_entry(id: &str, fields: &HashMap<String, String>) -> Option<Stored> {
-    let seq: u64 = id.split('-').next()?.parse().ok()?;
-    let mut msg: ChatMessage = serde_json::from_str(fields.get("m")?).ok()?;
-    msg.seq = seq;
-    let account: AccountId = serde_json::from_str(fields.get("a")?).ok()?;
-    let at = instant_of(fields.get("t")?.parse().ok()?);
-    Some(Stored { msg, account, at })
-}
-
-type Entries = Vec<(String, HashMap<String, String>)>;
-
-fn parse_entries(rows: Entries) -> Vec<Stored> {
-    rows.iter().filter_map(|(id, f)| parse_entry(id, f)).collect()
 }
 
 impl RedisBroker {
@@ -421,145 +355,6 @@ async fn activate(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> 
     Ok(())
 }
 
-/// Read a room's history, position and settings in one transaction and install them.
-async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("HSETNX")
-        .arg(&keys.meta)
-        .arg("epoch")
-        .arg(format!("e{:x}", rand::random::<u64>()))
-        .ignore()
-        .cmd("HSETNX")
-        .arg(&keys.meta)
-        .arg("seq")
-        .arg(0)
-        .ignore()
-        .cmd("HMGET")
-        .arg(&keys.meta)
-        .arg("epoch")
-        .arg("seq")
-        .cmd("XREVRANGE")
-        .arg(&keys.log)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(s.limits.history_max_messages.max(1))
-        .cmd("GET")
-        .arg(&keys.settings);
-    let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
-    rows.reverse();
-    if let Some(settings) = settings.and_then(|j| serde_json::from_str(&j).ok()) {
-        room.set_settings(settings);
-    }
-    if let Some((from, to)) = room.load(&epoch, seq, parse_entries(rows)) {
-        spawn_fill(s.clone(), room.clone(), from, to);
-    }
-    Ok(())
-}
-
-fn spawn_fill(s: Arc<Shared>, room: Arc<Room>, from: u64, to: u64) {
-    tokio::spawn(async move {
-        if let Err(e) = fill(&s, &room, from, to).await {
-            tracing::warn!(room = %room.id(), error = %e, "gap fill failed; the next repair retries");
-            s.lost.store(true, Ordering::Release);
-        }
-    });
-}
-
-/// Deliver `from..=to` from the stored history (and anything after it that was missed).
-async fn fill(s: &Arc<Shared>, room: &Arc<Room>, mut from: u64, mut to: u64) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
-    loop {
-        Metrics::add(&s.metrics.redis_gap_fills, 1);
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("HGET").arg(&keys.meta).arg("epoch").cmd("XRANGE").arg(&keys.log).arg(from).arg(to);
-        let (epoch, rows): (Option<String>, Entries) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
-        let (mine, _) = room.position();
-        if epoch.as_deref() != Some(mine.as_str()) {
-            // The history this node holds is gone from Redis: start over.
-            room.begin_load();
-            return load(s, room).await;
-        }
-        match room.filled(&mine, to, parse_entries(rows)) {
-            Some((f, t)) => (from, to) = (f, t),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// After a possible loss: deliver whatever was stored after this node's position.
-async fn repair(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
-    let mut pipe = redis::pipe();
-    pipe.atomic().cmd("HMGET").arg(&keys.meta).arg("epoch").arg("seq");
-    let ((epoch, seq),): ((Option<String>, Option<u64>),) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
-    let (mine, at) = room.position();
-    match (epoch, seq) {
-        (Some(epoch), Some(seq)) if epoch == mine => {
-            if seq > at {
-                fill(s, room, at + 1, seq).await?;
-            }
-            Ok(())
-        }
-        _ => {
-            room.begin_load();
-            load(s, room).await
-        }
-    }
-}
-
-/// Audit a room's shared presence list against this node: write back (and
-/// announce) this node's members it lacks or lists wrongly, or all of them
-/// with `announce_all`; drop entries of this node's departed members and of
-/// nodes gone silent; and show this node's members everyone else's.
-/// In the steady state this is one read.
-async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_all: bool) -> Result<(), BrokerError> {
-    let id = room.id();
-    let keys = Keys::of(&id);
-    let mut conn = s.publisher.clone();
-    let mut alive = s.alive().await?;
-    let read_at = Instant::now();
-    let all: HashMap<String, String> = bounded(redis::cmd("HGETALL").arg(&keys.members).query_async(&mut conn)).await?;
-    // A node missing from the last tick's list may have started since: ask
-    // again before taking its members for a dead node's.
-    let node_of = |field: &String| field.split_once('|').map(|(node, _)| node.to_owned());
-    if all.keys().filter_map(node_of).any(|node| node != *s.node && !alive.contains(&node)) {
-        alive = s.alive_now().await?;
-    }
-    let mine = room.local_members();
-    let mut pipe = redis::pipe();
-    let mut local = HashSet::with_capacity(mine.len());
-    for (member, account) in mine {
-        let field = s.presence_field(&member.member_id);
-        if announce_all || all.get(&field) != Some(&presence_entry(&member, &account)) {
-            // Written and announced together: nodes that dropped the member (it
-            // looked gone) take it back from the event.
-            add_event(s, &mut pipe, &id, Event::Joined { member, account });
-        }
-        local.insert(field);
-    }
-    let mut remote = Vec::new();
-    for (field, value) in all {
-        let Some((node, member_id)) = field.split_once('|') else { continue };
-        if node == &*s.node {
-            if !local.contains(&field) {
-                add_event(s, &mut pipe, &id, Event::Left { member_id: member_id.into() });
-            }
-        } else if !alive.contains(node) {
-            pipe.cmd("HDEL").arg(&keys.members).arg(&field).ignore();
-        } else if let Ok(entry) = serde_json::from_str::<PresenceEntry>(&value) {
-            remote.push(RemoteMember { node: node.into(), member: entry.member, account: entry.account });
-        }
-    }
-    if !pipe.is_empty() {
-        bounded(pipe.exec_async(&mut conn)).await?;
-    }
-    room.sync_remote_members(remote, read_at);
-    Ok(())
-}
-
 /// Unsubscribe from a room once it has had no local connection for a while.
 async fn deactivate(s: Arc<Shared>, room: RoomId) {
     tokio::time::sleep(LINGER).await;
@@ -575,368 +370,4 @@ async fn deactivate(s: Arc<Shared>, room: RoomId) {
     r.sync_remote_members(Vec::new(), Instant::now());
     *warm = false;
     tracing::debug!(room = %room, "room cold on this node");
-}
-
-/// Apply what the subscription brings: messages, room changes, moderation state.
-async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, shutdown: CancellationToken) {
-    loop {
-        let push = tokio::select! {
-            push = pushes.recv() => match push { Some(p) => p, None => return },
-            () = shutdown.cancelled() => return,
-        };
-        match push.kind {
-            PushKind::Message | PushKind::SMessage => {
-                let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (push.data.first(), push.data.get(1)) else {
-                    continue;
-                };
-                let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
-                if channel == CONTROL_CHANNEL {
-                    match codec::decode_control(payload) {
-                        Ok(Payload::Moderation(doc)) => {
-                            let mutes_changed = s.moderation.install_published(doc);
-                            enforce_service_bans(&s);
-                            // (Reports change the document too; only a change of mutes walks the members.)
-                            if mutes_changed {
-                                follow_mutes(&s);
-                            }
-                        }
-                        Ok(Payload::Rooms(doc)) => match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
-                            Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
-                            Err(e) => tracing::error!(error = %e, "a published rooms document is not valid"),
-                        },
-                        Ok(_) | Err(_) => tracing::error!("a control payload of an unknown kind"),
-                    }
-                } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
-                    on_room_payload(&s, &room, payload);
-                }
-            }
-            PushKind::Subscribe | PushKind::SSubscribe => {
-                // Also sent when the client resubscribes after a reconnect it
-                // may not have reported: repair the room, to be sure.
-                let room = push.data.first().and_then(|c| match c {
-                    Value::BulkString(c) => std::str::from_utf8(c).ok().and_then(Keys::room_of_channel),
-                    _ => None,
-                });
-                if let Some(room) = room.and_then(|id| s.hub.room(&id)) {
-                    let warm = s.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w));
-                    if warm {
-                        let s = s.clone();
-                        tokio::spawn(async move {
-                            if repair(&s, &room).await.is_err() {
-                                s.lost.store(true, Ordering::Release);
-                            }
-                        });
-                    }
-                }
-            }
-            PushKind::Disconnection => {
-                tracing::warn!("lost the Redis subscription; every room is repaired once it is back");
-                Metrics::add(&s.metrics.redis_reconnects, 1);
-                s.ready.store(false, Ordering::Release);
-            }
-            _ => {}
-        }
-    }
-}
-
-fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
-    match codec::decode_room(payload) {
-        Ok(Payload::Message(Published { epoch, msg, account, at_ms })) => {
-            if room.needs_reload(&epoch) {
-                // A history this node does not hold: Redis lost the old one. Reload.
-                let (s, room) = (s.clone(), room.clone());
-                tokio::spawn(async move {
-                    room.begin_load();
-                    if load(&s, &room).await.is_err() {
-                        s.lost.store(true, Ordering::Release);
-                    }
-                });
-                return;
-            }
-            if let Some((from, to)) = room.deliver(&epoch, Stored { msg, account, at: instant_of(at_ms) }) {
-                spawn_fill(s.clone(), room.clone(), from, to);
-            }
-        }
-        Ok(Payload::Event { node, event }) if node != *s.node => room.apply_remote(&Arc::from(node.as_str()), event),
-        Ok(_) => {}
-        Err(e) => tracing::error!(room = %room.id(), error = %e, "a room payload could not be read"),
-    }
-}
-
-/// The moderation document is the truth about mutes; this node's members
-/// show it. A mute made on another node is announced there only if that
-/// node held the member's record at that moment; a member leaving and
-/// coming back meanwhile (a resume) would otherwise stay listed unmuted
-/// while its sends were refused.
-fn follow_mutes(s: &Arc<Shared>) {
-    for room in s.hub.rooms() {
-        let id = room.id();
-        for (member, account) in room.local_members() {
-            let muted = s.moderation.muted_until(&id, &account);
-            if (member.muted, &member.muted_until) != (muted.is_some(), &muted.clone().flatten()) {
-                room.set_muted(&member.member_id, muted);
-            }
-        }
-    }
-}
-
-/// A service ban (or erasure) made on another node closes this node's connections of that account.
-fn enforce_service_bans(s: &Arc<Shared>) {
-    for entry in s.accounts.iter() {
-        let account = entry.key();
-        if s.moderation.banned_from_service(account).is_some() {
-            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Banned));
-        } else if s.moderation.is_forgotten(account) {
-            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Unauthorized));
-        }
-    }
-}
-
-/// Learn the live peers' staff scopes; forget the entries of nodes that are gone.
-async fn follow_staff(s: &Arc<Shared>, alive: &HashSet<String>, staff: HashMap<String, String>) -> Result<(), BrokerError> {
-    let mut remote = HashMap::new();
-    let mut gone = Vec::new();
-    for (node, scopes) in staff {
-        if !alive.contains(&node) {
-            gone.push(node);
-        } else if node != *s.node {
-            match serde_json::from_str::<Vec<crate::alerts::Scope>>(&scopes) {
-                Ok(scopes) => {
-                    remote.insert(node, scopes);
-                }
-                Err(e) => tracing::error!(error = %e, "a node's staff scopes could not be read"),
-            }
-        }
-    }
-    s.on_duty.set_remote(remote);
-    if !gone.is_empty() {
-        bounded(redis::cmd("HDEL").arg(STAFF_KEY).arg(gone).exec_async(&mut s.publisher.clone())).await?;
-    }
-    Ok(())
-}
-
-/// Carry this node's room changes to Redis, batched into pipelines.
-async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        let n = tokio::select! {
-            n = link.recv_many(&mut batch, 256) => n,
-            () = shutdown.cancelled() => return,
-        };
-        if n == 0 {
-            return;
-        }
-        // One pipeline per room: on a Redis Cluster a pipeline must stay on one slot.
-        let mut pipes: HashMap<RoomId, redis::Pipeline> = HashMap::new();
-        for out in batch.drain(..) {
-            match out {
-                Outgoing::Event(room, event) => add_event(&s, pipes.entry(room.clone()).or_default(), &room, event),
-                Outgoing::Present(room, member, account) => {
-                    let keys = Keys::of(&room);
-                    s.set_present(pipes.entry(room).or_default(), &keys, &member, &account);
-                }
-                Outgoing::Idle(room) => {
-                    tokio::spawn(deactivate(s.clone(), room));
-                }
-            }
-        }
-        let sends = pipes.into_values().map(|pipe| {
-            let mut conn = s.publisher.clone();
-            async move { bounded(pipe.exec_async(&mut conn)).await }
-        });
-        if futures_util::future::join_all(sends).await.iter().any(Result::is_err) {
-            tracing::warn!("room changes not carried to Redis; presence is repaired by the next sync");
-            s.lost.store(true, Ordering::Release);
-        }
-    }
-}
-
-fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event) {
-    let keys = Keys::of(room);
-    match &event {
-        Event::Joined { member, account } => s.set_present(pipe, &keys, member, account),
-        Event::Left { member_id } => {
-            pipe.cmd("HDEL").arg(&keys.members).arg(s.presence_field(member_id)).ignore();
-        }
-        Event::Settings(settings) => {
-            pipe.cmd("SET").arg(&keys.settings).arg(serde_json::to_string(settings).expect("serializes")).ignore();
-        }
-        Event::Deleted { message_id, seq } => {
-            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(seq).arg("i").arg(&message_id.0).ignore();
-        }
-        Event::Forget { account } => {
-            let account = serde_json::to_string(account).expect("serializes");
-            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg("-").arg("+").arg("a").arg(account).ignore();
-        }
-        Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
-    }
-    pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(codec::encode_event(&s.node, event)).ignore();
-}
-
-/// Keep both connections alive, say whether this node is ready, heartbeat
-/// its presence, and repair every warm room after a possible loss.
-async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: CancellationToken) {
-    let mut control_subscribed = false;
-    let ticks_per_round = (PRESENCE_AUDIT.as_millis() / TICK.as_millis()).max(1) as u64;
-    let mut tick: u64 = 0;
-    let mut beat = Heartbeat::default();
-    let mut interval = tokio::time::interval(TICK);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = shutdown.cancelled() => break,
-        }
-        let started = Instant::now();
-        let publisher_ok = bounded(redis::cmd("PING").exec_async(&mut s.publisher.clone())).await.is_ok();
-        if publisher_ok {
-            s.metrics.redis_rtt_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        }
-        let subscriber_ok = bounded(redis::cmd("PING").exec_async(&mut s.subscriber.clone())).await.is_ok();
-        if subscriber_ok && !control_subscribed {
-            control_subscribed = bounded(s.subscriber.subscribe(CONTROL_CHANNEL)).await.is_ok();
-        }
-        let up = publisher_ok && subscriber_ok && control_subscribed;
-        if !up {
-            if s.ready.swap(false, Ordering::AcqRel) {
-                tracing::warn!("Redis is unavailable; this node refuses messages until it is back");
-                Metrics::add(&s.metrics.redis_reconnects, 1);
-            }
-            continue;
-        }
-        let was_lost = lost.swap(false, Ordering::AcqRel) | s.lost.swap(false, Ordering::AcqRel);
-        let repairing = !s.ready.load(Ordering::Acquire) || was_lost;
-        // Every warm room's presence is audited once per PRESENCE_AUDIT, a
-        // slice of them on each tick: one pass over thousands of rooms at once
-        // was a burst of round trips that queued behind (and delayed) messages.
-        tick = tick.wrapping_add(1);
-        let share = if repairing { Share::All } else { Share::Slice(tick % ticks_per_round, ticks_per_round) };
-        match recover(&s, repairing, share, &mut beat).await {
-            Ok(()) => {
-                if !s.ready.swap(true, Ordering::AcqRel) {
-                    tracing::info!(node = %s.node, "Redis connected; this node is ready");
-                }
-            }
-            Err(_) => {
-                s.lost.store(true, Ordering::Release);
-                s.ready.store(false, Ordering::Release);
-            }
-        }
-    }
-    // Leaving: take this node's members out of every room it holds now.
-    let mut sends = Vec::new();
-    for room in s.hub.rooms() {
-        let mut pipe = redis::pipe();
-        for (member, _) in room.local_members() {
-            add_event(&s, &mut pipe, &room.id(), Event::Left { member_id: member.member_id.clone() });
-        }
-        let mut conn = s.publisher.clone();
-        sends.push(async move { bounded(pipe.exec_async(&mut conn)).await });
-    }
-    let _ = futures_util::future::join_all(sends).await;
-    let _ = bounded(redis::cmd("ZREM").arg(NODES_KEY).arg(&*s.node).exec_async(&mut s.publisher.clone())).await;
-    s.left.cancel();
-}
-
-/// Which warm rooms a health tick syncs presence for.
-#[derive(Clone, Copy)]
-enum Share {
-    All,
-    /// Slice `k` of `n`: rooms whose id hashes to `k` modulo `n`.
-    Slice(u64, u64),
-}
-
-impl Share {
-    fn takes(self, room: &RoomId) -> bool {
-        match self {
-            Share::All => true,
-            Share::Slice(k, n) => {
-                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-                BuildHasherDefault::<DefaultHasher>::default().hash_one(room.0.as_str()) % n == k
-            }
-        }
-    }
-}
-
-/// Presence syncs run together (their round trips share the connection's writes and reads).
-const SYNCS_IN_FLIGHT: usize = 32;
-
-/// What the health loop remembers between ticks about heartbeats.
-#[derive(Default)]
-struct Heartbeat {
-    /// When this node's own heartbeat last reached Redis.
-    last: Option<Instant>,
-    /// The other nodes alive at the last tick.
-    peers: HashSet<String>,
-    /// Room events dropped on a full queue, as counted at the last tick.
-    dropped: u64,
-    /// This node's staff scopes as last written to Redis.
-    staff: Option<String>,
-}
-
-/// Heartbeat; the members of nodes gone silent since the last tick leave
-/// every room; presence for this tick's share of the warm rooms; with
-/// `repairing`, also the moderation state and every warm room's history.
-async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat: &mut Heartbeat) -> Result<(), BrokerError> {
-    let mut conn = s.publisher.clone();
-    let now = now_ms();
-    let ttl_ms = s.presence_ttl.as_millis() as u64;
-    let mut pipe = redis::pipe();
-    pipe.cmd("ZADD").arg(NODES_KEY).arg(now).arg(&*s.node).ignore();
-    pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now.saturating_sub(10 * ttl_ms)).ignore();
-    pipe.cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(now.saturating_sub(ttl_ms)).arg("+inf");
-    // This node's staff scopes: written when they change, and again after a
-    // repair (Redis may have lost them); idle ticks write nothing.
-    let scopes = serde_json::to_string(&s.on_duty.local_scopes()).expect("scopes serialize");
-    let write_scopes = repairing || beat.staff.as_deref() != Some(scopes.as_str());
-    if write_scopes {
-        pipe.cmd("HSET").arg(STAFF_KEY).arg(&*s.node).arg(&scopes).ignore();
-    }
-    pipe.cmd("HGETALL").arg(STAFF_KEY);
-    let (alive, staff): (Vec<String>, HashMap<String, String>) = bounded(pipe.query_async(&mut conn)).await?;
-    if write_scopes {
-        beat.staff = Some(scopes);
-    }
-    // This node's own heartbeat lapsed (a stall, or Redis out of reach): other
-    // nodes may have dropped its members. Every room announces them again.
-    let lapsed = beat.last.replace(Instant::now()).is_some_and(|t| t.elapsed() > s.presence_ttl / 2);
-    let alive: HashSet<String> = alive.into_iter().collect();
-    let peers: HashSet<String> = alive.iter().filter(|n| **n != *s.node).cloned().collect();
-    for gone in beat.peers.difference(&peers) {
-        let dropped: usize = s.hub.rooms().iter().map(|room| room.forget_node(gone)).sum();
-        tracing::info!(dropped, "a node stopped heartbeating; its members left every room");
-    }
-    beat.peers = peers;
-    follow_staff(s, &alive, staff).await?;
-    *s.alive.lock() = Some(Arc::new(alive));
-    if lapsed {
-        tracing::warn!("this node's heartbeat lapsed; announcing its members again");
-    }
-    // A join or leave that never reached Redis: audit every room now, not in two minutes.
-    let dropped = s.metrics.cluster_events_dropped.load(Ordering::Relaxed);
-    let events_lost = std::mem::replace(&mut beat.dropped, dropped) != dropped;
-    let share = if lapsed || events_lost { Share::All } else { share };
-    if repairing {
-        s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
-        enforce_service_bans(s);
-        let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
-        rooms.doc.reconcile(&s.hub, &s.base_rooms);
-    }
-    let warm: Vec<Arc<Room>> =
-        s.warm.iter().filter(|w| share.takes(w.key()) && w.value().try_lock().is_ok_and(|w| *w)).filter_map(|w| s.hub.room(w.key())).collect();
-    if repairing {
-        for room in &warm {
-            repair(s, room).await?;
-        }
-    }
-    for rooms in warm.chunks(SYNCS_IN_FLIGHT) {
-        let mut syncs = Vec::with_capacity(rooms.len());
-        for room in rooms {
-            syncs.push(presence_sync(s, room, lapsed));
-        }
-        for result in futures_util::future::join_all(syncs).await {
-            result?;
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,177 @@
+//! What the subscription brings (messages, room events, control documents)
+//! and what this node sends (its rooms' changes, batched per room).
+
+use super::*;
+
+/// Apply what the subscription brings: messages, room changes, moderation state.
+pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::PushInfo>, shutdown: CancellationToken) {
+    loop {
+        let push = tokio::select! {
+            push = pushes.recv() => match push { Some(p) => p, None => return },
+            () = shutdown.cancelled() => return,
+        };
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => {
+                let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (push.data.first(), push.data.get(1)) else {
+                    continue;
+                };
+                let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
+                if channel == CONTROL_CHANNEL {
+                    match codec::decode_control(payload) {
+                        Ok(Payload::Moderation(doc)) => {
+                            let mutes_changed = s.moderation.install_published(doc);
+                            enforce_service_bans(&s);
+                            // (Reports change the document too; only a change of mutes walks the members.)
+                            if mutes_changed {
+                                follow_mutes(&s);
+                            }
+                        }
+                        Ok(Payload::Rooms(doc)) => match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
+                            Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
+                            Err(e) => tracing::error!(error = %e, "a published rooms document is not valid"),
+                        },
+                        Ok(_) | Err(_) => tracing::error!("a control payload of an unknown kind"),
+                    }
+                } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
+                    on_room_payload(&s, &room, payload);
+                }
+            }
+            PushKind::Subscribe | PushKind::SSubscribe => {
+                // Also sent when the client resubscribes after a reconnect it
+                // may not have reported: repair the room, to be sure.
+                let room = push.data.first().and_then(|c| match c {
+                    Value::BulkString(c) => std::str::from_utf8(c).ok().and_then(Keys::room_of_channel),
+                    _ => None,
+                });
+                if let Some(room) = room.and_then(|id| s.hub.room(&id)) {
+                    let warm = s.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w));
+                    if warm {
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            if repair(&s, &room).await.is_err() {
+                                s.lost.store(true, Ordering::Release);
+                            }
+                        });
+                    }
+                }
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("lost the Redis subscription; every room is repaired once it is back");
+                Metrics::add(&s.metrics.redis_reconnects, 1);
+                s.ready.store(false, Ordering::Release);
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
+    match codec::decode_room(payload) {
+        Ok(Payload::Message(Published { epoch, msg, account, at_ms })) => {
+            if room.needs_reload(&epoch) {
+                // A history this node does not hold: Redis lost the old one. Reload.
+                let (s, room) = (s.clone(), room.clone());
+                tokio::spawn(async move {
+                    room.begin_load();
+                    if load(&s, &room).await.is_err() {
+                        s.lost.store(true, Ordering::Release);
+                    }
+                });
+                return;
+            }
+            if let Some((from, to)) = room.deliver(&epoch, Stored { msg, account, at: instant_of(at_ms) }) {
+                spawn_fill(s.clone(), room.clone(), from, to);
+            }
+        }
+        Ok(Payload::Event { node, event }) if node != *s.node => room.apply_remote(&Arc::from(node.as_str()), event),
+        Ok(_) => {}
+        Err(e) => tracing::error!(room = %room.id(), error = %e, "a room payload could not be read"),
+    }
+}
+
+/// The moderation document is the truth about mutes; this node's members
+/// show it. A mute made on another node is announced there only if that
+/// node held the member's record at that moment; a member leaving and
+/// coming back meanwhile (a resume) would otherwise stay listed unmuted
+/// while its sends were refused.
+pub(super) fn follow_mutes(s: &Arc<Shared>) {
+    for room in s.hub.rooms() {
+        let id = room.id();
+        for (member, account) in room.local_members() {
+            let muted = s.moderation.muted_until(&id, &account);
+            if (member.muted, &member.muted_until) != (muted.is_some(), &muted.clone().flatten()) {
+                room.set_muted(&member.member_id, muted);
+            }
+        }
+    }
+}
+
+/// A service ban (or erasure) made on another node closes this node's connections of that account.
+pub(super) fn enforce_service_bans(s: &Arc<Shared>) {
+    for entry in s.accounts.iter() {
+        let account = entry.key();
+        if s.moderation.banned_from_service(account).is_some() {
+            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Banned));
+        } else if s.moderation.is_forgotten(account) {
+            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Unauthorized));
+        }
+    }
+}
+
+/// Carry this node's room changes to Redis, batched into pipelines.
+pub(super) async fn outgoing(s: Arc<Shared>, mut link: mpsc::Receiver<Outgoing>, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let n = tokio::select! {
+            n = link.recv_many(&mut batch, 256) => n,
+            () = shutdown.cancelled() => return,
+        };
+        if n == 0 {
+            return;
+        }
+        // One pipeline per room: on a Redis Cluster a pipeline must stay on one slot.
+        let mut pipes: HashMap<RoomId, redis::Pipeline> = HashMap::new();
+        for out in batch.drain(..) {
+            match out {
+                Outgoing::Event(room, event) => add_event(&s, pipes.entry(room.clone()).or_default(), &room, event),
+                Outgoing::Present(room, member, account) => {
+                    let keys = Keys::of(&room);
+                    s.set_present(pipes.entry(room).or_default(), &keys, &member, &account);
+                }
+                Outgoing::Idle(room) => {
+                    tokio::spawn(deactivate(s.clone(), room));
+                }
+            }
+        }
+        let sends = pipes.into_values().map(|pipe| {
+            let mut conn = s.publisher.clone();
+            async move { bounded(pipe.exec_async(&mut conn)).await }
+        });
+        if futures_util::future::join_all(sends).await.iter().any(Result::is_err) {
+            tracing::warn!("room changes not carried to Redis; presence is repaired by the next sync");
+            s.lost.store(true, Ordering::Release);
+        }
+    }
+}
+
+pub(super) fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, event: Event) {
+    let keys = Keys::of(room);
+    match &event {
+        Event::Joined { member, account } => s.set_present(pipe, &keys, member, account),
+        Event::Left { member_id } => {
+            pipe.cmd("HDEL").arg(&keys.members).arg(s.presence_field(member_id)).ignore();
+        }
+        Event::Settings(settings) => {
+            pipe.cmd("SET").arg(&keys.settings).arg(serde_json::to_string(settings).expect("serializes")).ignore();
+        }
+        Event::Deleted { message_id, seq } => {
+            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(seq).arg("i").arg(&message_id.0).ignore();
+        }
+        Event::Forget { account } => {
+            let account = serde_json::to_string(account).expect("serializes");
+            pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg("-").arg("+").arg("a").arg(account).ignore();
+        }
+        Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
+    }
+    pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(codec::encode_event(&s.node, event)).ignore();
+}
