@@ -135,26 +135,59 @@ pub enum ReportResolution {
     Acted,
 }
 
+/// `$body` with `$id` bound to the `id` field of whichever request `$frame`
+/// is (by reference or mutably, as `$frame` is borrowed).
+macro_rules! with_id {
+    ($frame:expr, $id:ident => $body:expr) => {
+        match $frame {
+            ClientMessage::Hello { id: $id, .. }
+            | ClientMessage::Ping { id: $id }
+            | ClientMessage::ListRooms { id: $id }
+            | ClientMessage::Join { id: $id, .. }
+            | ClientMessage::Leave { id: $id, .. }
+            | ClientMessage::Send { id: $id, .. }
+            | ClientMessage::Typing { id: $id, .. }
+            | ClientMessage::Report { id: $id, .. }
+            | ClientMessage::RaiseHand { id: $id, .. }
+            | ClientMessage::LowerHand { id: $id, .. }
+            | ClientMessage::Whisper { id: $id, .. }
+            | ClientMessage::Moderate { id: $id, .. }
+            | ClientMessage::ResolveReport { id: $id, .. }
+            | ClientMessage::ResolveAlert { id: $id, .. }
+            | ClientMessage::ForgetMe { id: $id } => $body,
+        }
+    };
+}
+
 impl ClientMessage {
+    /// Every `type` a client may send, in the order of the variants (what
+    /// [`ClientMessage::kind`] returns; the schema test checks they agree).
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "ping",
+        "list_rooms",
+        "join",
+        "leave",
+        "send",
+        "typing",
+        "report",
+        "raise_hand",
+        "lower_hand",
+        "whisper",
+        "moderate",
+        "resolve_report",
+        "resolve_alert",
+        "forget_me",
+    ];
+
     /// The request id, echoed by every reply.
     pub fn id(&self) -> Option<&RequestId> {
-        match self {
-            ClientMessage::Hello { id, .. }
-            | ClientMessage::Ping { id }
-            | ClientMessage::ListRooms { id }
-            | ClientMessage::Join { id, .. }
-            | ClientMessage::Leave { id, .. }
-            | ClientMessage::Send { id, .. }
-            | ClientMessage::Typing { id, .. }
-            | ClientMessage::Report { id, .. }
-            | ClientMessage::RaiseHand { id, .. }
-            | ClientMessage::LowerHand { id, .. }
-            | ClientMessage::Whisper { id, .. }
-            | ClientMessage::Moderate { id, .. }
-            | ClientMessage::ResolveReport { id, .. }
-            | ClientMessage::ResolveAlert { id, .. }
-            | ClientMessage::ForgetMe { id } => id.as_ref(),
-        }
+        with_id!(self, id => id.as_ref())
+    }
+
+    /// Give the request an id (a client library numbering its requests).
+    pub fn set_id(&mut self, new: Option<RequestId>) {
+        with_id!(self, id => *id = new)
     }
 
     /// The `type` tag, for errors and metrics (never logs of content).

@@ -457,6 +457,37 @@ impl ServerMessage {
         ServerMessage::Error(ErrorBody::new(code, message).with_id(id))
     }
 
+    /// The request id a reply echoes; `None` for events (which never carry one).
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            ServerMessage::Welcome { id, .. }
+            | ServerMessage::Pong { id }
+            | ServerMessage::Rooms { id, .. }
+            | ServerMessage::Joined { id, .. }
+            | ServerMessage::Left { id, .. }
+            | ServerMessage::Sent { id, .. }
+            | ServerMessage::Reported { id, .. }
+            | ServerMessage::ReportResolved { id, .. }
+            | ServerMessage::Whispered { id }
+            | ServerMessage::Moderated { id }
+            | ServerMessage::AlertResolved { id, .. }
+            | ServerMessage::Forgotten { id } => id.as_ref(),
+            ServerMessage::Error(e) => e.id.as_ref(),
+            ServerMessage::Presence { .. }
+            | ServerMessage::Message(_)
+            | ServerMessage::Typing { .. }
+            | ServerMessage::ReportFiled { .. }
+            | ServerMessage::Hands { .. }
+            | ServerMessage::Whisper { .. }
+            | ServerMessage::MessageDeleted { .. }
+            | ServerMessage::MemberUpdate { .. }
+            | ServerMessage::RoomUpdate { .. }
+            | ServerMessage::Removed { .. }
+            | ServerMessage::Alert { .. }
+            | ServerMessage::Notice(_) => None,
+        }
+    }
+
     /// The `type` tag, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -14,22 +14,7 @@ use support::{DOC_PATH, Direction, Example, doc, examples};
 /// Every `type` a client may send. Adding a `ClientMessage` variant breaks
 /// the exhaustive match in `client_name` below: add it there, here, and to
 /// the document.
-const CLIENT_TYPES: &[&str] = &[
-    "hello",
-    "ping",
-    "list_rooms",
-    "join",
-    "leave",
-    "send",
-    "typing",
-    "report",
-    "raise_hand",
-    "lower_hand",
-    "whisper",
-    "moderate",
-    "resolve_report",
-    "forget_me",
-];
+const CLIENT_TYPES: &[&str] = ClientMessage::TYPES;
 
 /// Every `type` the server may send (see `server_name`).
 const SERVER_TYPES: &[&str] = &[

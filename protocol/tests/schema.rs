@@ -162,6 +162,8 @@ fn every_type_in_the_schema_has_a_doc_example() {
     let client = tags(&schema, "ClientMessage");
     let server = tags(&schema, "ServerMessage");
     assert!(client.len() >= 15 && server.len() >= 25, "the schema lost message types: {client:?} {server:?}");
+    let listed: BTreeSet<String> = ClientMessage::TYPES.iter().map(|t| t.to_string()).collect();
+    assert_eq!(client, listed, "ClientMessage::TYPES lists every client type, and only those");
     let missing_client: Vec<_> = client.difference(&shown[0]).collect();
     let missing_server: Vec<_> = server.difference(&shown[1]).collect();
     assert!(

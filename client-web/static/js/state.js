@@ -15,6 +15,24 @@ const ALERT_SOUND_KEY = 'kindred.alert_sound';
 const RESOLVED_KEPT = 10;
 let resolvedSeq = 0;
 
+/** A yes/no setting kept in localStorage ("1" or absent); no if storage is disabled. */
+function readFlag(key) {
+  try {
+    return localStorage.getItem(key) === '1';
+  } catch {
+    return false;
+  }
+}
+
+function writeFlag(key, on) {
+  try {
+    if (on) localStorage.setItem(key, '1');
+    else localStorage.removeItem(key);
+  } catch {
+    /* storage disabled: the setting lasts this visit only */
+  }
+}
+
 /** Local persistence: the member token survives visits; a staff token lives only in this tab. */
 export const storage = {
   get memberToken() {
@@ -50,19 +68,10 @@ export const storage = {
   /** Whether the member chose a name (used in every room) rather than taking
    * the server's generated ones (a different one in each room). */
   get handleChosen() {
-    try {
-      return localStorage.getItem(CHOSEN_KEY) === '1';
-    } catch {
-      return false;
-    }
+    return readFlag(CHOSEN_KEY);
   },
   set handleChosen(on) {
-    try {
-      if (on) localStorage.setItem(CHOSEN_KEY, '1');
-      else localStorage.removeItem(CHOSEN_KEY);
-    } catch {
-      /* ignore */
-    }
+    writeFlag(CHOSEN_KEY, on);
   },
   /** Members hidden by this reader, as "room/member_id" keys. */
   get hidden() {
@@ -81,19 +90,10 @@ export const storage = {
   },
   /** Staff setting: a soft tone for new crisis alerts (off unless chosen). */
   get alertSound() {
-    try {
-      return localStorage.getItem(ALERT_SOUND_KEY) === '1';
-    } catch {
-      return false;
-    }
+    return readFlag(ALERT_SOUND_KEY);
   },
   set alertSound(on) {
-    try {
-      if (on) localStorage.setItem(ALERT_SOUND_KEY, '1');
-      else localStorage.removeItem(ALERT_SOUND_KEY);
-    } catch {
-      /* ignore */
-    }
+    writeFlag(ALERT_SOUND_KEY, on);
   },
   forgetAll() {
     this.memberToken = null;

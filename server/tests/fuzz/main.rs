@@ -25,25 +25,13 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
-const TYPES: &[&str] = &[
-    "hello",
-    "ping",
-    "list_rooms",
-    "join",
-    "leave",
-    "send",
-    "typing",
-    "report",
-    "raise_hand",
-    "lower_hand",
-    "whisper",
-    "moderate",
-    "resolve_report",
-    "resolve_alert",
-    "forget_me",
-    "dance",
-    "",
-];
+/// `type`s no client may send, fuzzed beside every real one.
+const NOT_TYPES: &[&str] = &["dance", ""];
+/// Every real `type` and the ones above.
+fn types() -> Vec<&'static str> {
+    ClientMessage::TYPES.iter().chain(NOT_TYPES).copied().collect()
+}
+
 const KEYS: &[&str] = &[
     "type",
     "id",
@@ -82,7 +70,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
         ".{0,40}".prop_map(Value::String),
-        proptest::sample::select(TYPES).prop_map(|s| Value::String(s.into())),
+        proptest::sample::select(types()).prop_map(|s| Value::String(s.into())),
         proptest::sample::select(ROOMS).prop_map(|s| Value::String(s.into())),
         (0usize..3000).prop_map(|n| Value::String("x".repeat(n))),
     ]
@@ -100,7 +88,7 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// A request-shaped object: a known type, plausible fields, some of them wrong.
 fn request() -> impl Strategy<Value = Value> {
-    (proptest::sample::select(TYPES), proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..6)).prop_map(|(kind, fields)| {
+    (proptest::sample::select(types()), proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..6)).prop_map(|(kind, fields)| {
         let mut object: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         object.insert("type".into(), Value::String(kind.into()));
         Value::Object(object)

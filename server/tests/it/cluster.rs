@@ -27,7 +27,7 @@ async fn two_nodes() -> (Redis, TestServer, TestServer, TestClient, TestClient) 
 /// Send without waiting; the reply is collected later.
 async fn send_text(c: &mut TestClient, text: &str) {
     let mut frame = chat(ROOM, text);
-    set_request_id(&mut frame, c.next_id());
+    frame.set_id(Some(c.next_id()));
     c.send(&frame).await;
 }
 

@@ -7,7 +7,7 @@ pub mod deployment;
 pub mod redis_server;
 
 use futures_util::{SinkExt, StreamExt};
-use kindred_protocol::{ClientMessage, ErrorCode, MemberId, RequestId, Role, RoomId, ServerMessage};
+use kindred_protocol::{ClientMessage, ErrorCode, MemberId, Role, RoomId, ServerMessage};
 use kindred_server::App;
 use kindred_server::config::Config;
 use std::net::SocketAddr;
@@ -270,9 +270,9 @@ impl TestClient {
     /// success reply or an `error`), skipping events and other replies.
     pub async fn request(&mut self, mut frame: ClientMessage) -> ServerMessage {
         let id = self.next_id();
-        set_request_id(&mut frame, id.clone());
+        frame.set_id(Some(id.clone()));
         self.send(&frame).await;
-        self.expect(&format!("the reply to {}", frame.kind()), |m| reply_id(m) == Some(&id)).await
+        self.expect(&format!("the reply to {}", frame.kind()), |m| m.id() == Some(&id)).await
     }
 
     /// [`request`](Self::request) that must be refused with `code`; the error.
@@ -401,59 +401,6 @@ pub fn moderated(reply: &ServerMessage) {
 /// A `send` of `text` to `room` (no id: [`TestClient::request`] gives it one).
 pub fn chat(room: &str, text: &str) -> ClientMessage {
     ClientMessage::Send { id: None, room: RoomId::from(room), text: text.into(), reply_to: None, cw: None, staff: false }
-}
-
-/// Give `frame` the request id `id`.
-pub fn set_request_id(frame: &mut ClientMessage, id: RequestId) {
-    let slot = match frame {
-        ClientMessage::Hello { id, .. }
-        | ClientMessage::Ping { id }
-        | ClientMessage::ListRooms { id }
-        | ClientMessage::Join { id, .. }
-        | ClientMessage::Leave { id, .. }
-        | ClientMessage::Send { id, .. }
-        | ClientMessage::Typing { id, .. }
-        | ClientMessage::Report { id, .. }
-        | ClientMessage::RaiseHand { id, .. }
-        | ClientMessage::LowerHand { id, .. }
-        | ClientMessage::Whisper { id, .. }
-        | ClientMessage::Moderate { id, .. }
-        | ClientMessage::ResolveReport { id, .. }
-        | ClientMessage::ResolveAlert { id, .. }
-        | ClientMessage::ForgetMe { id } => id,
-    };
-    *slot = Some(id);
-}
-
-/// The request id a reply echoes; `None` for events (which never carry one).
-pub fn reply_id(frame: &ServerMessage) -> Option<&RequestId> {
-    match frame {
-        ServerMessage::Welcome { id, .. }
-        | ServerMessage::Pong { id }
-        | ServerMessage::Rooms { id, .. }
-        | ServerMessage::Joined { id, .. }
-        | ServerMessage::Left { id, .. }
-        | ServerMessage::Sent { id, .. }
-        | ServerMessage::Reported { id, .. }
-        | ServerMessage::ReportResolved { id, .. }
-        | ServerMessage::Whispered { id }
-        | ServerMessage::Moderated { id }
-        | ServerMessage::AlertResolved { id, .. }
-        | ServerMessage::Forgotten { id } => id.as_ref(),
-        ServerMessage::Error(e) => e.id.as_ref(),
-        ServerMessage::Presence { .. }
-        | ServerMessage::Message(_)
-        | ServerMessage::Typing { .. }
-        | ServerMessage::ReportFiled { .. }
-        | ServerMessage::Hands { .. }
-        | ServerMessage::Whisper { .. }
-        | ServerMessage::MessageDeleted { .. }
-        | ServerMessage::MemberUpdate { .. }
-        | ServerMessage::RoomUpdate { .. }
-        | ServerMessage::Removed { .. }
-        | ServerMessage::Alert { .. }
-        | ServerMessage::Notice(_) => None,
-    }
 }
 
 /// Poll `done` until it holds; panics with `failure` if it still does not after `within`.

@@ -45,7 +45,7 @@ async fn member_update(c: &mut TestClient, member: &MemberId, what: &str, state:
 async fn send_burst(c: &mut TestClient, tag: &str, n: usize) {
     for i in 0..n {
         let mut frame = chat(ROOM, &format!("{tag} {i}"));
-        set_request_id(&mut frame, c.next_id());
+        frame.set_id(Some(c.next_id()));
         c.send(&frame).await;
     }
 }

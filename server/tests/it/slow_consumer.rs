@@ -8,6 +8,18 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+/// A client with a 4 KiB receive buffer, so the server's writes to it back
+/// up as soon as it stops reading.
+async fn tiny_buffered_client(server: &TestServer) -> TestClient {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
+    TestClient::from_ws(ws)
+}
+
 #[tokio::test]
 async fn a_slow_consumer_is_closed_with_4408_and_the_others_get_everything() {
     let server = TestServer::with(|c| {
@@ -21,14 +33,8 @@ async fn a_slow_consumer_is_closed_with_4408_and_the_others_get_everything() {
     sender.join("new-in-town").await;
     fast.join("new-in-town").await;
 
-    // The slow client: a tiny receive buffer, and it stops reading after joining.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let mut request = server.url().into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    let mut slow = TestClient::from_ws(ws);
+    // The slow client: it stops reading after joining.
+    let mut slow = tiny_buffered_client(&server).await;
     slow.hello(None, None).await;
     slow.join("new-in-town").await;
 
@@ -89,14 +95,8 @@ async fn a_hand_flood_does_not_close_a_member_who_fell_behind() {
     let (mut flooder, _) = server.member(None).await;
     let flooder_id = joined_parts(&flooder.join(ROOM).await).0.member_id.clone();
 
-    // The member who falls behind: a tiny receive buffer, not reading for now.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let mut request = server.url().into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "kindred.v1".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
-    let mut behind = TestClient::from_ws(ws);
+    // The member who falls behind: not reading for now.
+    let mut behind = tiny_buffered_client(&server).await;
     behind.hello(None, None).await;
     behind.join(ROOM).await;
 
