@@ -26,8 +26,7 @@ impl Room {
         }
         let frame = Self::update_frame(&def, &state);
         self.fan_out(&def.id, &mut state, &frame, Audience::All);
-        let settings = Settings { slow_mode_s: state.slow_mode_s, locked: state.locked, topic_now: state.topic_now.clone(), mode: state.mode };
-        self.emit(&def.id, Event::Settings(settings));
+        self.emit(&def.id, Event::Settings(state.settings()));
     }
 
     /// The account behind a member id: someone present, or the author of a message in the log.

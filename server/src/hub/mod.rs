@@ -14,7 +14,7 @@ mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
 pub(crate) use conn::{ConnId, Control, Outbox};
-pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator, Settings};
+pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator};
 pub(crate) use room::Room;
 use room::{Present, RoomState};
 
@@ -83,6 +83,12 @@ pub(crate) struct Joined {
     pub recovered: bool,
 }
 
+/// A new history epoch: random, so a resume from another history (before a
+/// restart, or one Redis lost) is never taken for this one.
+pub(crate) fn new_epoch() -> String {
+    format!("e{:x}", rand::random::<u64>())
+}
+
 /// Every room on this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
@@ -103,7 +109,7 @@ impl Hub {
     /// The rooms of one node; `link` carries this node's changes to the
     /// cluster (None on a single node).
     pub(crate) fn new(defs: Vec<RoomDef>, limits: Arc<Limits>, metrics: Arc<crate::metrics::Metrics>, link: Replicator) -> Hub {
-        let epoch = format!("e{:x}", rand::random::<u64>());
+        let epoch = new_epoch();
         let rooms = DashMap::new();
         for def in defs {
             rooms.insert(def.id.clone(), Arc::new(Room::new(def, epoch.clone(), limits.clone(), metrics.clone(), link.clone())));

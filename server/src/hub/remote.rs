@@ -86,6 +86,18 @@ pub(crate) struct Settings {
     pub mode: RoomMode,
 }
 
+impl RoomState {
+    /// The live settings, as they travel between nodes.
+    pub(super) fn settings(&self) -> Settings {
+        Settings { slow_mode_s: self.slow_mode_s, locked: self.locked, topic_now: self.topic_now.clone(), mode: self.mode }
+    }
+
+    pub(super) fn set_settings(&mut self, s: Settings) {
+        let Settings { slow_mode_s, locked, topic_now, mode } = s;
+        (self.slow_mode_s, self.locked, self.topic_now, self.mode) = (slow_mode_s, locked, topic_now, mode);
+    }
+}
+
 /// Where a room's changes go so that other nodes apply them: the cluster
 /// broker's queue, or nowhere on a single node (the one place that knows
 /// which). The queue is bounded: when Redis is too slow to keep up a change
@@ -167,10 +179,7 @@ impl Room {
                 self.fan_out(&room, &mut state, &Frame::from(frame), audience.as_audience());
             }
             Event::Settings(s) => {
-                state.slow_mode_s = s.slow_mode_s;
-                state.locked = s.locked;
-                state.topic_now = s.topic_now;
-                state.mode = s.mode;
+                state.set_settings(s);
                 if state.mode == RoomMode::Open {
                     state.hands.clear();
                 }
@@ -260,11 +269,7 @@ impl Room {
     }
 
     pub(crate) fn set_settings(&self, s: Settings) {
-        let mut state = self.state.lock();
-        state.slow_mode_s = s.slow_mode_s;
-        state.locked = s.locked;
-        state.topic_now = s.topic_now;
-        state.mode = s.mode;
+        self.state.lock().set_settings(s);
     }
 
     pub(crate) fn conn_count(&self) -> usize {

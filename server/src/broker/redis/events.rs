@@ -44,7 +44,7 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
                     _ => None,
                 });
                 if let Some(room) = room.and_then(|id| s.hub.room(&id)) {
-                    let warm = s.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w));
+                    let warm = s.is_warm(&room.id());
                     if warm {
                         let s = s.clone();
                         tokio::spawn(async move {
@@ -72,8 +72,7 @@ pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) 
                 // A history this node does not hold: Redis lost the old one. Reload.
                 let (s, room) = (s.clone(), room.clone());
                 tokio::spawn(async move {
-                    room.begin_load();
-                    if load(&s, &room).await.is_err() {
+                    if reload(&s, &room).await.is_err() {
                         s.lost.store(true, Ordering::Release);
                     }
                 });

@@ -152,8 +152,9 @@ pub(super) async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat
         let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
         rooms.doc.reconcile(&s.hub, &s.base_rooms);
     }
-    let warm: Vec<Arc<Room>> =
-        s.warm.iter().filter(|w| share.takes(w.key()) && w.value().try_lock().is_ok_and(|w| *w)).filter_map(|w| s.hub.room(w.key())).collect();
+    // The ids first: `is_warm` reads the map again, which must not happen while iterating it.
+    let ids: Vec<RoomId> = s.warm.iter().map(|w| w.key().clone()).collect();
+    let warm: Vec<Arc<Room>> = ids.into_iter().filter(|id| share.takes(id) && s.is_warm(id)).filter_map(|id| s.hub.room(&id)).collect();
     if repairing {
         for room in &warm {
             repair(s, room).await?;

@@ -28,7 +28,7 @@ pub(super) async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), Broker
         .cmd("HSETNX")
         .arg(&keys.meta)
         .arg("epoch")
-        .arg(format!("e{:x}", rand::random::<u64>()))
+        .arg(crate::hub::new_epoch())
         .ignore()
         .cmd("HSETNX")
         .arg(&keys.meta)
@@ -78,14 +78,19 @@ pub(super) async fn fill(s: &Arc<Shared>, room: &Arc<Room>, mut from: u64, mut t
         let (mine, _) = room.position();
         if epoch.as_deref() != Some(mine.as_str()) {
             // The history this node holds is gone from Redis: start over.
-            room.begin_load();
-            return load(s, room).await;
+            return reload(s, room).await;
         }
         match room.filled(&mine, to, parse_entries(rows)) {
             Some((f, t)) => (from, to) = (f, t),
             None => return Ok(()),
         }
     }
+}
+
+/// Load a room's history again from scratch (arrivals meanwhile wait).
+pub(super) async fn reload(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
+    room.begin_load();
+    load(s, room).await
 }
 
 /// After a possible loss: deliver whatever was stored after this node's position.
@@ -102,9 +107,6 @@ pub(super) async fn repair(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), Brok
             }
             Ok(())
         }
-        _ => {
-            room.begin_load();
-            load(s, room).await
-        }
+        _ => reload(s, room).await,
     }
 }

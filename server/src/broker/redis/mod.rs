@@ -209,15 +209,9 @@ pub(crate) struct Parts {
     pub shutdown: CancellationToken,
 }
 
+/// A Redis call that gives up after 2 s (`store::bounded`) instead of waiting for a reconnect.
 async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "Redis call failed");
-            Err(BrokerError::Unavailable)
-        }
-        Err(_) => Err(BrokerError::Unavailable),
-    }
+    crate::store::bounded(f).await.map_err(|_| BrokerError::Unavailable)
 }
 
 fn now_ms() -> u64 {
@@ -283,7 +277,7 @@ impl Broker for RedisBroker {
             let mut invocation = s.append.key(&keys.meta);
             invocation
                 .key(&keys.log)
-                .arg(format!("e{:x}", rand::random::<u64>()))
+                .arg(crate::hub::new_epoch())
                 .arg(if draft.msg.staff { "1" } else { "0" })
                 .arg(body)
                 .arg(account)
@@ -333,7 +327,15 @@ impl Broker for RedisBroker {
 
 impl RedisBroker {
     fn is_warm(&self, room: &Arc<Room>) -> bool {
-        self.shared.warm.get(&room.id()).is_some_and(|w| w.try_lock().is_ok_and(|w| *w))
+        self.shared.is_warm(&room.id())
+    }
+}
+
+impl Shared {
+    /// Whether this node is subscribed to the room and holds its history
+    /// (false while that is being set up: the set-up holds the lock).
+    fn is_warm(&self, room: &RoomId) -> bool {
+        self.warm.get(room).is_some_and(|w| w.try_lock().is_ok_and(|w| *w))
     }
 }
 
