@@ -30,6 +30,18 @@ pub enum Refusal {
     NotYourTurn,
     /// Slow mode: the member may send again after this many milliseconds.
     SlowMode { retry_after_ms: u64 },
+    /// A message with no text (only white space).
+    EmptyText,
+    /// A message over `max` characters (Unicode scalar values).
+    TooLong { chars: usize, max: u32 },
+    /// A content warning over `max` characters.
+    WarningTooLong { max: u32 },
+    /// A `reply_to` that cannot be a message id.
+    NotAMessageId,
+    /// Words the operator's blocklist holds.
+    Blocked,
+    /// Personal details where the room blocks them: `kind` says which, for people.
+    PersonalDetails { kind: &'static str },
 }
 
 impl From<Refusal> for ErrorBody {
@@ -62,6 +74,15 @@ impl From<Refusal> for ErrorBody {
             Refusal::SlowMode { retry_after_ms } => {
                 ErrorBody::new(ErrorCode::SlowMode, "Slow mode is on: take a breath, then send again.").retry_after(retry_after_ms)
             }
+            Refusal::EmptyText => ErrorBody::new(ErrorCode::BadRequest, "A message needs some text."),
+            Refusal::TooLong { chars, max } => ErrorBody::new(ErrorCode::TooLarge, format!("Messages can be up to {max} characters; this one has {chars}.")),
+            Refusal::WarningTooLong { max } => ErrorBody::new(ErrorCode::BadRequest, format!("A content warning can be up to {max} characters.")),
+            Refusal::NotAMessageId => ErrorBody::new(ErrorCode::BadRequest, "reply_to is not a message id."),
+            Refusal::Blocked => ErrorBody::new(ErrorCode::ContentBlocked, "This message can't be posted here: it contains words this community doesn't allow."),
+            Refusal::PersonalDetails { kind } => ErrorBody::new(
+                ErrorCode::ContentBlocked,
+                format!("This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here."),
+            ),
         }
     }
 }

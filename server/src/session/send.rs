@@ -3,8 +3,12 @@
 //! limits every repeated request shares.
 
 use super::*;
+use crate::refusal::Refusal;
 
 impl Session {
+    /// A message: its shape, the sender's rate, the room's live rules and the
+    /// safety checks, then the broker's append; `sent` once it is durable,
+    /// then the notices the text called for.
     pub(super) async fn send(
         &mut self,
         id: Option<RequestId>,
@@ -14,27 +18,14 @@ impl Session {
         cw: Option<String>,
         staff: bool,
     ) -> Step {
-        let limits = &self.app.config.limits;
         let Some(me) = self.rooms.get(&room_id).cloned() else {
             let body = if self.app.hub.room(&room_id).is_some() { not_member(&room_id) } else { no_such_room(&room_id) };
             return self.error(body.with_id(id)).await;
         };
-        let chars = text.chars().count();
-        if text.trim().is_empty() {
-            return self.error(ErrorBody::new(ErrorCode::BadRequest, "A message needs some text.").with_id(id)).await;
-        }
-        if chars > limits.max_text_chars as usize {
-            let msg = format!("Messages can be up to {} characters; this one has {chars}.", limits.max_text_chars);
-            return self.error(ErrorBody::new(ErrorCode::TooLarge, msg).with_id(id)).await;
-        }
-        let cw = cw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-        if cw.as_ref().is_some_and(|c| c.chars().count() > limits.max_cw_chars as usize) {
-            let msg = format!("A content warning can be up to {} characters.", limits.max_cw_chars);
-            return self.error(ErrorBody::new(ErrorCode::BadRequest, msg).with_id(id)).await;
-        }
-        if reply_to.as_ref().is_some_and(|r| r.0.len() > 64) {
-            return self.error(ErrorBody::new(ErrorCode::BadRequest, "reply_to is not a message id.").with_id(id)).await;
-        }
+        let cw = match check_shape(&self.app.config.limits, &text, cw, reply_to.as_ref()) {
+            Ok(cw) => cw,
+            Err(refusal) => return self.error(ErrorBody::from(refusal).with_id(id)).await,
+        };
         if let Err(wait) = self.bucket.take(Instant::now()) {
             let msg = "You're sending messages quickly. Please wait a moment before the next one.";
             return self.refuse_flood(id, wait, msg).await;
@@ -45,28 +36,16 @@ impl Session {
         };
         let account = self.identity.as_ref().expect("send is handled after hello").account.clone();
         if let Some(mute) = self.app.moderation.muted(&room_id, &account) {
-            let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| "A facilitator has muted you for now.".into()));
-            body.until = mute.until_text();
-            if let Some(until) = mute.until {
-                body.retry_after_ms = Some((until - Utc::now()).num_milliseconds().max(1) as u64);
-            }
-            return self.error(body.with_id(id)).await;
+            return self.error(muted(&mute).with_id(id)).await;
         }
         if let Err(refusal) = room.admit_send(&me.member_id, me.role, staff) {
             return self.error(ErrorBody::from(refusal).with_id(id)).await;
         }
         let def = room.def();
-        let verdict = self.app.safety.check(&text, &def.language);
-        if verdict.blocked {
-            let msg = "This message can't be posted here: it contains words this community doesn't allow.";
-            return self.error(ErrorBody::new(ErrorCode::ContentBlocked, msg).with_id(id)).await;
-        }
-        let pii_action = def.pii.unwrap_or(self.app.safety.config().pii);
-        if let (Some(kind), crate::safety::PiiAction::Block) = (verdict.pii, pii_action) {
-            let msg =
-                format!("This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here.");
-            return self.error(ErrorBody::new(ErrorCode::ContentBlocked, msg).with_id(id)).await;
-        }
+        let verdict = match self.check_content(&def, &text) {
+            Ok(verdict) => verdict,
+            Err(refusal) => return self.error(ErrorBody::from(refusal).with_id(id)).await,
+        };
         let draft = Draft {
             msg: ChatMessage {
                 room: room_id.clone(),
@@ -82,42 +61,91 @@ impl Session {
             },
             account,
         };
-        match self.app.broker.append(&room, draft).await {
-            Ok(msg) => {
-                Metrics::add(&self.app.metrics.messages_in, 1);
-                let sent = ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq };
-                // The alert is stored before anything is written back: a sender
-                // whose socket fails right now (a closed tab) still reaches
-                // whoever is on duty, and a `sent` means the alert is stored too.
-                let alerted = match verdict.crisis {
-                    true => Some(crisis::raise_alert(self.app.clone(), def.clone(), msg).await),
-                    false => None,
-                };
-                self.write_with_queued(Some(encode(&sent))).await?;
-                if let Some(kind) = verdict.pii {
-                    let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
-                    let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None, facilitators_alerted: None };
-                    self.reply(&ServerMessage::Notice(notice)).await?;
-                }
-                if let Some(alerted) = alerted {
-                    let locale = self.locale.as_deref();
-                    let notice = Notice {
-                        room: Some(room_id.clone()),
-                        kind: NoticeKind::CrisisResources,
-                        text: self.app.safety.crisis_text(locale, alerted),
-                        resources: Some(self.app.safety.resources_for(locale)),
-                        facilitators_alerted: Some(alerted),
-                    };
-                    self.reply(&ServerMessage::Notice(notice)).await?;
-                }
-                Ok(())
-            }
+        let msg = match self.app.broker.append(&room, draft).await {
+            Ok(msg) => msg,
             Err(e) => {
                 let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);
-                self.error(body.with_id(id)).await
+                return self.error(body.with_id(id)).await;
             }
-        }
+        };
+        Metrics::add(&self.app.metrics.messages_in, 1);
+        let sent = ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq };
+        // The alert is stored before anything is written back: a sender whose
+        // socket fails right now (a closed tab) still reaches whoever is on
+        // duty, and a `sent` means the alert is stored too.
+        let alerted = match verdict.crisis {
+            true => Some(crisis::raise_alert(self.app.clone(), def.clone(), msg).await),
+            false => None,
+        };
+        self.write_with_queued(Some(encode(&sent))).await?;
+        self.after_sent(&room_id, verdict.pii, alerted).await
     }
+
+    /// The operator's blocklist, and personal details where the room blocks
+    /// them; the verdict (crisis terms, personal details to warn of) otherwise.
+    fn check_content(&self, def: &crate::rooms::RoomDef, text: &str) -> Result<crate::safety::Verdict, Refusal> {
+        let verdict = self.app.safety.check(text, &def.language);
+        if verdict.blocked {
+            return Err(Refusal::Blocked);
+        }
+        let pii_action = def.pii.unwrap_or(self.app.safety.config().pii);
+        if let (Some(kind), crate::safety::PiiAction::Block) = (verdict.pii, pii_action) {
+            return Err(Refusal::PersonalDetails { kind });
+        }
+        Ok(verdict)
+    }
+
+    /// After `sent`: a private warning about personal details, and for a
+    /// crisis the helplines with how many people on duty were told.
+    async fn after_sent(&mut self, room_id: &RoomId, pii: Option<&'static str>, alerted: Option<u32>) -> Step {
+        if let Some(kind) = pii {
+            let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
+            let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None, facilitators_alerted: None };
+            self.reply(&ServerMessage::Notice(notice)).await?;
+        }
+        if let Some(alerted) = alerted {
+            let locale = self.locale.as_deref();
+            let notice = Notice {
+                room: Some(room_id.clone()),
+                kind: NoticeKind::CrisisResources,
+                text: self.app.safety.crisis_text(locale, alerted),
+                resources: Some(self.app.safety.resources_for(locale)),
+                facilitators_alerted: Some(alerted),
+            };
+            self.reply(&ServerMessage::Notice(notice)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The message's shape within the limits: some text, not too long, a short
+/// content warning (returned tidied), a `reply_to` that could be an id.
+fn check_shape(limits: &crate::config::Limits, text: &str, cw: Option<String>, reply_to: Option<&MessageId>) -> Result<Option<String>, Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::EmptyText);
+    }
+    let chars = text.chars().count();
+    if chars > limits.max_text_chars as usize {
+        return Err(Refusal::TooLong { chars, max: limits.max_text_chars });
+    }
+    let cw = cw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    if cw.as_ref().is_some_and(|c| c.chars().count() > limits.max_cw_chars as usize) {
+        return Err(Refusal::WarningTooLong { max: limits.max_cw_chars });
+    }
+    if reply_to.is_some_and(|r| r.0.len() > 64) {
+        return Err(Refusal::NotAMessageId);
+    }
+    Ok(cw)
+}
+
+/// The refusal of a muted member's message: the facilitator's reason, and until when.
+fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
+    let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| "A facilitator has muted you for now.".into()));
+    body.until = mute.until_text();
+    if let Some(until) = mute.until {
+        body.retry_after_ms = Some((until - Utc::now()).num_milliseconds().max(1) as u64);
+    }
+    body
 }
 
 impl Session {
