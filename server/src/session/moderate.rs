@@ -87,8 +87,25 @@ impl Session {
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_found("room").with_id(id)).await;
         };
+        let result = match change_room(&room, &action) {
+            Some(result) => result,
+            None => self.act_on_member(&room, &action).await,
+        };
+        match result {
+            Ok((target, reason)) => {
+                self.audit(action.name(), Some(&room_id), target, reason, None).await;
+                self.reply(&ServerMessage::Moderated { id }).await
+            }
+            Err(e) => self.error(e.with_id(id)).await,
+        }
+    }
+
+    /// An action on one member or one message: what goes in the audit log
+    /// (the target's id and the reason), or why it was refused.
+    async fn act_on_member(&mut self, room: &Arc<crate::hub::Room>, action: &ModerationAction) -> Result<Audited, ErrorBody> {
+        let room_id = room.id();
         let note_ok = |n: &Option<String>| n.as_ref().is_none_or(|n| n.chars().count() <= MAX_NOTE_CHARS);
-        let result: Result<(Option<String>, Option<String>), ErrorBody> = match &action {
+        match action {
             ModerationAction::DeleteMessage { message_id, reason } => {
                 if !note_ok(reason) {
                     Err(too_long("reason"))
@@ -115,7 +132,7 @@ impl Session {
                 if !note_ok(reason) {
                     Err(too_long("reason"))
                 } else {
-                    Self::mute(&self.app, &room, member_id, *duration_s, reason.clone()).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
+                    Self::mute(&self.app, room, member_id, *duration_s, reason.clone()).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
             }
             ModerationAction::Unmute { member_id, reason } => {
@@ -149,7 +166,7 @@ impl Session {
                 } else if *service && self.identity.as_ref().is_none_or(|i| i.role != Role::Admin) {
                     Err(forbidden("Only admins can ban someone from the whole service."))
                 } else {
-                    Self::ban(&self.app, &room, member_id, *duration_s, reason.clone(), *service).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
+                    Self::ban(&self.app, room, member_id, *duration_s, reason.clone(), *service).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
             }
             ModerationAction::Unban { member_id, reason } => match room.account_of(member_id).or_else(|| self.app.moderation.account_of(&room_id, member_id)) {
@@ -168,35 +185,6 @@ impl Session {
                 }
                 None => Err(not_found("member")),
             },
-            ModerationAction::SlowMode { seconds } => {
-                if *seconds > 3600 {
-                    Err(ErrorBody::new(ErrorCode::BadRequest, "Slow mode can be at most 3600 seconds."))
-                } else {
-                    room.update(|s| *s.slow_mode_s = *seconds);
-                    Ok((None, None))
-                }
-            }
-            ModerationAction::Lock => {
-                room.update(|s| *s.locked = true);
-                Ok((None, None))
-            }
-            ModerationAction::Unlock => {
-                room.update(|s| *s.locked = false);
-                Ok((None, None))
-            }
-            ModerationAction::SetTopic { text } => {
-                if text.chars().count() > MAX_NOTE_CHARS {
-                    Err(too_long("A topic"))
-                } else {
-                    let topic = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-                    room.update(|s| *s.topic_now = topic);
-                    Ok((None, None))
-                }
-            }
-            ModerationAction::SetMode { mode } => {
-                room.update(|s| *s.mode = *mode);
-                Ok((None, None))
-            }
             ModerationAction::GiveFloor { member_id } => {
                 if room.set_floor(member_id, true) {
                     Ok((Some(member_id.0.clone()), None))
@@ -208,13 +196,13 @@ impl Session {
                 Some(m) if room.set_floor(&m, false) => Ok((Some(m.0), None)),
                 _ => Err(not_found("member holding the floor")),
             },
-        };
-        match result {
-            Ok((target, reason)) => {
-                self.audit(action.name(), Some(&room_id), target, reason, None).await;
-                self.reply(&ServerMessage::Moderated { id }).await
-            }
-            Err(e) => self.error(e.with_id(id)).await,
+            // Changed by `change_room` before this is called; listed, not `_`,
+            // so a new action must be placed in one or the other.
+            ModerationAction::SlowMode { .. }
+            | ModerationAction::Lock
+            | ModerationAction::Unlock
+            | ModerationAction::SetTopic { .. }
+            | ModerationAction::SetMode { .. } => Ok((None, None)),
         }
     }
 
@@ -397,4 +385,28 @@ impl Session {
 
 fn warning(room: &RoomId, text: String) -> ServerMessage {
     ServerMessage::Notice(Notice { room: Some(room.clone()), kind: NoticeKind::Warning, text, resources: None, facilitators_alerted: None })
+}
+
+/// What the audit log says of an action: its target's id and the reason.
+type Audited = (Option<String>, Option<String>);
+
+/// A change to the room's live settings (slow mode, lock, topic, mode);
+/// `None` for the actions on members.
+fn change_room(room: &crate::hub::Room, action: &ModerationAction) -> Option<Result<Audited, ErrorBody>> {
+    match action {
+        ModerationAction::SlowMode { seconds } if *seconds > 3600 => {
+            return Some(Err(ErrorBody::new(ErrorCode::BadRequest, "Slow mode can be at most 3600 seconds.")));
+        }
+        ModerationAction::SlowMode { seconds } => room.update(|s| *s.slow_mode_s = *seconds),
+        ModerationAction::Lock => room.update(|s| *s.locked = true),
+        ModerationAction::Unlock => room.update(|s| *s.locked = false),
+        ModerationAction::SetTopic { text } if text.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("A topic"))),
+        ModerationAction::SetTopic { text } => {
+            let topic = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+            room.update(|s| *s.topic_now = topic);
+        }
+        ModerationAction::SetMode { mode } => room.update(|s| *s.mode = *mode),
+        _ => return None,
+    }
+    Some(Ok((None, None)))
 }
