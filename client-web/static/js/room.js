@@ -121,6 +121,12 @@ export class RoomScreen {
   show(roomId, { focus = true } = {}) {
     const changed = roomId !== this.roomId;
     this.roomId = roomId;
+    // Back in a room one was removed from (a kick is not a ban): the server let
+    // us in again, so the removal card and the hidden composer go.
+    if (!changed && this.removed && this.state?.active) {
+      this.removedCard.hidden = true;
+      this.removed = false;
+    }
     if (changed) {
       this.replyTo = null;
       this.renderReply();
@@ -746,20 +752,22 @@ export class RoomScreen {
 
   onRemoved(f) {
     clear(this.removedCard);
+    // Only words a facilitator wrote: never "null" or "undefined".
+    const note = typeof f.note === 'string' && f.note.trim() && f.note !== 'null' && f.note !== 'undefined' ? f.note : '';
     let text;
     if (f.reason === 'kicked') text = t('removedKicked');
     else if (f.reason === 'banned') text = f.until ? t('removedBannedUntil', formatWhen(f.until)) : t('removedBanned');
     else text = t('removedClosed');
     this.removedCard.append(
       h('p', { class: 'removed-title', tabindex: '-1', text }),
-      f.note ? h('p', { text: t('removedNote', f.note) }) : null,
+      note ? h('p', { text: t('removedNote', note) }) : null,
       h('button', { type: 'button', class: 'btn btn-primary', onclick: () => this.app.goDirectory() }, t('rulesBack')),
     );
     this.removedCard.hidden = false;
     this.removed = true;
     this.composer.hidden = true;
     this.removedCard.firstChild.focus();
-    announce(text + (f.note ? ` ${t('removedNote', f.note)}` : ''));
+    announce(text + (note ? ` ${t('removedNote', note)}` : ''));
   }
 }
 

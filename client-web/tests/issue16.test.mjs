@@ -1,0 +1,51 @@
+// Issue 16, "Bugs to fix": each test here failed before its fix.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { kindredBin } from './server.mjs';
+import { serverAndBrowser, openMember, joinRoom, watchErrors, WAIT } from './browser.mjs';
+
+const env = serverAndBrowser();
+
+function facilitatorToken(dataDir, { name = 'Facilitator Kim', role = 'facilitator' } = {}) {
+  const out = execFileSync(kindredBin(), ['token', '--role', role, '--name', name, '--ttl', '1h', '--data-dir', dataDir], { encoding: 'utf8', timeout: 30000 });
+  return out.trim().split(/\s+/).pop();
+}
+
+async function openFacilitator() {
+  const context = await env.browser.newContext({ viewport: { width: 1200, height: 800 }, reducedMotion: 'reduce', locale: 'en-GB', timezoneId: 'Europe/London' });
+  const page = await context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${env.server.url}/#token=${facilitatorToken(env.server.dataDir)}`);
+  await page.locator('.conn[data-state="online"]').waitFor({ state: 'attached' });
+  return { context, page, errors };
+}
+
+function memberId(page) {
+  return page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.member_id);
+}
+
+test('a kick without a reason shows no "null", and a kicked member who rejoins gets the composer back', { timeout: 90000 }, async () => {
+  const fac = await openFacilitator();
+  const m = await openMember(env.browser, env.server.url);
+  await joinRoom(fac.page, 'grief');
+  await joinRoom(m.page, 'grief');
+  const id = await memberId(m.page);
+  assert.equal(await fac.page.evaluate((mid) => window.kindred.act({ type: 'moderate', room: 'grief', action: 'kick', member_id: mid }, { quiet: true }), id), true);
+
+  const card = m.page.locator('.removed-card:not([hidden])');
+  await card.waitFor({ timeout: WAIT });
+  const text = await card.textContent();
+  assert.doesNotMatch(text, /null|undefined/, text);
+  assert.ok(await m.page.locator('#composer-text').isHidden(), 'no composer while removed');
+
+  // Kicks are not bans: coming back is allowed, and the room works again.
+  await card.getByRole('button', { name: 'Back to rooms' }).click();
+  await joinRoom(m.page, 'grief');
+  assert.ok(await m.page.locator('.removed-card').isHidden(), 'the removal card is gone after rejoining');
+  assert.ok(await m.page.locator('#composer-text').isVisible(), 'the composer is back');
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await m.context.close();
+  await fac.context.close();
+});
