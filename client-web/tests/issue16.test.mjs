@@ -49,3 +49,24 @@ test('a kick without a reason shows no "null", and a kicked member who rejoins g
   await m.context.close();
   await fac.context.close();
 });
+
+test('the staff back-channel has its own box, and the next public message reaches the room', { timeout: 90000 }, async () => {
+  const fac = await openFacilitator();
+  const m = await openMember(env.browser, env.server.url);
+  await joinRoom(fac.page, 'anxiety');
+  await joinRoom(m.page, 'anxiety');
+  assert.equal(await fac.page.locator('#screen-room .composer input[type="checkbox"]').count(), 0, 'no staff-only tick box in the public composer');
+
+  await fac.page.getByLabel('Note to facilitators (members never see it)').fill('Checking in with Heron privately.');
+  await fac.page.getByRole('button', { name: 'Send to staff', exact: true }).click();
+  await fac.page.locator('.msg.msg-staff', { hasText: 'Checking in with Heron privately.' }).waitFor({ timeout: WAIT });
+
+  await fac.page.locator('#composer-text').fill('Welcome everyone');
+  await fac.page.locator('#composer-text').press('Enter');
+  await m.page.locator('.msg', { hasText: 'Welcome everyone' }).waitFor({ timeout: WAIT });
+  assert.equal(await m.page.locator('.msg', { hasText: 'Welcome everyone' }).locator('.badge-staff-only').count(), 0);
+  assert.equal(await m.page.locator('.msg', { hasText: 'Checking in with Heron' }).count(), 0, 'members never see the back-channel');
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await m.context.close();
+  await fac.context.close();
+});

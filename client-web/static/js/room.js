@@ -63,8 +63,6 @@ export class RoomScreen {
     this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, t('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
     this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
     this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, t('addContentNote'));
-    this.staffOnly = h('input', { id: 'composer-staff', type: 'checkbox' });
-    this.staffRow = h('div', { class: 'field-check staff-only', hidden: true }, this.staffOnly, h('label', { for: 'composer-staff' }, t('staffOnlyLabel')));
     this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('raiseHand'));
     this.counter = h('span', { class: 'counter', 'aria-live': 'off' });
     this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, t('send'));
@@ -76,7 +74,7 @@ export class RoomScreen {
       this.cwRow,
       h('label', { for: 'composer-text', class: 'visually-hidden' }, t('composerLabel')),
       this.text,
-      h('div', { class: 'composer-row' }, this.cwToggle, this.staffRow, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
+      h('div', { class: 'composer-row' }, this.cwToggle, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
       h('p', { id: 'composer-hint', class: 'hint' }, t('composerHint')),
       this.feedback,
     );
@@ -421,8 +419,6 @@ export class RoomScreen {
     const info = r?.info;
     // No composer until joined (nothing could be sent), nor after being removed.
     this.composer.hidden = !info || !!this.removed;
-    this.staffRow.hidden = !r?.isStaff;
-    if (!r?.isStaff) this.staffOnly.checked = false;
     const structured = info?.mode === 'structured' && !r?.isStaff;
     this.hand.hidden = !structured || !!r?.me?.has_floor;
     const raised = !!r?.me?.hand_raised;
@@ -521,7 +517,6 @@ export class RoomScreen {
     if (this.replyTo) msg.reply_to = this.replyTo.message_id;
     const cw = this.cwInput.value.trim();
     if (!this.cwRow.hidden && cw) msg.cw = cw;
-    if (r.isStaff && this.staffOnly.checked) msg.staff = true;
     this.sending = true;
     this.sendBtn.textContent = t('sending');
     this.sendBtn.setAttribute('aria-disabled', 'true');
