@@ -70,3 +70,25 @@ test('the staff back-channel has its own box, and the next public message reache
   await m.context.close();
   await fac.context.close();
 });
+
+test('a locked room says so in the directory, offers no Join, and shows no rules to a newcomer', { timeout: 90000 }, async () => {
+  const fac = await openFacilitator();
+  await joinRoom(fac.page, 'pet-loss');
+  assert.equal(await fac.page.evaluate(() => window.kindred.act({ type: 'moderate', room: 'pet-loss', action: 'lock' }, { quiet: true })), true);
+
+  const m = await openMember(env.browser, env.server.url);
+  const card = m.page.locator('#room-title-pet-loss').locator('xpath=ancestor::li');
+  await card.waitFor({ timeout: WAIT });
+  await m.page.waitForFunction(() => document.querySelector('#room-title-pet-loss')?.closest('li')?.textContent.includes('not taking new people'), null, { timeout: WAIT });
+  assert.ok(await card.locator('.room-join').isHidden(), 'no Join on a locked room');
+
+  // Even by its address, the newcomer is told it is locked before reading any rules.
+  await m.page.goto(`${env.server.url}/#/room/pet-loss`);
+  await m.page.locator('dialog[open]').waitFor({ timeout: WAIT });
+  assert.match(await m.page.locator('dialog[open]').textContent(), /lock|new people/i);
+  assert.ok(await m.page.locator('#screen-rules').isHidden(), 'the rules were not shown');
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await fac.page.evaluate(() => window.kindred.act({ type: 'moderate', room: 'pet-loss', action: 'unlock' }, { quiet: true }));
+  await m.context.close();
+  await fac.context.close();
+});

@@ -48,6 +48,7 @@ export default {
   nextSession: (when) => `Next session: ${when}`,
   yourTime: '(your time)',
   closedNoSchedule: 'Closed for now',
+  directoryLocked: 'Locked: not taking new people right now',
   peopleHere: (n, cap) => {
     const people = n === 0 ? 'Quiet right now' : n === 1 ? '1 person here' : `${n} people here`;
     return cap ? `${people} (room for ${cap})` : people;
