@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { kindredBin } from './server.mjs';
-import { serverAndBrowser, openMember, joinRoom, watchErrors, WAIT } from './browser.mjs';
+import { serverAndBrowser, openMember, joinRoom, watchErrors, sendMessage, waitForMessage, messageTexts, WAIT } from './browser.mjs';
 
 const env = serverAndBrowser();
 
@@ -91,4 +91,33 @@ test('a locked room says so in the directory, offers no Join, and shows no rules
   await fac.page.evaluate(() => window.kindred.act({ type: 'moderate', room: 'pet-loss', action: 'unlock' }, { quiet: true }));
   await m.context.close();
   await fac.context.close();
+});
+
+test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
+  await joinRoom(a.page, 'depression');
+  await joinRoom(b.page, 'depression');
+
+  await env.server.stop();
+  await a.page.waitForFunction(() => document.querySelector('.conn')?.dataset.state !== 'online', null, { timeout: WAIT });
+  await sendMessage(a.page, 'Written while the line was down.');
+  await a.page.locator('.msg-pending', { hasText: 'Written while the line was down.' }).waitFor({ timeout: WAIT });
+
+  await env.server.start();
+  for (const { page } of [a, b]) {
+    await page.locator('.conn[data-state="online"]').waitFor({ state: 'attached', timeout: 30000 });
+    await page.waitForFunction(() => window.kindred?.store.room(window.kindred.activeRoom)?.active === true, null, { timeout: 30000 });
+  }
+  await waitForMessage(b.page, 'Written while the line was down.', 30000);
+  await a.page.locator('.msg-pending').waitFor({ state: 'detached', timeout: WAIT });
+  await a.page.waitForTimeout(1000);
+  for (const { page } of [a, b]) {
+    const same = (await messageTexts(page)).filter((x) => x === 'Written while the line was down.');
+    assert.equal(same.length, 1, 'sent exactly once');
+  }
+  assert.equal(await a.page.locator('#composer-feedback').textContent(), '', 'no stale "not sent" line');
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await a.context.close();
+  await b.context.close();
 });

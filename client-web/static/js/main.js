@@ -197,6 +197,7 @@ class App {
         }
         const state = this.store.applyJoined(j);
         state.active = true;
+        this.room.flushOutbox(r.id);
         if (again && r.id === active) {
           const text = j.recovered ? t('backOnline') : t('backOnlineGap');
           announce(text);

@@ -23,6 +23,7 @@ export class RoomScreen {
     this.replyTo = null;
     this.lastTypingSent = 0;
     this.typingTimer = null;
+    this.outbox = []; // {roomId, msg, el}: written while offline, sent after the rejoin
     this.staff = new StaffTools(app, new AlertInboxView(app, { title: t('toolsAlerts'), level: 3 }));
     this.stuck = true; // whether the reader is at the latest message
     this.build();
@@ -241,6 +242,7 @@ export class RoomScreen {
         if (!this.app.store.isHidden(r.id, m.from.member_id) || m.from.member_id === r.me?.member_id) this.list.append(this.messageEl(m));
       });
       for (const w of r.whispers) this.list.append(this.whisperEl(w));
+      for (const q of this.outbox) if (q.roomId === r.id) this.list.append(q.el);
     }
     this.updateEmpty();
     this.renderPeople();
@@ -503,6 +505,48 @@ export class RoomScreen {
     );
   }
 
+  /**
+   * Written while offline: kept, shown as waiting, and sent once after the
+   * reconnect (the welcome and this room's rejoin). Only messages that never
+   * left the browser are queued, so nothing is sent twice.
+   */
+  queueOffline(r, msg) {
+    const el = h('li', { class: 'msg msg-pending', dataset: { pending: 'true' } }, h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-pending' }, t('pendingTag'))), h('p', { class: 'msg-text', text: msg.text }));
+    this.outbox.push({ roomId: r.id, msg, el });
+    this.appendItem(el);
+    this.text.value = '';
+    this.replyTo = null;
+    this.renderReply();
+    if (!this.cwRow.hidden) this.toggleCw();
+    this.updateCounter();
+    this.feedback.textContent = t('queuedOffline');
+  }
+
+  /** Send what was queued for `roomId` while offline; called once the room is rejoined. */
+  async flushOutbox(roomId) {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (const q of this.outbox.filter((x) => x.roomId === roomId)) {
+        try {
+          await this.app.conn.request(q.msg);
+        } catch (err) {
+          if (err.code === 'disconnected') return; // never left: the next rejoin sends it
+          if (roomId === this.roomId) {
+            if (!this.text.value) this.text.value = q.msg.text;
+            this.feedback.textContent = this.app.errorText(err, { room: this.app.store.room(roomId), sending: true });
+          }
+        }
+        this.outbox = this.outbox.filter((x) => x !== q);
+        q.el.remove();
+        this.updateEmpty();
+      }
+      if (roomId === this.roomId && this.feedback.textContent === t('queuedOffline')) this.feedback.textContent = '';
+    } finally {
+      this.flushing = false;
+    }
+  }
+
   async onSubmit(e) {
     e.preventDefault();
     const r = this.state;
@@ -517,6 +561,10 @@ export class RoomScreen {
     if (this.replyTo) msg.reply_to = this.replyTo.message_id;
     const cw = this.cwInput.value.trim();
     if (!this.cwRow.hidden && cw) msg.cw = cw;
+    if (!this.app.conn.online) {
+      this.queueOffline(r, msg);
+      return;
+    }
     this.sending = true;
     this.sendBtn.textContent = t('sending');
     this.sendBtn.setAttribute('aria-disabled', 'true');

@@ -114,6 +114,8 @@ export default {
   lowerHand: 'Lower hand',
   handRaised: 'Your hand is raised. A facilitator will give you the floor.',
   notSentOffline: 'Not sent yet: you are offline. Your message is kept here.',
+  queuedOffline: 'You are offline. Your message will be sent when you are connected again.',
+  pendingTag: 'Waiting to send',
   notSentGeneric: 'That did not go through. Your message is kept here; please try again.',
   typingOne: (a) => `${a} is typing…`,
   typingTwo: (a, b) => `${a} and ${b} are typing…`,
