@@ -93,6 +93,26 @@ test('a locked room says so in the directory, offers no Join, and shows no rules
   await fac.context.close();
 });
 
+test('a whisper thread survives a reload in the same tab, and never reaches localStorage', { timeout: 90000 }, async () => {
+  const fac = await openFacilitator();
+  const m = await openMember(env.browser, env.server.url);
+  await joinRoom(fac.page, 'caregivers');
+  await joinRoom(m.page, 'caregivers');
+  const id = await memberId(m.page);
+  assert.equal(await fac.page.evaluate((to) => window.kindred.act({ type: 'whisper', room: 'caregivers', to, text: 'Checking in privately: how are you doing?' }, { quiet: true }), id), true);
+  await m.page.locator('.msg-whisper', { hasText: 'Checking in privately' }).waitFor({ timeout: WAIT });
+
+  await m.page.reload();
+  await m.page.locator('.conn[data-state="online"]').waitFor({ state: 'attached', timeout: WAIT });
+  await m.page.waitForFunction(() => window.kindred?.store.room(window.kindred.activeRoom)?.active === true, null, { timeout: WAIT });
+  await m.page.locator('.msg-whisper', { hasText: 'Checking in privately' }).waitFor({ timeout: WAIT });
+  const local = await m.page.evaluate(() => Object.keys(localStorage).map((k) => localStorage.getItem(k)).join(' '));
+  assert.doesNotMatch(local, /Checking in privately/, 'whispers stay out of localStorage');
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await m.context.close();
+  await fac.context.close();
+});
+
 test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);

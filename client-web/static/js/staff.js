@@ -72,7 +72,12 @@ export async function whisperDialog(app, roomId, to) {
   });
   if (v !== 'send' || !text) return false;
   const ok = await app.act({ type: 'whisper', room: roomId, to: to.member_id, text }, { quiet: true });
-  if (ok) app.store.emitRoom(app.store.room(roomId), 'whisper', { whisper: { room: roomId, outgoing: true, to: to.member_id, toHandle: to.handle, text, ts: new Date().toISOString() } });
+  const r = app.store.room(roomId);
+  if (ok && r) {
+    const whisper = { room: roomId, outgoing: true, to: to.member_id, toHandle: to.handle, text, ts: new Date().toISOString() };
+    r.addWhisper(whisper);
+    app.store.emitRoom(r, 'whisper', { whisper });
+  }
   return ok;
 }
 
