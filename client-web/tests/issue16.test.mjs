@@ -113,6 +113,22 @@ test('a whisper thread survives a reload in the same tab, and never reaches loca
   await fac.context.close();
 });
 
+test('the delete dialog does not promise the author will see the reason', { timeout: 90000 }, async () => {
+  const fac = await openFacilitator();
+  const m = await openMember(env.browser, env.server.url);
+  await joinRoom(fac.page, 'recovery');
+  await joinRoom(m.page, 'recovery');
+  await sendMessage(m.page, 'A message a facilitator will remove.');
+  await fac.page.locator('.msg', { hasText: 'A message a facilitator will remove.' }).locator('.msg-more').click();
+  await fac.page.getByRole('button', { name: 'Delete message', exact: true }).click();
+  const label = await fac.page.locator('dialog[open] label').first().textContent();
+  assert.doesNotMatch(label, /will see/i, label);
+  await fac.page.locator('dialog[open]').getByRole('button', { name: 'Cancel' }).click();
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await m.context.close();
+  await fac.context.close();
+});
+
 test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);

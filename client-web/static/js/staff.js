@@ -25,7 +25,9 @@ export async function moderateDialog(app, roomId, action, { member, message } = 
   const content = [];
   if (message) content.push(h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: message.from.handle }), h('p', { class: 'quote-text', text: message.text })));
   const reasonRequired = action === 'warn';
-  content.push(field({ label: t('modReasonLabel'), name: 'reason', multiline: true, required: reasonRequired, maxlength: 500 }));
+  // The author of a deleted message is not told why (protocol: only
+  // message_deleted to the room), so that label promises nothing.
+  content.push(field({ label: t(action === 'delete_message' ? 'modDeleteReasonLabel' : 'modReasonLabel'), name: 'reason', multiline: true, required: reasonRequired, maxlength: 500 }));
   if (action === 'mute' || action === 'ban') {
     content.push(selectField({ label: t('modDuration'), name: 'duration', options: t('modDurations').map((d) => ({ value: d.s, label: d.label })), value: action === 'mute' ? 600 : 86400 }));
   }

@@ -272,6 +272,7 @@ export default {
   modBan: 'Ban',
   modTitle: (action, handle) => `${action}: ${handle}`,
   modReasonLabel: 'Reason (the person will see this)',
+  modDeleteReasonLabel: 'Reason (for facilitators; the author is not told)',
   modReasonRequired: 'Please write a short reason.',
   modDuration: 'For how long',
   modDurations: [
