@@ -129,6 +129,43 @@ test('the delete dialog does not promise the author will see the reason', { time
   await fac.context.close();
 });
 
+test('muted or in slow mode, the composer is closed with a countdown, sends no typing, and opens again cleanly', { timeout: 120000 }, async () => {
+  const fac = await openFacilitator();
+  const m = await openMember(env.browser, env.server.url);
+  await joinRoom(fac.page, 'veterans');
+  await joinRoom(m.page, 'veterans');
+  const id = await memberId(m.page);
+  const closed = () => m.page.evaluate(() => { const box = document.getElementById('composer-text'); return box.readOnly || box.disabled; });
+
+  await fac.page.evaluate((mid) => window.kindred.act({ type: 'moderate', room: 'veterans', action: 'mute', member_id: mid, duration_s: 600 }, { quiet: true }), id);
+  await m.page.locator('#composer-block:not([hidden])').waitFor({ timeout: WAIT });
+  assert.match(await m.page.locator('#composer-block').textContent(), /muted.*\d/);
+  assert.equal(await closed(), true, 'a muted member cannot write');
+  // Whatever reaches the box while muted, the room is not told "typing…".
+  await m.page.evaluate(() => { const box = document.getElementById('composer-text'); box.value = 'hello?'; box.dispatchEvent(new Event('input', { bubbles: true })); });
+  await fac.page.waitForTimeout(1500);
+  assert.equal(await fac.page.locator('.typing').textContent().catch(() => ''), '', 'no typing shown for a muted member');
+  await m.page.evaluate(() => { document.getElementById('composer-text').value = ''; });
+
+  await fac.page.evaluate((mid) => window.kindred.act({ type: 'moderate', room: 'veterans', action: 'unmute', member_id: mid }, { quiet: true }), id);
+  await m.page.locator('.notice', { hasText: 'Your mute was lifted' }).waitFor({ timeout: WAIT });
+  assert.equal(await m.page.locator('.notice-warning').count(), 0, 'the old "muted" notice is gone');
+  assert.equal(await closed(), false);
+
+  await fac.page.evaluate(() => window.kindred.act({ type: 'moderate', room: 'veterans', action: 'slow_mode', seconds: 30 }, { quiet: true }));
+  await m.page.waitForFunction(() => window.kindred.store.room('veterans').info.slow_mode_s === 30, null, { timeout: WAIT });
+  await sendMessage(m.page, 'One message in slow mode.');
+  await m.page.locator('#composer-block', { hasText: 'Slow mode' }).waitFor({ timeout: WAIT });
+  assert.equal(await closed(), true, 'closed until slow mode allows the next message');
+  await fac.page.evaluate(() => window.kindred.act({ type: 'moderate', room: 'veterans', action: 'slow_mode', seconds: 0 }, { quiet: true }));
+  await m.page.locator('#composer-block').waitFor({ state: 'hidden', timeout: WAIT });
+  assert.equal(await closed(), false);
+  assert.equal(await m.page.locator('#composer-feedback').textContent(), '', 'no stale error');
+  assert.deepEqual([...m.errors, ...fac.errors], []);
+  await m.context.close();
+  await fac.context.close();
+});
+
 test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);

@@ -62,18 +62,23 @@ export class RoomScreen {
     this.replyBar = h('div', { class: 'reply-bar', hidden: true });
     this.cwInput = h('input', { id: 'composer-cw', type: 'text', maxlength: '40', list: 'cw-suggestions', autocomplete: 'off' });
     this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, t('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
-    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
+    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-block composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
     this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, t('addContentNote'));
     this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('raiseHand'));
     this.counter = h('span', { class: 'counter', 'aria-live': 'off' });
     this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, t('send'));
     this.feedback = h('p', { id: 'composer-feedback', class: 'feedback', role: 'status' });
+    // Why the composer is closed for now (muted, slow mode, waiting for the
+    // floor), with a countdown; not a live region (it ticks every second):
+    // the change itself is announced once.
+    this.blockLine = h('p', { id: 'composer-block', class: 'composer-block', hidden: true });
     this.composer = h(
       'form',
       { class: 'composer', onsubmit: (e) => this.onSubmit(e) },
       this.replyBar,
       this.cwRow,
       h('label', { for: 'composer-text', class: 'visually-hidden' }, t('composerLabel')),
+      this.blockLine,
       this.text,
       h('div', { class: 'composer-row' }, this.cwToggle, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
       h('p', { id: 'composer-hint', class: 'hint' }, t('composerHint')),
@@ -132,6 +137,9 @@ export class RoomScreen {
       clear(this.notices);
       this.removedCard.hidden = true;
       this.removed = false;
+      this.slowUntil = 0;
+      this.blockKind = null;
+      this.mutedShown = !!this.state?.me?.muted;
       this.feedback.textContent = '';
       this.text.value = '';
       this.closePanels();
@@ -191,6 +199,7 @@ export class RoomScreen {
         break;
       }
       case 'members':
+        if (d.updated && d.updated.member_id === this.state?.me?.member_id) this.onMeUpdated(d.updated);
         this.renderPeople();
         this.renderHeader();
         this.renderComposerState();
@@ -427,6 +436,46 @@ export class RoomScreen {
     this.hand.textContent = raised ? t('lowerHand') : t('raiseHand');
     this.hand.setAttribute('aria-pressed', String(raised));
     this.updateCounter();
+    this.renderBlock();
+  }
+
+  /** Why the member cannot send right now, or null: muted, slow mode, or no floor in structured mode. */
+  blockReason() {
+    const r = this.state;
+    const info = r?.info;
+    if (!r || !info || r.isStaff) return null;
+    const now = Date.now();
+    if (r.me?.muted) {
+      const until = r.me.muted_until ? Date.parse(r.me.muted_until) : NaN;
+      return { kind: 'muted', text: until > now ? t('composerMutedUntil', countdown(until - now)) : t('composerMuted'), tick: until > now };
+    }
+    if (info.mode === 'structured' && !r.me?.has_floor) return { kind: 'floor', text: t('composerNoFloor') };
+    if (info.slow_mode_s > 0 && this.slowUntil > now) return { kind: 'slow', text: t('composerSlow', countdown(this.slowUntil - now)), tick: true };
+    return null;
+  }
+
+  renderBlock() {
+    clearTimeout(this.blockTimer);
+    const b = this.blockReason();
+    const kind = b?.kind || null;
+    this.blockLine.hidden = !b;
+    this.blockLine.textContent = b ? b.text : '';
+    this.text.readOnly = !!b;
+    if (b) this.text.setAttribute('aria-disabled', 'true');
+    else this.text.removeAttribute('aria-disabled');
+    this.sendBtn.disabled = !!b;
+    this.composer.classList.toggle('is-blocked', !!b);
+    if (kind !== this.blockKind) {
+      const before = this.blockKind;
+      this.blockKind = kind;
+      if (b) announce(b.text);
+      // The state that caused an error ended: the error is stale.
+      if (before && !b) {
+        clearTimeout(this.feedbackTimer);
+        this.feedback.textContent = '';
+      }
+    }
+    if (b?.tick) this.blockTimer = setTimeout(() => this.renderBlock(), 1000);
   }
 
   // ---- scrolling -------------------------------------------------------
@@ -469,7 +518,7 @@ export class RoomScreen {
   onInput() {
     this.updateCounter();
     const now = Date.now();
-    if (this.text.value.trim() && now - this.lastTypingSent > TYPING_SEND_EVERY_MS && this.state?.info) {
+    if (this.text.value.trim() && now - this.lastTypingSent > TYPING_SEND_EVERY_MS && this.state?.info && !this.blockReason()) {
       this.lastTypingSent = now;
       this.app.conn.send({ type: 'typing', room: this.roomId });
     }
@@ -551,7 +600,7 @@ export class RoomScreen {
     e.preventDefault();
     const r = this.state;
     const text = this.text.value.trim();
-    if (!text || !r || this.sending) return;
+    if (!text || !r || this.sending || this.blockReason()) return;
     const max = this.app.maxChars();
     if ([...text].length > max) {
       this.feedback.textContent = t('tooLong', max);
@@ -571,6 +620,7 @@ export class RoomScreen {
     this.feedback.textContent = '';
     try {
       await this.app.conn.request(msg);
+      if (!r.isStaff && r.info?.slow_mode_s > 0) this.slowUntil = Date.now() + r.info.slow_mode_s * 1000;
       this.text.value = '';
       this.replyTo = null;
       this.renderReply();
@@ -579,6 +629,7 @@ export class RoomScreen {
       this.text.focus();
     } catch (err) {
       this.feedback.textContent = this.app.errorText(err, { room: r, sending: true });
+      if (err.code === 'slow_mode' && err.body?.retry_after_ms) this.slowUntil = Date.now() + err.body.retry_after_ms;
       if (err.body?.retry_after_ms) {
         clearTimeout(this.feedbackTimer);
         this.feedbackTimer = setTimeout(() => { this.feedback.textContent = ''; }, Math.min(err.body.retry_after_ms + 500, 60000));
@@ -587,6 +638,7 @@ export class RoomScreen {
       this.sending = false;
       this.sendBtn.textContent = t('send');
       this.sendBtn.removeAttribute('aria-disabled');
+      this.renderBlock();
     }
   }
 
@@ -726,6 +778,16 @@ export class RoomScreen {
 
   // ---- notices ---------------------------------------------------------
 
+  /** The member's own mute lifted: say so, and take the old "muted" warning away. */
+  onMeUpdated(me) {
+    const was = this.mutedShown;
+    this.mutedShown = !!me.muted;
+    if (was && !me.muted) {
+      for (const old of this.notices.querySelectorAll('.notice-warning')) old.remove();
+      this.showNotice('notice-info', null, t('unmutedNotice'));
+    }
+  }
+
   onNotice(n) {
     if (n.room && n.room !== this.roomId) return;
     if (this.el.hidden && n.kind !== 'crisis_resources') return;
@@ -812,6 +874,12 @@ export class RoomScreen {
     this.removedCard.firstChild.focus();
     announce(text + (note ? ` ${t('removedNote', note)}` : ''));
   }
+}
+
+/** "4:05" or "35 s" for a wait in milliseconds. */
+function countdown(ms) {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}` : t('secondsShort', s);
 }
 
 const ACTION_KEYS = { warn: 'modWarn', mute: 'modMute', kick: 'modKick', ban: 'modBan' };
