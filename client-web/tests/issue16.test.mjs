@@ -166,6 +166,34 @@ test('muted or in slow mode, the composer is closed with a countdown, sends no t
   await fac.context.close();
 });
 
+test('the message list is one tab stop: arrow keys move between messages, Tab leaves', { timeout: 90000 }, async () => {
+  const a = await openMember(env.browser, env.server.url);
+  const b = await openMember(env.browser, env.server.url);
+  await joinRoom(a.page, 'parenting');
+  await joinRoom(b.page, 'parenting');
+  for (let i = 1; i <= 8; i++) await sendMessage(b.page, `Message number ${i}`);
+  await waitForMessage(a.page, 'Message number 8');
+
+  const tabStops = await a.page.evaluate(() => [...document.querySelectorAll('#screen-room .messages button, #screen-room .messages summary')].filter((el) => el.tabIndex >= 0).length);
+  assert.equal(tabStops, 1, 'one tab stop in the list');
+  await a.page.locator('#composer-text').focus();
+  const inList = () => a.page.evaluate(() => !!document.activeElement?.closest('.messages'));
+  let presses = 0;
+  while (!(await inList()) && presses < 20) {
+    await a.page.keyboard.press('Shift+Tab');
+    presses++;
+  }
+  assert.ok(await inList(), 'Shift+Tab from the composer reaches the list');
+  assert.match(await a.page.evaluate(() => document.activeElement.closest('li').textContent), /Message number 8/);
+  await a.page.keyboard.press('ArrowUp');
+  assert.match(await a.page.evaluate(() => document.activeElement.closest('li').textContent), /Message number 7/);
+  await a.page.keyboard.press('Shift+Tab');
+  assert.equal(await inList(), false, 'one more Shift+Tab leaves the list');
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await a.context.close();
+  await b.context.close();
+});
+
 test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);

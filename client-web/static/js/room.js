@@ -51,7 +51,10 @@ export class RoomScreen {
     this.toolsCountText = h('span', { class: 'visually-hidden' });
     this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount, this.toolsCountText);
 
-    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel') });
+    // One tab stop for the whole list (roving tabindex): Tab reaches the
+    // current message's controls and then leaves; arrow keys move between
+    // messages. Otherwise every message's "⋯" is a Tab press.
+    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel'), onkeydown: (e) => this.onListKey(e), onfocusin: (e) => this.onListFocus(e) });
     this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
     this.notices = h('div', { class: 'notices' });
     this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': t('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
@@ -264,6 +267,45 @@ export class RoomScreen {
   updateEmpty() {
     const r = this.state;
     this.emptyNote.hidden = !r?.info || this.list.children.length > 0;
+    this.updateRoving();
+  }
+
+  /** Messages with controls, in order. */
+  rovingItems() {
+    return [...this.list.children].filter((li) => li.querySelector(ROVING_CONTROLS));
+  }
+
+  /** Only the current message's controls are tab stops; the current one is the latest unless focus is in the list. */
+  updateRoving(current) {
+    const items = this.rovingItems();
+    if (current) this.currentItem = current;
+    else if (!this.list.contains(document.activeElement) || !items.includes(this.currentItem)) this.currentItem = items[items.length - 1] || null;
+    for (const li of items) {
+      const tab = li === this.currentItem ? '0' : '-1';
+      for (const c of li.querySelectorAll(ROVING_CONTROLS)) if (c.getAttribute('tabindex') !== tab) c.setAttribute('tabindex', tab);
+    }
+  }
+
+  onListFocus(e) {
+    const li = e.target.closest?.('ol.messages > li');
+    if (li && li !== this.currentItem && li.querySelector(ROVING_CONTROLS)) this.updateRoving(li);
+  }
+
+  onListKey(e) {
+    if (!['ArrowUp', 'ArrowDown', 'Home', 'End'].includes(e.key) || e.altKey || e.ctrlKey || e.metaKey) return;
+    const li = e.target.closest?.('ol.messages > li');
+    if (!li || e.target === li) return;
+    const items = this.rovingItems();
+    const i = items.indexOf(li);
+    if (i < 0) return;
+    const j = e.key === 'Home' ? 0 : e.key === 'End' ? items.length - 1 : e.key === 'ArrowUp' ? i - 1 : i + 1;
+    if (j < 0 || j >= items.length) return;
+    e.preventDefault();
+    const next = items[j];
+    this.updateRoving(next);
+    const target = next.querySelector('.msg-more') || next.querySelector(ROVING_CONTROLS);
+    target.focus();
+    target.scrollIntoView({ block: 'nearest' });
   }
 
   renderHeader() {
@@ -875,6 +917,8 @@ export class RoomScreen {
     announce(text + (note ? ` ${t('removedNote', note)}` : ''));
   }
 }
+
+const ROVING_CONTROLS = 'button, summary, a[href]';
 
 /** "4:05" or "35 s" for a wait in milliseconds. */
 function countdown(ms) {
