@@ -194,6 +194,34 @@ test('the message list is one tab stop: arrow keys move between messages, Tab le
   await b.context.close();
 });
 
+test('phone: the drawer keeps focus and Escape closes it, no keyboard on join, and the list keeps its height at 200 % zoom', { timeout: 90000 }, async () => {
+  const m = await openMember(env.browser, env.server.url, { viewport: { width: 375, height: 740 } });
+  await joinRoom(m.page, 'new-in-town');
+  await m.page.waitForTimeout(300);
+  assert.notEqual(await m.page.evaluate(() => document.activeElement?.id), 'composer-text', 'the composer is not focused on join on a phone');
+
+  const toggle = m.page.locator('#screen-room .panel-toggle[aria-controls="people-panel"]');
+  await toggle.click();
+  await m.page.locator('#people-panel.open').waitFor({ timeout: WAIT });
+  for (let i = 0; i < 8; i++) {
+    await m.page.keyboard.press('Tab');
+    assert.equal(await m.page.evaluate(() => !!document.activeElement?.closest('#people-panel')), true, `Tab ${i + 1} stays in the drawer`);
+  }
+  await m.page.keyboard.press('Shift+Tab');
+  assert.equal(await m.page.evaluate(() => !!document.activeElement?.closest('#people-panel')), true, 'Shift+Tab stays in the drawer');
+  await m.page.keyboard.press('Escape');
+  await m.page.locator('#people-panel.open').waitFor({ state: 'detached', timeout: WAIT });
+  assert.equal(await m.page.evaluate(() => document.activeElement?.getAttribute('aria-controls')), 'people-panel', 'focus goes back to the toggle');
+
+  // 1200 × 800 at 200 % zoom is a 600 × 400 CSS-pixel viewport.
+  await m.page.setViewportSize({ width: 600, height: 400 });
+  await m.page.waitForTimeout(300);
+  const height = await m.page.evaluate(() => document.querySelector('#screen-room .timeline').getBoundingClientRect().height);
+  assert.ok(height >= 150, `message list is ${height}px high at 200 % zoom`);
+  assert.deepEqual(m.errors, []);
+  await m.context.close();
+});
+
 test('a message written while offline waits, then is sent once after reconnecting', { timeout: 120000 }, async () => {
   const a = await openMember(env.browser, env.server.url);
   const b = await openMember(env.browser, env.server.url);

@@ -150,11 +150,19 @@ export class RoomScreen {
     this.el.hidden = false;
     this.renderAll();
     this.scrollToBottom();
-    if (focus && this.state?.info) this.text.focus();
+    // On a phone, focusing the composer opens the keyboard over half the
+    // screen before the member has read anything: focus the room's title.
+    if (focus && this.state?.info) {
+      if (matchMedia('(max-width: 50rem), (pointer: coarse)').matches) {
+        this.title.setAttribute('tabindex', '-1');
+        this.title.focus({ preventScroll: true });
+      } else this.text.focus();
+    }
   }
 
   hide() {
     this.el.hidden = true;
+    this.closePanels();
     clearTimeout(this.typingTimer);
   }
 
@@ -163,6 +171,40 @@ export class RoomScreen {
       panel.classList.remove('open');
       btn.setAttribute('aria-expanded', 'false');
     }
+    if (this.drawerTrap) document.removeEventListener('keydown', this.drawerTrap, true);
+    this.drawerTrap = null;
+  }
+
+  /**
+   * An open drawer (narrow screens, where it covers the page) keeps focus:
+   * Tab and Shift+Tab wrap inside it, and Escape closes it from anywhere.
+   */
+  trapDrawer(panel, btn) {
+    this.drawerTrap = (e) => {
+      if (!panel.classList.contains('open') || getComputedStyle(panel).position !== 'fixed' || document.querySelector('dialog[open]')) return;
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        this.closePanels();
+        btn.focus();
+        return;
+      }
+      if (e.key !== 'Tab') return;
+      const items = [...panel.querySelectorAll('button, [href], input, select, textarea, summary, [tabindex]:not([tabindex="-1"])')].filter((el) => !el.disabled && el.offsetParent !== null);
+      if (!items.length) return;
+      // Move focus ourselves, wrapping at both ends.
+      e.preventDefault();
+      const active = document.activeElement;
+      const n = items.length;
+      let i = items.indexOf(active);
+      if (i >= 0) i = (i + (e.shiftKey ? n - 1 : 1)) % n;
+      else if (panel.contains(active)) {
+        const after = (el) => active.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING;
+        i = e.shiftKey ? items.findLastIndex((el) => !after(el)) : items.findIndex(after);
+        if (i < 0) i = e.shiftKey ? n - 1 : 0;
+      } else i = e.shiftKey ? n - 1 : 0;
+      items[i].focus();
+    };
+    document.addEventListener('keydown', this.drawerTrap, true);
   }
 
   togglePanel(panel, btn) {
@@ -172,6 +214,7 @@ export class RoomScreen {
     btn.setAttribute('aria-expanded', String(open));
     if (open) panel.querySelector('h2')?.setAttribute('tabindex', '-1');
     if (open) panel.querySelector('h2')?.focus();
+    if (open) this.trapDrawer(panel, btn);
   }
 
   /** Open crisis alerts (every room in scope), shown on the tools button. */
