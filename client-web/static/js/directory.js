@@ -197,10 +197,16 @@ export class DirectoryScreen {
       parts.schedule.textContent = s?.description || '';
       parts.schedule.hidden = !s?.description;
     }
+    // Locked: say so here, before the rules, and offer no Join.
+    el.classList.toggle('is-locked', !!room.locked);
+    if (room.locked) {
+      parts.when.textContent = t('directoryLocked');
+      parts.schedule.hidden = true;
+    }
     const full = room.capacity && room.member_count >= room.capacity;
     parts.people.textContent = full ? t('roomIsFull') : t('peopleHere', room.member_count, room.capacity);
     if (room.requires_facilitator && room.open) parts.people.textContent += ` · ${t('needsFacilitator')}`;
-    parts.join.hidden = !room.open;
+    parts.join.hidden = !room.open || !!room.locked;
     parts.join.setAttribute('aria-label', t('joinRoomLabel', room.name));
   }
 }

@@ -197,6 +197,7 @@ class App {
         }
         const state = this.store.applyJoined(j);
         state.active = true;
+        this.room.flushOutbox(r.id);
         if (again && r.id === active) {
           const text = j.recovered ? t('backOnline') : t('backOnlineGap');
           announce(text);
@@ -352,6 +353,8 @@ class App {
   onJoinError(id, err, { resumed }) {
     const body = err.body || {};
     const name = this.store.room(id)?.info?.name || this.summary(id)?.name || id;
+    // A locked room takes nobody new: don't have them read and accept the rules first.
+    if (err.code === 'rules_not_accepted' && this.summary(id)?.locked) err = { code: 'room_locked', body: {} };
     if (err.code === 'rules_not_accepted') {
       this.showScreen('rules');
       this.rules.show({ roomId: id, name, version: body.rules_version, rules: body.rules, updated: !!resumed || !!this.store.room(id)?.info });

@@ -23,6 +23,7 @@ export class RoomScreen {
     this.replyTo = null;
     this.lastTypingSent = 0;
     this.typingTimer = null;
+    this.outbox = []; // {roomId, msg, el}: written while offline, sent after the rejoin
     this.staff = new StaffTools(app, new AlertInboxView(app, { title: t('toolsAlerts'), level: 3 }));
     this.stuck = true; // whether the reader is at the latest message
     this.build();
@@ -50,7 +51,10 @@ export class RoomScreen {
     this.toolsCountText = h('span', { class: 'visually-hidden' });
     this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount, this.toolsCountText);
 
-    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel') });
+    // One tab stop for the whole list (roving tabindex): Tab reaches the
+    // current message's controls and then leaves; arrow keys move between
+    // messages. Otherwise every message's "⋯" is a Tab press.
+    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel'), onkeydown: (e) => this.onListKey(e), onfocusin: (e) => this.onListFocus(e) });
     this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
     this.notices = h('div', { class: 'notices' });
     this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': t('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
@@ -61,22 +65,25 @@ export class RoomScreen {
     this.replyBar = h('div', { class: 'reply-bar', hidden: true });
     this.cwInput = h('input', { id: 'composer-cw', type: 'text', maxlength: '40', list: 'cw-suggestions', autocomplete: 'off' });
     this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, t('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
-    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
+    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-block composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
     this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, t('addContentNote'));
-    this.staffOnly = h('input', { id: 'composer-staff', type: 'checkbox' });
-    this.staffRow = h('div', { class: 'field-check staff-only', hidden: true }, this.staffOnly, h('label', { for: 'composer-staff' }, t('staffOnlyLabel')));
     this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('raiseHand'));
     this.counter = h('span', { class: 'counter', 'aria-live': 'off' });
     this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, t('send'));
     this.feedback = h('p', { id: 'composer-feedback', class: 'feedback', role: 'status' });
+    // Why the composer is closed for now (muted, slow mode, waiting for the
+    // floor), with a countdown; not a live region (it ticks every second):
+    // the change itself is announced once.
+    this.blockLine = h('p', { id: 'composer-block', class: 'composer-block', hidden: true });
     this.composer = h(
       'form',
       { class: 'composer', onsubmit: (e) => this.onSubmit(e) },
       this.replyBar,
       this.cwRow,
       h('label', { for: 'composer-text', class: 'visually-hidden' }, t('composerLabel')),
+      this.blockLine,
       this.text,
-      h('div', { class: 'composer-row' }, this.cwToggle, this.staffRow, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
+      h('div', { class: 'composer-row' }, this.cwToggle, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
       h('p', { id: 'composer-hint', class: 'hint' }, t('composerHint')),
       this.feedback,
     );
@@ -121,12 +128,21 @@ export class RoomScreen {
   show(roomId, { focus = true } = {}) {
     const changed = roomId !== this.roomId;
     this.roomId = roomId;
+    // Back in a room one was removed from (a kick is not a ban): the server let
+    // us in again, so the removal card and the hidden composer go.
+    if (!changed && this.removed && this.state?.active) {
+      this.removedCard.hidden = true;
+      this.removed = false;
+    }
     if (changed) {
       this.replyTo = null;
       this.renderReply();
       clear(this.notices);
       this.removedCard.hidden = true;
       this.removed = false;
+      this.slowUntil = 0;
+      this.blockKind = null;
+      this.mutedShown = !!this.state?.me?.muted;
       this.feedback.textContent = '';
       this.text.value = '';
       this.closePanels();
@@ -134,11 +150,19 @@ export class RoomScreen {
     this.el.hidden = false;
     this.renderAll();
     this.scrollToBottom();
-    if (focus && this.state?.info) this.text.focus();
+    // On a phone, focusing the composer opens the keyboard over half the
+    // screen before the member has read anything: focus the room's title.
+    if (focus && this.state?.info) {
+      if (matchMedia('(max-width: 50rem), (pointer: coarse)').matches) {
+        this.title.setAttribute('tabindex', '-1');
+        this.title.focus({ preventScroll: true });
+      } else this.text.focus();
+    }
   }
 
   hide() {
     this.el.hidden = true;
+    this.closePanels();
     clearTimeout(this.typingTimer);
   }
 
@@ -147,6 +171,40 @@ export class RoomScreen {
       panel.classList.remove('open');
       btn.setAttribute('aria-expanded', 'false');
     }
+    if (this.drawerTrap) document.removeEventListener('keydown', this.drawerTrap, true);
+    this.drawerTrap = null;
+  }
+
+  /**
+   * An open drawer (narrow screens, where it covers the page) keeps focus:
+   * Tab and Shift+Tab wrap inside it, and Escape closes it from anywhere.
+   */
+  trapDrawer(panel, btn) {
+    this.drawerTrap = (e) => {
+      if (!panel.classList.contains('open') || getComputedStyle(panel).position !== 'fixed' || document.querySelector('dialog[open]')) return;
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        this.closePanels();
+        btn.focus();
+        return;
+      }
+      if (e.key !== 'Tab') return;
+      const items = [...panel.querySelectorAll('button, [href], input, select, textarea, summary, [tabindex]:not([tabindex="-1"])')].filter((el) => !el.disabled && el.offsetParent !== null);
+      if (!items.length) return;
+      // Move focus ourselves, wrapping at both ends.
+      e.preventDefault();
+      const active = document.activeElement;
+      const n = items.length;
+      let i = items.indexOf(active);
+      if (i >= 0) i = (i + (e.shiftKey ? n - 1 : 1)) % n;
+      else if (panel.contains(active)) {
+        const after = (el) => active.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING;
+        i = e.shiftKey ? items.findLastIndex((el) => !after(el)) : items.findIndex(after);
+        if (i < 0) i = e.shiftKey ? n - 1 : 0;
+      } else i = e.shiftKey ? n - 1 : 0;
+      items[i].focus();
+    };
+    document.addEventListener('keydown', this.drawerTrap, true);
   }
 
   togglePanel(panel, btn) {
@@ -156,6 +214,7 @@ export class RoomScreen {
     btn.setAttribute('aria-expanded', String(open));
     if (open) panel.querySelector('h2')?.setAttribute('tabindex', '-1');
     if (open) panel.querySelector('h2')?.focus();
+    if (open) this.trapDrawer(panel, btn);
   }
 
   /** Open crisis alerts (every room in scope), shown on the tools button. */
@@ -186,6 +245,7 @@ export class RoomScreen {
         break;
       }
       case 'members':
+        if (d.updated && d.updated.member_id === this.state?.me?.member_id) this.onMeUpdated(d.updated);
         this.renderPeople();
         this.renderHeader();
         this.renderComposerState();
@@ -237,6 +297,7 @@ export class RoomScreen {
         if (!this.app.store.isHidden(r.id, m.from.member_id) || m.from.member_id === r.me?.member_id) this.list.append(this.messageEl(m));
       });
       for (const w of r.whispers) this.list.append(this.whisperEl(w));
+      for (const q of this.outbox) if (q.roomId === r.id) this.list.append(q.el);
     }
     this.updateEmpty();
     this.renderPeople();
@@ -249,6 +310,45 @@ export class RoomScreen {
   updateEmpty() {
     const r = this.state;
     this.emptyNote.hidden = !r?.info || this.list.children.length > 0;
+    this.updateRoving();
+  }
+
+  /** Messages with controls, in order. */
+  rovingItems() {
+    return [...this.list.children].filter((li) => li.querySelector(ROVING_CONTROLS));
+  }
+
+  /** Only the current message's controls are tab stops; the current one is the latest unless focus is in the list. */
+  updateRoving(current) {
+    const items = this.rovingItems();
+    if (current) this.currentItem = current;
+    else if (!this.list.contains(document.activeElement) || !items.includes(this.currentItem)) this.currentItem = items[items.length - 1] || null;
+    for (const li of items) {
+      const tab = li === this.currentItem ? '0' : '-1';
+      for (const c of li.querySelectorAll(ROVING_CONTROLS)) if (c.getAttribute('tabindex') !== tab) c.setAttribute('tabindex', tab);
+    }
+  }
+
+  onListFocus(e) {
+    const li = e.target.closest?.('ol.messages > li');
+    if (li && li !== this.currentItem && li.querySelector(ROVING_CONTROLS)) this.updateRoving(li);
+  }
+
+  onListKey(e) {
+    if (!['ArrowUp', 'ArrowDown', 'Home', 'End'].includes(e.key) || e.altKey || e.ctrlKey || e.metaKey) return;
+    const li = e.target.closest?.('ol.messages > li');
+    if (!li || e.target === li) return;
+    const items = this.rovingItems();
+    const i = items.indexOf(li);
+    if (i < 0) return;
+    const j = e.key === 'Home' ? 0 : e.key === 'End' ? items.length - 1 : e.key === 'ArrowUp' ? i - 1 : i + 1;
+    if (j < 0 || j >= items.length) return;
+    e.preventDefault();
+    const next = items[j];
+    this.updateRoving(next);
+    const target = next.querySelector('.msg-more') || next.querySelector(ROVING_CONTROLS);
+    target.focus();
+    target.scrollIntoView({ block: 'nearest' });
   }
 
   renderHeader() {
@@ -415,14 +515,52 @@ export class RoomScreen {
     const info = r?.info;
     // No composer until joined (nothing could be sent), nor after being removed.
     this.composer.hidden = !info || !!this.removed;
-    this.staffRow.hidden = !r?.isStaff;
-    if (!r?.isStaff) this.staffOnly.checked = false;
     const structured = info?.mode === 'structured' && !r?.isStaff;
     this.hand.hidden = !structured || !!r?.me?.has_floor;
     const raised = !!r?.me?.hand_raised;
     this.hand.textContent = raised ? t('lowerHand') : t('raiseHand');
     this.hand.setAttribute('aria-pressed', String(raised));
     this.updateCounter();
+    this.renderBlock();
+  }
+
+  /** Why the member cannot send right now, or null: muted, slow mode, or no floor in structured mode. */
+  blockReason() {
+    const r = this.state;
+    const info = r?.info;
+    if (!r || !info || r.isStaff) return null;
+    const now = Date.now();
+    if (r.me?.muted) {
+      const until = r.me.muted_until ? Date.parse(r.me.muted_until) : NaN;
+      return { kind: 'muted', text: until > now ? t('composerMutedUntil', countdown(until - now)) : t('composerMuted'), tick: until > now };
+    }
+    if (info.mode === 'structured' && !r.me?.has_floor) return { kind: 'floor', text: t('composerNoFloor') };
+    if (info.slow_mode_s > 0 && this.slowUntil > now) return { kind: 'slow', text: t('composerSlow', countdown(this.slowUntil - now)), tick: true };
+    return null;
+  }
+
+  renderBlock() {
+    clearTimeout(this.blockTimer);
+    const b = this.blockReason();
+    const kind = b?.kind || null;
+    this.blockLine.hidden = !b;
+    this.blockLine.textContent = b ? b.text : '';
+    this.text.readOnly = !!b;
+    if (b) this.text.setAttribute('aria-disabled', 'true');
+    else this.text.removeAttribute('aria-disabled');
+    this.sendBtn.disabled = !!b;
+    this.composer.classList.toggle('is-blocked', !!b);
+    if (kind !== this.blockKind) {
+      const before = this.blockKind;
+      this.blockKind = kind;
+      if (b) announce(b.text);
+      // The state that caused an error ended: the error is stale.
+      if (before && !b) {
+        clearTimeout(this.feedbackTimer);
+        this.feedback.textContent = '';
+      }
+    }
+    if (b?.tick) this.blockTimer = setTimeout(() => this.renderBlock(), 1000);
   }
 
   // ---- scrolling -------------------------------------------------------
@@ -465,7 +603,7 @@ export class RoomScreen {
   onInput() {
     this.updateCounter();
     const now = Date.now();
-    if (this.text.value.trim() && now - this.lastTypingSent > TYPING_SEND_EVERY_MS && this.state?.info) {
+    if (this.text.value.trim() && now - this.lastTypingSent > TYPING_SEND_EVERY_MS && this.state?.info && !this.blockReason()) {
       this.lastTypingSent = now;
       this.app.conn.send({ type: 'typing', room: this.roomId });
     }
@@ -501,11 +639,53 @@ export class RoomScreen {
     );
   }
 
+  /**
+   * Written while offline: kept, shown as waiting, and sent once after the
+   * reconnect (the welcome and this room's rejoin). Only messages that never
+   * left the browser are queued, so nothing is sent twice.
+   */
+  queueOffline(r, msg) {
+    const el = h('li', { class: 'msg msg-pending', dataset: { pending: 'true' } }, h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-pending' }, t('pendingTag'))), h('p', { class: 'msg-text', text: msg.text }));
+    this.outbox.push({ roomId: r.id, msg, el });
+    this.appendItem(el);
+    this.text.value = '';
+    this.replyTo = null;
+    this.renderReply();
+    if (!this.cwRow.hidden) this.toggleCw();
+    this.updateCounter();
+    this.feedback.textContent = t('queuedOffline');
+  }
+
+  /** Send what was queued for `roomId` while offline; called once the room is rejoined. */
+  async flushOutbox(roomId) {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (const q of this.outbox.filter((x) => x.roomId === roomId)) {
+        try {
+          await this.app.conn.request(q.msg);
+        } catch (err) {
+          if (err.code === 'disconnected') return; // never left: the next rejoin sends it
+          if (roomId === this.roomId) {
+            if (!this.text.value) this.text.value = q.msg.text;
+            this.feedback.textContent = this.app.errorText(err, { room: this.app.store.room(roomId), sending: true });
+          }
+        }
+        this.outbox = this.outbox.filter((x) => x !== q);
+        q.el.remove();
+        this.updateEmpty();
+      }
+      if (roomId === this.roomId && this.feedback.textContent === t('queuedOffline')) this.feedback.textContent = '';
+    } finally {
+      this.flushing = false;
+    }
+  }
+
   async onSubmit(e) {
     e.preventDefault();
     const r = this.state;
     const text = this.text.value.trim();
-    if (!text || !r || this.sending) return;
+    if (!text || !r || this.sending || this.blockReason()) return;
     const max = this.app.maxChars();
     if ([...text].length > max) {
       this.feedback.textContent = t('tooLong', max);
@@ -515,13 +695,17 @@ export class RoomScreen {
     if (this.replyTo) msg.reply_to = this.replyTo.message_id;
     const cw = this.cwInput.value.trim();
     if (!this.cwRow.hidden && cw) msg.cw = cw;
-    if (r.isStaff && this.staffOnly.checked) msg.staff = true;
+    if (!this.app.conn.online) {
+      this.queueOffline(r, msg);
+      return;
+    }
     this.sending = true;
     this.sendBtn.textContent = t('sending');
     this.sendBtn.setAttribute('aria-disabled', 'true');
     this.feedback.textContent = '';
     try {
       await this.app.conn.request(msg);
+      if (!r.isStaff && r.info?.slow_mode_s > 0) this.slowUntil = Date.now() + r.info.slow_mode_s * 1000;
       this.text.value = '';
       this.replyTo = null;
       this.renderReply();
@@ -530,6 +714,7 @@ export class RoomScreen {
       this.text.focus();
     } catch (err) {
       this.feedback.textContent = this.app.errorText(err, { room: r, sending: true });
+      if (err.code === 'slow_mode' && err.body?.retry_after_ms) this.slowUntil = Date.now() + err.body.retry_after_ms;
       if (err.body?.retry_after_ms) {
         clearTimeout(this.feedbackTimer);
         this.feedbackTimer = setTimeout(() => { this.feedback.textContent = ''; }, Math.min(err.body.retry_after_ms + 500, 60000));
@@ -538,6 +723,7 @@ export class RoomScreen {
       this.sending = false;
       this.sendBtn.textContent = t('send');
       this.sendBtn.removeAttribute('aria-disabled');
+      this.renderBlock();
     }
   }
 
@@ -677,6 +863,16 @@ export class RoomScreen {
 
   // ---- notices ---------------------------------------------------------
 
+  /** The member's own mute lifted: say so, and take the old "muted" warning away. */
+  onMeUpdated(me) {
+    const was = this.mutedShown;
+    this.mutedShown = !!me.muted;
+    if (was && !me.muted) {
+      for (const old of this.notices.querySelectorAll('.notice-warning')) old.remove();
+      this.showNotice('notice-info', null, t('unmutedNotice'));
+    }
+  }
+
   onNotice(n) {
     if (n.room && n.room !== this.roomId) return;
     if (this.el.hidden && n.kind !== 'crisis_resources') return;
@@ -746,21 +942,31 @@ export class RoomScreen {
 
   onRemoved(f) {
     clear(this.removedCard);
+    // Only words a facilitator wrote: never "null" or "undefined".
+    const note = typeof f.note === 'string' && f.note.trim() && f.note !== 'null' && f.note !== 'undefined' ? f.note : '';
     let text;
     if (f.reason === 'kicked') text = t('removedKicked');
     else if (f.reason === 'banned') text = f.until ? t('removedBannedUntil', formatWhen(f.until)) : t('removedBanned');
     else text = t('removedClosed');
     this.removedCard.append(
       h('p', { class: 'removed-title', tabindex: '-1', text }),
-      f.note ? h('p', { text: t('removedNote', f.note) }) : null,
+      note ? h('p', { text: t('removedNote', note) }) : null,
       h('button', { type: 'button', class: 'btn btn-primary', onclick: () => this.app.goDirectory() }, t('rulesBack')),
     );
     this.removedCard.hidden = false;
     this.removed = true;
     this.composer.hidden = true;
     this.removedCard.firstChild.focus();
-    announce(text + (f.note ? ` ${t('removedNote', f.note)}` : ''));
+    announce(text + (note ? ` ${t('removedNote', note)}` : ''));
   }
+}
+
+const ROVING_CONTROLS = 'button, summary, a[href]';
+
+/** "4:05" or "35 s" for a wait in milliseconds. */
+function countdown(ms) {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}` : t('secondsShort', s);
 }
 
 const ACTION_KEYS = { warn: 'modWarn', mute: 'modMute', kick: 'modKick', ban: 'modBan' };

@@ -25,7 +25,9 @@ export async function moderateDialog(app, roomId, action, { member, message } = 
   const content = [];
   if (message) content.push(h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: message.from.handle }), h('p', { class: 'quote-text', text: message.text })));
   const reasonRequired = action === 'warn';
-  content.push(field({ label: t('modReasonLabel'), name: 'reason', multiline: true, required: reasonRequired, maxlength: 500 }));
+  // The author of a deleted message is not told why (protocol: only
+  // message_deleted to the room), so that label promises nothing.
+  content.push(field({ label: t(action === 'delete_message' ? 'modDeleteReasonLabel' : 'modReasonLabel'), name: 'reason', multiline: true, required: reasonRequired, maxlength: 500 }));
   if (action === 'mute' || action === 'ban') {
     content.push(selectField({ label: t('modDuration'), name: 'duration', options: t('modDurations').map((d) => ({ value: d.s, label: d.label })), value: action === 'mute' ? 600 : 86400 }));
   }
@@ -72,7 +74,12 @@ export async function whisperDialog(app, roomId, to) {
   });
   if (v !== 'send' || !text) return false;
   const ok = await app.act({ type: 'whisper', room: roomId, to: to.member_id, text }, { quiet: true });
-  if (ok) app.store.emitRoom(app.store.room(roomId), 'whisper', { whisper: { room: roomId, outgoing: true, to: to.member_id, toHandle: to.handle, text, ts: new Date().toISOString() } });
+  const r = app.store.room(roomId);
+  if (ok && r) {
+    const whisper = { room: roomId, outgoing: true, to: to.member_id, toHandle: to.handle, text, ts: new Date().toISOString() };
+    r.addWhisper(whisper);
+    app.store.emitRoom(r, 'whisper', { whisper });
+  }
   return ok;
 }
 
@@ -88,12 +95,26 @@ export class StaffTools {
     this.hands = h('ul', { class: 'tool-list' });
     this.floor = h('div', { class: 'floor' });
     this.reports = h('ul', { class: 'tool-list' });
+    // The staff back-channel has its own box, apart from the public composer,
+    // so a note meant for co-facilitators can never be sent to the room by a
+    // leftover tick, nor a welcome to staff only.
+    this.backText = h('textarea', { id: 'tools-backchannel', rows: '2', autocomplete: 'off', 'aria-describedby': 'tools-backchannel-feedback' });
+    this.backFeedback = h('p', { id: 'tools-backchannel-feedback', class: 'feedback', role: 'status' });
+    this.backSend = h('button', { type: 'submit', class: 'btn btn-secondary' }, t('backchannelSend'));
     this.el = h(
       'aside',
       { id: 'staff-tools', class: 'panel staff-tools', 'aria-labelledby': 'tools-title', hidden: true },
       h('h2', { id: 'tools-title', class: 'panel-title' }, t('toolsTitle')),
       h('section', { class: 'tool-section tool-alerts', 'aria-labelledby': inbox.heading.id }, inbox.el),
       h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, t('toolsReports')), this.reports),
+      h(
+        'form',
+        { class: 'tool-section tool-backchannel', 'aria-labelledby': 'tools-backchannel-title', onsubmit: (e) => this.sendBackchannel(e) },
+        h('h3', { id: 'tools-backchannel-title' }, t('backchannelTitle')),
+        h('div', { class: 'field' }, h('label', { for: 'tools-backchannel' }, t('backchannelLabel')), this.backText),
+        this.backFeedback,
+        this.backSend,
+      ),
       h(
         'form',
         { class: 'tool-section tool-topic', onsubmit: (e) => this.setTopic(e) },
@@ -175,6 +196,22 @@ export class StaffTools {
           ),
         ),
       );
+    }
+  }
+
+  async sendBackchannel(e) {
+    e.preventDefault();
+    const text = this.backText.value.trim();
+    if (!text || this.backSending || !this.roomId) return;
+    this.backSending = true;
+    this.backFeedback.textContent = '';
+    try {
+      await this.app.conn.request({ type: 'send', room: this.roomId, text, staff: true });
+      this.backText.value = '';
+    } catch (err) {
+      this.backFeedback.textContent = this.app.errorText(err, { room: this.room, sending: true });
+    } finally {
+      this.backSending = false;
     }
   }
 

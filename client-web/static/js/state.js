@@ -15,6 +15,19 @@ const ALERT_SOUND_KEY = 'kindred.alert_sound';
 const RESOLVED_KEPT = 10;
 let resolvedSeq = 0;
 
+// Whispers are private: kept in sessionStorage (this tab only), never localStorage.
+const WHISPER_KEY = 'kindred.whispers.';
+const WHISPERS_KEPT = 200;
+
+function loadWhispers(roomId) {
+  try {
+    const list = JSON.parse(sessionStorage.getItem(WHISPER_KEY + roomId) || '[]');
+    return Array.isArray(list) ? list : [];
+  } catch {
+    return [];
+  }
+}
+
 /** A yes/no setting kept in localStorage ("1" or absent); no if storage is disabled. */
 function readFlag(key) {
   try {
@@ -123,7 +136,7 @@ export class RoomState {
     this.typing = new Map(); // member_id -> expiry ms
     this.hands = [];
     this.reports = new Map();
-    this.whispers = [];
+    this.whispers = loadWhispers(id);
     this.gap = false;
     this.gapAfterOrder = null; // a resume could not fill the stretch after this point
     this.epochIndex = 0; // how many times the room's history started over while we watched
@@ -131,6 +144,17 @@ export class RoomState {
 
   get isStaff() {
     return isStaffRole(this.me?.role);
+  }
+
+  /** Keep a whisper (in or out) for this tab's session: a reload keeps the thread, closing the tab ends it. */
+  addWhisper(w) {
+    this.whispers.push(w);
+    if (this.whispers.length > WHISPERS_KEPT) this.whispers.splice(0, this.whispers.length - WHISPERS_KEPT);
+    try {
+      sessionStorage.setItem(WHISPER_KEY + this.id, JSON.stringify(this.whispers));
+    } catch {
+      /* storage full or disabled: the thread lasts until reload */
+    }
   }
 
   position() {
@@ -479,7 +503,7 @@ export class Store extends EventTarget {
       }
       case 'whisper': {
         if (!r) return;
-        r.whispers.push(f);
+        r.addWhisper(f);
         this.emitRoom(r, 'whisper', { whisper: f });
         return;
       }

@@ -48,6 +48,7 @@ export default {
   nextSession: (when) => `Next session: ${when}`,
   yourTime: '(your time)',
   closedNoSchedule: 'Closed for now',
+  directoryLocked: 'Locked: not taking new people right now',
   peopleHere: (n, cap) => {
     const people = n === 0 ? 'Quiet right now' : n === 1 ? '1 person here' : `${n} people here`;
     return cap ? `${people} (room for ${cap})` : people;
@@ -106,11 +107,21 @@ export default {
   contentNoteLabel: 'Content note (for example: self-harm, loss, abuse)',
   charsLeft: (n) => `${n} characters left`,
   tooLong: (max) => `That is a little long. Messages can be up to ${max} characters.`,
-  staffOnlyLabel: 'Staff only (seen by facilitators)',
+  backchannelTitle: 'Staff back-channel',
+  backchannelLabel: 'Note to facilitators (members never see it)',
+  backchannelSend: 'Send to staff',
   raiseHand: 'Raise hand',
   lowerHand: 'Lower hand',
   handRaised: 'Your hand is raised. A facilitator will give you the floor.',
   notSentOffline: 'Not sent yet: you are offline. Your message is kept here.',
+  composerMuted: 'A facilitator has muted you for now. You can still read.',
+  composerMutedUntil: (left) => `A facilitator has muted you for now. You can write again in ${left}.`,
+  composerSlow: (left) => `Slow mode: you can write again in ${left}.`,
+  composerNoFloor: 'Structured mode: raise your hand, and write when a facilitator gives you the floor.',
+  secondsShort: (s) => `${s} s`,
+  unmutedNotice: 'Your mute was lifted. You can write again.',
+  queuedOffline: 'You are offline. Your message will be sent when you are connected again.',
+  pendingTag: 'Waiting to send',
   notSentGeneric: 'That did not go through. Your message is kept here; please try again.',
   typingOne: (a) => `${a} is typing…`,
   typingTwo: (a, b) => `${a} and ${b} are typing…`,
@@ -267,6 +278,7 @@ export default {
   modBan: 'Ban',
   modTitle: (action, handle) => `${action}: ${handle}`,
   modReasonLabel: 'Reason (the person will see this)',
+  modDeleteReasonLabel: 'Reason (for facilitators; the author is not told)',
   modReasonRequired: 'Please write a short reason.',
   modDuration: 'For how long',
   modDurations: [
