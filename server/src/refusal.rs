@@ -8,6 +8,13 @@
 
 use kindred_protocol::{ErrorBody, ErrorCode, RoomId, RoomSummary};
 
+/// What a member is told when the facilitator gave no reason: on the
+/// `removed` card, in the mute's `warning`, and when a refused join or send
+/// repeats the sanction.
+pub(crate) const KICKED: &str = "A facilitator asked you to leave this room for now.";
+pub(crate) const BANNED: &str = "A facilitator removed you from this room.";
+pub(crate) const MUTED: &str = "A facilitator has muted you for now.";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
     /// No room has this id.

@@ -16,7 +16,7 @@ impl Session {
         }
         let account = identity.account.clone();
         if let Some(ban) = self.app.moderation.banned(&room, &account) {
-            let note = ban.reason.clone().unwrap_or_else(|| "A facilitator removed you from this room.".into());
+            let note = ban.reason.clone().unwrap_or_else(|| crate::refusal::BANNED.into());
             let mut body = ErrorBody::new(ErrorCode::Banned, note);
             body.until = ban.until_text();
             return self.error(body.with_id(id)).await;

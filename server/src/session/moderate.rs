@@ -6,6 +6,7 @@
 use super::{End, Session, Step, not_member};
 use crate::frame::encode;
 use crate::moderation::{AuditEntry, Sanction};
+use crate::refusal::{BANNED, KICKED, MUTED};
 use crate::rooms::rfc3339;
 use chrono::Utc;
 use kindred_protocol::client::ReportResolution;
@@ -18,11 +19,6 @@ use std::time::Duration;
 
 /// The longest reason, note or topic a facilitator may write.
 const MAX_NOTE_CHARS: usize = 500;
-
-/// What a member is told when the facilitator gave no reason.
-const KICKED: &str = "A facilitator asked you to leave this room for now.";
-const BANNED: &str = "A facilitator removed you from this room.";
-const MUTED: &str = "A facilitator has muted you for now.";
 
 fn forbidden(msg: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Forbidden, msg)
