@@ -24,7 +24,7 @@ pub const ROOMS_PREFIX: &str = "R";
 /// A payload from another node (or this one: a node hears its own).
 #[derive(Debug)]
 pub enum Payload<'a> {
-    Message(Published),
+    Message(Published<'a>),
     Event { node: String, event: Event },
     Moderation(&'a str),
     Rooms(&'a str),
@@ -32,8 +32,8 @@ pub enum Payload<'a> {
 
 /// A message as the append script published it.
 #[derive(Debug)]
-pub struct Published {
-    pub epoch: String,
+pub struct Published<'a> {
+    pub epoch: &'a str,
     /// The script's seq; the message JSON carries none of its own.
     pub msg: ChatMessage,
     pub account: AccountId,
@@ -78,7 +78,7 @@ pub fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
             return Err(DecodeError::Message);
         };
         msg.seq = seq;
-        Ok(Payload::Message(Published { epoch: epoch.to_owned(), msg, account, at_ms }))
+        Ok(Payload::Message(Published { epoch, msg, account, at_ms }))
     } else if let Some(rest) = payload.strip_prefix('E') {
         let env: Envelope = serde_json::from_str(rest)?;
         Ok(Payload::Event { node: env.n, event: env.e })
@@ -115,7 +115,7 @@ mod tests {
         let body = r#"{"message_id":"g_1","room":"grief","from":{"member_id":"m_1","handle":"Quiet Heron 42","role":"member"},"text":"hi\nthere","ts":"2026-11-30T08:00:00.000Z","seq":0}"#;
         let payload = format!("M{}\n{}\n{}\n{}\n{}", "e1", 7, 1_764_489_600_000u64, r#""a_1""#, body);
         let Ok(Payload::Message(p)) = decode_room(&payload) else { panic!("not read") };
-        assert_eq!((p.epoch.as_str(), p.msg.seq, p.at_ms, p.account.0.as_str()), ("e1", 7, 1_764_489_600_000, "a_1"));
+        assert_eq!((p.epoch, p.msg.seq, p.at_ms, p.account.0.as_str()), ("e1", 7, 1_764_489_600_000, "a_1"));
         assert_eq!(p.msg.text, "hi\nthere", "newlines inside the message JSON are escaped, so the body is read whole");
         assert!(matches!(decode_room("M1\n2\n3"), Err(DecodeError::Message)));
         assert!(matches!(decode_room("X"), Err(DecodeError::Unknown)));

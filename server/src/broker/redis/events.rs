@@ -68,7 +68,7 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
 pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
     match codec::decode_room(payload) {
         Ok(Payload::Message(Published { epoch, msg, account, at_ms })) => {
-            if room.needs_reload(&epoch) {
+            if room.needs_reload(epoch) {
                 // A history this node does not hold: Redis lost the old one. Reload.
                 let (s, room) = (s.clone(), room.clone());
                 tokio::spawn(async move {
@@ -78,7 +78,7 @@ pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) 
                 });
                 return;
             }
-            if let Some((from, to)) = room.deliver(&epoch, Stored { msg, account, at: instant_of(at_ms) }) {
+            if let Some((from, to)) = room.deliver(epoch, Stored { msg, account, at: instant_of(at_ms) }) {
                 spawn_fill(s.clone(), room.clone(), from, to);
             }
         }
