@@ -37,6 +37,11 @@ const ZEROS: &[u32] = &[
 
 /// The ASCII digit `c` stands for, if it is a decimal digit of another script.
 fn ascii_digit(c: char) -> Option<char> {
+    // Letters and ASCII leave at once: the table is walked for digits only,
+    // not for every character of every non-ASCII message.
+    if c.is_ascii() || !c.is_numeric() {
+        return None;
+    }
     let code = c as u32;
     ZEROS.iter().find(|&&zero| (zero..zero + 10).contains(&code)).and_then(|zero| char::from_digit(code - zero, 10))
 }
