@@ -9,7 +9,7 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
-    let mut out = String::from("/// Every embedded file of the web client: (path, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from("/// Every embedded file of the web client: (path, bytes).\npub(crate) static ASSETS: &[(&str, &[u8])] = &[\n");
     for file in &files {
         let rel = file.strip_prefix(&root).expect("under root").to_string_lossy().replace('\\', "/");
         out.push_str(&format!("    ({:?}, include_bytes!({:?})),\n", rel, file.canonicalize().expect("file exists").display().to_string()));

@@ -18,7 +18,7 @@ use kindred_protocol::{ErrorCode, Notice, NoticeKind, Role, RoomId, ServerMessag
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub fn router() -> Router<Arc<App>> {
+pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/api/rooms", get(list_rooms).post(create_room))
         .route("/api/rooms/{id}", get(get_room).patch(update_room).delete(close_room))
@@ -28,7 +28,7 @@ pub fn router() -> Router<Arc<App>> {
 }
 
 /// An API error: the same `{type: "error", code, message}` shape as the WebSocket.
-pub struct ApiError(StatusCode, ErrorCode, String);
+pub(crate) struct ApiError(StatusCode, ErrorCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -76,7 +76,7 @@ const CLOSED_NOTE: &str = "This room has closed. Thank you for being here.";
 /// Rooms made or changed through the API, and rooms closed through it: a
 /// file in the data dir on one node, a shared document in a cluster.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct SavedRooms {
+pub(crate) struct SavedRooms {
     #[serde(default)]
     pub rooms: Vec<RoomSpec>,
     #[serde(default)]
@@ -88,7 +88,7 @@ impl SavedRooms {
         app.config.data_dir.join("rooms.json")
     }
 
-    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<SavedRooms> {
+    pub(crate) fn load(data_dir: &std::path::Path) -> anyhow::Result<SavedRooms> {
         match std::fs::read(data_dir.join("rooms.json")) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedRooms::default()),
@@ -97,7 +97,7 @@ impl SavedRooms {
     }
 
     /// Apply the saved changes to the configured directory.
-    pub fn apply(self, defs: &mut Vec<RoomDef>) -> anyhow::Result<()> {
+    pub(crate) fn apply(self, defs: &mut Vec<RoomDef>) -> anyhow::Result<()> {
         defs.retain(|d| !self.closed.contains(&d.id));
         for spec in self.rooms {
             let def = spec.into_def(&RoomsFile::builtin_rules())?;
@@ -108,12 +108,12 @@ impl SavedRooms {
     }
 
     /// The Redis key of the rooms document (cluster).
-    pub const REDIS_KEY: &'static str = "kindred:{control}:rooms";
+    pub(crate) const REDIS_KEY: &'static str = "kindred:{control}:rooms";
 
     /// Make `hub` hold the configured rooms (`base`) with these changes
     /// applied: rooms added, changed (only when they differ) and closed.
     /// Cluster nodes call it with every published rooms document.
-    pub fn reconcile(self, hub: &crate::hub::Hub, base: &[RoomDef]) {
+    pub(crate) fn reconcile(self, hub: &crate::hub::Hub, base: &[RoomDef]) {
         let mut defs = base.to_vec();
         if let Err(e) = self.apply(&mut defs) {
             tracing::error!(error = %e, "the shared rooms document is not valid; rooms left as they are");
@@ -193,7 +193,7 @@ async fn create_room(
 /// Fields of a room an admin may change; absent fields stay as they are.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoomPatch {
+pub(crate) struct RoomPatch {
     name: Option<String>,
     topic: Option<String>,
     description: Option<String>,
@@ -211,7 +211,7 @@ pub struct RoomPatch {
 
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }

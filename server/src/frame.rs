@@ -5,16 +5,16 @@ use axum::extract::ws::Utf8Bytes;
 use kindred_protocol::{ChatMessage, ServerMessage};
 
 /// An encoded frame, shared by every mailbox it is queued in.
-pub type Frame = Utf8Bytes;
+pub(crate) type Frame = Utf8Bytes;
 
 /// Encode a server frame once.
-pub fn encode(msg: &ServerMessage) -> Frame {
+pub(crate) fn encode(msg: &ServerMessage) -> Frame {
     // Serializing our own types into a String cannot fail.
     Utf8Bytes::from(serde_json::to_string(msg).expect("protocol types serialize"))
 }
 
 /// Encode a chat message as a `message` frame without cloning it.
-pub fn encode_message(msg: &ChatMessage) -> Frame {
+pub(crate) fn encode_message(msg: &ChatMessage) -> Frame {
     let body = serde_json::to_string(msg).expect("protocol types serialize");
     // `body` is a JSON object: splice the tag in after its opening brace.
     let mut frame = String::with_capacity(body.len() + 18);

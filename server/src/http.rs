@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// See `max_write_buffer_size` below.
 const MAX_WRITE_BUFFER: usize = 8 << 20;
 
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
@@ -66,7 +66,7 @@ pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Resp
 
 /// Counts a client address's open connections; the count drops with the guard.
 /// The address is held in memory for this only, and never logged.
-pub struct IpGuard {
+pub(crate) struct IpGuard {
     app: Arc<App>,
     key: IpAddr,
 }
@@ -97,7 +97,7 @@ pub(crate) fn admit_ip(app: &Arc<App>, ip: IpAddr) -> Option<IpGuard> {
 /// it comes IPv4-mapped, `::ffff:a.b.c.d`, from a dual-stack listener), an
 /// IPv6 address by its /64, since one host or home is usually given a whole
 /// /64 and could otherwise take a fresh address for every connection.
-pub fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
         v4 => v4,
@@ -149,7 +149,7 @@ async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<S
 /// the peer it saw; anything further left may have been written by the
 /// client). None when there is no such address, or the entry in its place is
 /// not one.
-pub fn forwarded_client(headers: &HeaderMap, config: &crate::config::Config) -> Option<IpAddr> {
+pub(crate) fn forwarded_client(headers: &HeaderMap, config: &crate::config::Config) -> Option<IpAddr> {
     let values: Vec<&str> = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().ok()).collect::<Option<_>>()?;
     for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
         let entry = entry.trim();

@@ -12,7 +12,9 @@
 //!   [`handles`]: display names; [`ratelimit`]; [`store`]: files that outlive a restart;
 //!   [`config`]: flags, environment and the config file; [`web`]: the embedded client.
 
-pub mod alerts;
+#![warn(unreachable_pub)]
+
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub mod auth;
 pub(crate) mod broker;
@@ -22,11 +24,11 @@ pub mod escalation;
 pub(crate) mod frame;
 pub mod handles;
 pub(crate) mod http;
-pub mod hub;
+pub(crate) mod hub;
 pub(crate) mod listen;
 pub(crate) mod mailbox;
-pub mod metrics;
-pub mod moderation;
+pub(crate) mod metrics;
+pub(crate) mod moderation;
 pub(crate) mod ratelimit;
 pub(crate) mod refusal;
 pub mod rooms;
@@ -73,7 +75,7 @@ pub struct App {
     /// How long busy connections hold their next write, from the node's delivery rate.
     pub coalescing: coalesce::Coalescing,
     /// Open connections per account, so a service ban closes them all.
-    pub(crate) accounts: broker::redis::Accounts,
+    pub(crate) accounts: hub::Accounts,
     /// Cluster: rooms made, changed or closed through the admin API, shared by every node.
     pub shared_rooms: Option<store::SharedDoc>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
@@ -105,12 +107,14 @@ impl App {
         let on_duty = Arc::new(alerts::OnDuty::new(&config.node, metrics.clone()));
         let escalation = escalation::Escalation::new(config.safety.escalation.clone(), metrics.clone())?;
         let shutdown = CancellationToken::new();
-        let accounts: broker::redis::Accounts = Arc::default();
+        let accounts: hub::Accounts = Arc::default();
         let mut shared_rooms = None;
         let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
             None => {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
-                (Hub::new(rooms, limits, metrics.clone(), hub::Replicator::local()), moderation, Arc::new(broker::local::LocalBroker))
+                let hub = Hub::new(rooms, limits, metrics.clone(), hub::Replicator::local());
+                let broker = Arc::new(broker::local::LocalBroker::new(Arc::new(hub.clone())));
+                (hub, moderation, broker)
             }
             Some(url) => {
                 // Room changes queue here for Redis; bounded, so a slow Redis cannot grow memory.

@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 /// Serve `router` on `listener` until the server shuts down, then let
 /// connections finish their requests (up to the drain timeout). Each request
 /// carries `ConnectInfo<SocketAddr>`, the peer's address.
-pub async fn serve(listener: TcpListener, app: Arc<App>, router: Router) {
+pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router) {
     let connections = TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {

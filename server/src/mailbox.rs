@@ -34,13 +34,13 @@ struct Shared {
 /// What a frame is news of: its kind, and whom (a hash of room and member,
 /// or of the room for the hand queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
+pub(crate) struct Key {
     pub kind: Kind,
     pub subject: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `presence`: a member joined or left; says everything about it.
     Presence,
     /// `member_update`: a present member's flags.
@@ -52,7 +52,7 @@ pub enum Kind {
 }
 
 impl Key {
-    pub fn new(kind: Kind, subject: impl std::hash::Hash) -> Key {
+    pub(crate) fn new(kind: Kind, subject: impl std::hash::Hash) -> Key {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         Key { kind, subject: BuildHasherDefault::<DefaultHasher>::default().hash_one(subject) }
     }
@@ -72,7 +72,7 @@ struct State {
 
 /// The hub's side: cheap to clone, never blocks.
 #[derive(Clone)]
-pub struct Sender(Arc<Shared>);
+pub(crate) struct Sender(Arc<Shared>);
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,10 +81,10 @@ impl std::fmt::Debug for Sender {
 }
 
 /// The session's side.
-pub struct Receiver(Arc<Shared>);
+pub(crate) struct Receiver(Arc<Shared>);
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum TrySendError {
+pub(crate) enum TrySendError {
     /// `capacity` frames are already waiting.
     Full,
     /// The session ended.
@@ -92,19 +92,19 @@ pub enum TrySendError {
 }
 
 /// A mailbox holding at most `capacity` frames (at least one).
-pub fn mailbox(capacity: usize) -> (Sender, Receiver) {
+pub(crate) fn mailbox(capacity: usize) -> (Sender, Receiver) {
     let shared =
         Arc::new(Shared { state: Mutex::new(State { frames: VecDeque::new(), capacity: capacity.max(1), closed: false }), reader: AtomicWaker::new() });
     (Sender(shared.clone()), Receiver(shared))
 }
 
 impl Sender {
-    pub fn try_send(&self, frame: Frame) -> Result<(), TrySendError> {
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), TrySendError> {
         self.try_send_keyed(frame, None)
     }
 
     /// Queue `frame`, first dropping the queued frames its `key` supersedes.
-    pub fn try_send_keyed(&self, frame: Frame, key: Option<Key>) -> Result<(), TrySendError> {
+    pub(crate) fn try_send_keyed(&self, frame: Frame, key: Option<Key>) -> Result<(), TrySendError> {
         let was_empty = {
             let mut state = self.0.state.lock();
             if state.closed {
@@ -130,19 +130,19 @@ impl Sender {
 
 impl Receiver {
     /// The next frame, if one is queued.
-    pub fn try_recv(&mut self) -> Option<Frame> {
+    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
         self.0.state.lock().frames.pop_front().map(|(frame, _)| frame)
     }
 
     /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.state.lock().frames.is_empty()
     }
 
     /// Give back the slots of a drained queue beyond a few. Called by a
     /// reader that is quiet for now; a busy one keeps them, rather than
     /// growing the queue again on every batch.
-    pub fn release_slots(&mut self) {
+    pub(crate) fn release_slots(&mut self) {
         let mut state = self.0.state.lock();
         if state.frames.is_empty() && state.frames.capacity() > KEEP_SLOTS {
             state.frames = VecDeque::new();
@@ -151,7 +151,7 @@ impl Receiver {
 
     /// `Ready` once a frame is queued (it stays queued), or `Pending` with
     /// this task woken when one is.
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.is_empty() {
             return Poll::Ready(());
         }
@@ -161,7 +161,7 @@ impl Receiver {
     }
 
     /// Wait until a frame is queued.
-    pub async fn ready(&mut self) {
+    pub(crate) async fn ready(&mut self) {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 }

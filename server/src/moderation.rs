@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The Redis keys of the moderation document and the audit stream.
-pub const REDIS_KEY: &str = "kindred:{control}:moderation";
-pub const REDIS_AUDIT_KEY: &str = "kindred:audit";
+pub(crate) const REDIS_KEY: &str = "kindred:{control}:moderation";
+pub(crate) const REDIS_AUDIT_KEY: &str = "kindred:audit";
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ impl Sanction {
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct Persisted {
+pub(crate) struct Persisted {
     #[serde(default)]
     bans: Vec<Sanction>,
     #[serde(default)]

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     capacity: f64,
     per_second: f64,
     tokens: f64,
@@ -14,13 +14,13 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(capacity: u32, window: Duration) -> TokenBucket {
+    pub(crate) fn new(capacity: u32, window: Duration) -> TokenBucket {
         let capacity = f64::from(capacity.max(1));
         TokenBucket { capacity, per_second: capacity / window.as_secs_f64(), tokens: capacity, last: Instant::now() }
     }
 
     /// Take one token, or say how long until one is free.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);

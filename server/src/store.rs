@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Replace `path` with `bytes` atomically; `private` makes it readable by the owner only.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -36,7 +36,7 @@ const CAS_SCRIPT: &str = include_str!("lua/cas.lua");
 /// Where cluster nodes publish changes to shared documents (moderation,
 /// rooms). The documents' keys share its hash tag, so on a Redis Cluster a
 /// script can change one and publish on it (sharded pub/sub).
-pub const CONTROL_CHANNEL: &str = "kindred:{control}:ch";
+pub(crate) const CONTROL_CHANNEL: &str = "kindred:{control}:ch";
 
 /// A connection to Redis: one server (or a primary behind a stable address),
 /// or a Redis Cluster. Commands go through [`redis::aio::ConnectionLike`];
@@ -142,7 +142,7 @@ impl From<redis::RedisError> for Unavailable {
 }
 
 /// A Redis call that gives up after 2 s instead of waiting for a reconnect.
-pub async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, Unavailable> {
+pub(crate) async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, Unavailable> {
     match tokio::time::timeout(std::time::Duration::from_secs(2), f).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(Unavailable),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// Scripts, styles and connections from this origin only; nothing inline, no frames.
-pub const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub(crate) const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next().unwrap_or("") {
@@ -25,7 +25,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-pub async fn serve(web_dir: Option<PathBuf>, uri: Uri) -> Response {
+pub(crate) async fn serve(web_dir: Option<PathBuf>, uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     if path.split('/').any(|part| part == ".." || part.starts_with('.')) {

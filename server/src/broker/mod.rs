@@ -1,37 +1,62 @@
-//! The seam between a node and the rest of the cluster. A [`Broker`] gives a
-//! room's messages their order and durability and carries room events to
-//! every node; the hub delivers what it hands back. [`local::LocalBroker`]
-//! is the embedded default (one node, no external service); a Redis broker
-//! [`redis::RedisBroker`]
-//! implements the same trait for horizontal scaling. Nothing here knows sessions.
+//! The seam between a node and the rest of the cluster, in the shape of
+//! centrifuge's broker: a [`Broker`] gives a room's messages their order
+//! and durability and carries room events to every node; it works on room
+//! ids and never holds a room. What arrives (this node's own messages
+//! included) it hands to its node's [`Handler`], which the hub implements.
+//! [`local::LocalBroker`] is the embedded default (one node, no external
+//! service); [`redis::RedisBroker`] implements the same pair for
+//! horizontal scaling. Nothing here knows sessions.
 
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
 
-use crate::hub::{Draft, Room};
-use kindred_protocol::ChatMessage;
+use crate::hub::{Draft, Event, RemoteMember, Settings, Stored};
+use kindred_protocol::{AccountId, Member, RoomId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub(crate) enum BrokerError {
     /// The backing store cannot be reached; nothing was stored, the client may retry.
     #[error("the message store is unavailable")]
     Unavailable,
 }
 
-pub(crate) trait Broker: Send + Sync + 'static {
-    /// Store `draft` in its room's history and give it the next `seq`. Resolves
-    /// once the message is durable (this is what `sent` promises); by then it
-    /// is on its way to every member on every node, in `seq` order.
-    fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>>;
+/// Where an appended message landed in its room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub epoch: String,
+    /// A member message's own seq; a staff message keeps the seq of the room message before it.
+    pub seq: u64,
+    /// A staff message's place in the staff channel.
+    pub staff_seq: Option<u64>,
+}
 
-    /// Make the room ready for a local member to join: in a cluster, subscribe
-    /// to it and load its history and presence unless this node already has.
-    fn activate<'a>(&'a self, room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>>;
+/// How much of a room's history the broker keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    pub max_messages: usize,
+    pub ms: u64,
+}
+
+/// Messages `from..=to` a node is missing: the broker fills them from its store.
+pub(crate) type Gap = (u64, u64);
+
+pub(crate) trait Broker: Send + Sync + 'static {
+    /// Store `draft` in its room's history and give it the next `seq`.
+    /// Resolves once the message is durable (this is what `sent` promises);
+    /// by then the handler of this node has it and it is on its way to
+    /// every other node, in `seq` order.
+    fn append<'a>(&'a self, room: &'a RoomId, draft: &'a Draft, retention: Retention) -> BoxFuture<'a, Result<Appended, BrokerError>>;
+
+    /// Make the room ready for a local member to join: bring the node's copy
+    /// of its history up to the broker's (in a cluster: subscribe and load
+    /// history and presence unless this node already has).
+    fn activate<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Whether the broker can accept messages now (`/readyz`).
     fn is_ready(&self) -> bool;
@@ -41,4 +66,39 @@ pub(crate) trait Broker: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+}
+
+/// What a broker tells its node (`on_*`) and asks of it, by room id. The hub
+/// implements it; every broker calls it with what arrived. A room this node
+/// does not have is ignored (`None`, empty).
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// A message in `seq` order, from this node's append or from another
+    /// node. One ahead of a gap waits for it; the gap is returned to fill.
+    fn on_message(&self, room: &RoomId, epoch: &str, stored: Stored) -> Option<Gap>;
+    /// A change another node made to a room.
+    fn on_event(&self, room: &RoomId, node: &Arc<str>, event: Event);
+    /// A (re)load of the room's history starts: arrivals wait for it.
+    fn on_loading(&self, room: &RoomId);
+    /// The room's history as stored (oldest first, up to `seq`); a new epoch
+    /// means the old history was lost.
+    fn on_history(&self, room: &RoomId, epoch: &str, seq: u64, entries: Vec<Stored>) -> Option<Gap>;
+    /// A gap up to `to` filled from the store; what is not in `entries` was deleted or trimmed.
+    fn on_filled(&self, room: &RoomId, epoch: &str, to: u64, entries: Vec<Stored>) -> Option<Gap>;
+    /// The room's live settings as stored.
+    fn on_settings(&self, room: &RoomId, settings: Settings);
+    /// The members other nodes hold, as read from shared presence at `read_at`.
+    fn on_presence(&self, room: &RoomId, remote: Vec<RemoteMember>, read_at: Instant);
+    /// A node stopped heartbeating: its members leave every room. Returns how many left.
+    fn on_node_gone(&self, node: &str) -> usize;
+
+    /// The epoch and seq this node has delivered up to.
+    fn position(&self, room: &RoomId) -> Option<(String, u64)>;
+    /// Whether a message of `epoch` means this node holds a history the broker no longer has.
+    fn needs_reload(&self, room: &RoomId, epoch: &str) -> bool;
+    /// The members connected to this node.
+    fn local_members(&self, room: &RoomId) -> Vec<(Member, AccountId)>;
+    /// How many of this node's connections are in the room.
+    fn conn_count(&self, room: &RoomId) -> usize;
+    /// Every room this node has.
+    fn room_ids(&self) -> Vec<RoomId>;
 }

@@ -5,6 +5,10 @@ use kindred_protocol::CloseCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
+/// Every connection on this node by account: a service ban or an erasure
+/// (`forget_me`), made here or on another node, closes them all.
+pub(crate) type Accounts = Arc<dashmap::DashMap<kindred_protocol::AccountId, Vec<(ConnId, Arc<Control>)>>>;
+
 /// One WebSocket connection, unique on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct ConnId(pub u64);

@@ -5,6 +5,7 @@
 //! history) instead of slowing the room down. The hub never touches sockets.
 
 mod conn;
+mod handler;
 mod members;
 mod remote;
 mod room;
@@ -13,8 +14,8 @@ mod sequencer;
 mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
-pub(crate) use conn::{ConnId, Control, Outbox};
-pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator};
+pub(crate) use conn::{Accounts, ConnId, Control, Outbox};
+pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator, Settings};
 pub(crate) use room::Room;
 use room::{Present, RoomState};
 

@@ -1,6 +1,5 @@
 //! A room's live state on this node and its core path: join and leave,
-//! admission of a send, commit (the embedded sequencer), and fan-out to the
-//! connections' mailboxes.
+//! admission of a send, and fan-out to the connections' mailboxes.
 
 use super::*;
 
@@ -32,8 +31,6 @@ pub(super) struct RoomState {
     pub(super) last_seq: u64,
     /// Every message up to this seq has left the log by age or count.
     pub(super) pruned_through: u64,
-    /// The last staff-channel message's `staff_seq` (embedded default; in a cluster Redis assigns it).
-    pub(super) staff_seq: u64,
     pub(super) slow_mode_s: u32,
     pub(super) locked: bool,
     pub(super) topic_now: Option<String>,
@@ -84,7 +81,6 @@ impl Room {
                 log: VecDeque::new(),
                 last_seq: 0,
                 pruned_through: 0,
-                staff_seq: 0,
                 slow_mode_s: 0,
                 locked: false,
                 topic_now: None,
@@ -119,7 +115,8 @@ impl Room {
         self.def.read().id.clone()
     }
 
-    pub(super) fn retention(&self, def: &RoomDef) -> Duration {
+    /// How long the room keeps its messages.
+    pub(crate) fn retention(&self, def: &RoomDef) -> Duration {
         Duration::from_secs(u64::from(def.history_minutes.unwrap_or(self.limits.history_minutes)) * 60)
     }
 
@@ -385,29 +382,6 @@ impl Room {
             state.last_sent.insert(member_id.clone(), Instant::now());
         }
         Ok(())
-    }
-
-    /// Give `draft` the room's next seq, keep it in the log and deliver it, all
-    /// under the room lock so every member sees one order. The embedded broker's append.
-    pub(crate) fn commit(&self, mut draft: Draft) -> ChatMessage {
-        let def = self.def();
-        let mut state = self.state.lock();
-        // Staff back-channel messages take no seq of their own, so members
-        // see a room sequence without holes; they sort after the seq they follow.
-        if draft.msg.staff {
-            state.staff_seq += 1;
-            draft.msg.staff_seq = Some(state.staff_seq);
-        } else {
-            state.last_seq += 1;
-        }
-        draft.msg.seq = state.last_seq;
-        let msg = draft.msg.clone();
-        let frame = encode_message(&msg);
-        let audience = if msg.staff { Audience::Staff } else { Audience::All };
-        state.log.push_back(Stored { msg: draft.msg, account: draft.account, at: Instant::now() });
-        self.prune(&def, &mut state);
-        self.fan_out(&def.id, &mut state, &frame, audience);
-        msg
     }
 
     /// Deliver an ephemeral event (typing, alerts, reports) to the room's

@@ -1,6 +1,7 @@
-//! A room's history in a cluster: messages arrive from Redis in `seq`
-//! order or wait in `pending` for a gap to be filled, and loads and reloads
-//! replace the log.
+//! A room's history on this node, as its broker orders it: messages are
+//! delivered in `seq` order or wait in `pending` for a gap to be filled,
+//! and loads and reloads replace the log. On one node the embedded broker
+//! hands them over in order already; in a cluster they come from Redis.
 
 use super::*;
 
@@ -39,7 +40,8 @@ impl Room {
         self.drain_pending(&def, &mut state)
     }
 
-    /// A message ordered by Redis, from the subscription or a gap fill. It is
+    /// A message ordered by the broker: this node's own append, or in a
+    /// cluster one from the subscription or a gap fill. It is
     /// delivered in `seq` order: one ahead of a gap waits for the gap to be
     /// filled; one already delivered is dropped. Returns a gap to fill.
     pub(crate) fn deliver(&self, epoch: &str, stored: Stored) -> Option<(u64, u64)> {
@@ -72,14 +74,6 @@ impl Room {
         state.last_seq = seq;
         self.push_and_send(&def, &mut state, stored);
         self.drain_pending(&def, &mut state)
-    }
-
-    /// A message this node has just appended, from Redis's reply: delivered
-    /// as from the subscription, except that a gap before it is not filled
-    /// from here. What is missing is still on its way over the
-    /// subscription, and this message's own push fills the gap if it is not.
-    pub(crate) fn deliver_appended(&self, epoch: &str, stored: Stored) {
-        let _gap_left_to_the_subscription = self.deliver(epoch, stored);
     }
 
     /// Whether a message of `epoch` means this node holds a history Redis

@@ -48,7 +48,7 @@ fn ascii_digit(c: char) -> Option<char> {
 
 /// `text` with every decimal digit as ASCII; borrowed when nothing changes
 /// (every ASCII text, and most others: this runs on every message).
-pub fn to_ascii(text: &str) -> Cow<'_, str> {
+pub(crate) fn to_ascii(text: &str) -> Cow<'_, str> {
     if text.is_ascii() || !text.chars().any(|c| ascii_digit(c).is_some()) {
         return Cow::Borrowed(text);
     }

@@ -38,8 +38,8 @@ impl Session {
             outbox: self.outbox.clone(),
             muted,
         };
-        if let Some(target) = self.app.hub.room(&room) {
-            if let Err(e) = self.app.broker.activate(&target).await {
+        if self.app.hub.room(&room).is_some() {
+            if let Err(e) = self.app.broker.activate(&room).await {
                 let body = ErrorBody::new(ErrorCode::Unavailable, format!("Could not join now: {e}. Please try again.")).retry_after(1000);
                 return self.error(body.with_id(id)).await;
             }

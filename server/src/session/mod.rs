@@ -46,7 +46,7 @@ enum End {
 
 type Step = Result<(), End>;
 
-pub struct Session {
+pub(crate) struct Session {
     app: Arc<App>,
     conn: ConnId,
     socket: WebSocket,
@@ -117,7 +117,7 @@ impl MyRooms {
 }
 
 /// Serve one upgraded connection until it closes.
-pub async fn run(app: Arc<App>, socket: WebSocket) {
+pub(crate) async fn run(app: Arc<App>, socket: WebSocket) {
     let (tx, rx) = crate::mailbox::mailbox(app.config.limits.mailbox_frames);
     let limits = &app.config.limits;
     let session = Session {

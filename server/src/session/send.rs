@@ -3,6 +3,7 @@
 //! limits every repeated request shares.
 
 use super::*;
+use crate::broker::Retention;
 use crate::refusal::Refusal;
 
 impl Session {
@@ -46,7 +47,7 @@ impl Session {
             Ok(verdict) => verdict,
             Err(refusal) => return self.error(ErrorBody::from(refusal).with_id(id)).await,
         };
-        let draft = Draft {
+        let mut draft = Draft {
             msg: ChatMessage {
                 room: room_id.clone(),
                 message_id: MessageId(format!("{:016x}", rand::random::<u64>())),
@@ -61,8 +62,12 @@ impl Session {
             },
             account,
         };
-        let msg = match self.app.broker.append(&room, draft).await {
-            Ok(msg) => msg,
+        let retention = Retention { max_messages: self.app.config.limits.history_max_messages, ms: room.retention(&def).as_millis() as u64 };
+        let Draft { msg, .. } = match self.app.broker.append(&room_id, &draft, retention).await {
+            Ok(at) => {
+                (draft.msg.seq, draft.msg.staff_seq) = (at.seq, at.staff_seq);
+                draft
+            }
             Err(e) => {
                 let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);
                 return self.error(body.with_id(id)).await;

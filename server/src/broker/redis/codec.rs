@@ -17,13 +17,13 @@ use kindred_protocol::{AccountId, ChatMessage};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of a published moderation document.
-pub const MODERATION_PREFIX: &str = "D";
+pub(crate) const MODERATION_PREFIX: &str = "D";
 /// Prefix of a published room directory.
-pub const ROOMS_PREFIX: &str = "R";
+pub(crate) const ROOMS_PREFIX: &str = "R";
 
 /// A payload from another node (or this one: a node hears its own).
 #[derive(Debug)]
-pub enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     Message(Published<'a>),
     Event { node: String, event: Event },
     Moderation(&'a str),
@@ -32,7 +32,7 @@ pub enum Payload<'a> {
 
 /// A message as the append script published it.
 #[derive(Debug)]
-pub struct Published<'a> {
+pub(crate) struct Published<'a> {
     pub epoch: &'a str,
     /// The script's seq; the message JSON carries none of its own.
     pub msg: ChatMessage,
@@ -42,7 +42,7 @@ pub struct Published<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("a payload of an unknown kind")]
     Unknown,
     #[error("a published message is malformed")]
@@ -60,13 +60,13 @@ struct Envelope {
 }
 
 /// What `node` publishes on a room's channel for `event`.
-pub fn encode_event(node: &str, event: Event) -> String {
+pub(crate) fn encode_event(node: &str, event: Event) -> String {
     let body = serde_json::to_string(&Envelope { n: node.to_owned(), e: event }).expect("events serialize");
     format!("E{body}")
 }
 
 /// Read a payload from a room's channel.
-pub fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
+pub(crate) fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
     if let Some(rest) = payload.strip_prefix('M') {
         let mut parts = rest.splitn(5, '\n');
         let (Some(epoch), Some(seq), Some(at_ms), Some(account), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
@@ -88,7 +88,7 @@ pub fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
 }
 
 /// Read a payload from the control channel.
-pub fn decode_control(payload: &str) -> Result<Payload<'_>, DecodeError> {
+pub(crate) fn decode_control(payload: &str) -> Result<Payload<'_>, DecodeError> {
     if let Some(doc) = payload.strip_prefix(MODERATION_PREFIX) {
         Ok(Payload::Moderation(doc))
     } else if let Some(doc) = payload.strip_prefix(ROOMS_PREFIX) {

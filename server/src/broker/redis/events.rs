@@ -32,7 +32,7 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
                         },
                         Ok(_) | Err(_) => tracing::error!("a control payload of an unknown kind"),
                     }
-                } else if let Some(room) = Keys::room_of_channel(channel).and_then(|id| s.hub.room(&id)) {
+                } else if let Some(room) = Keys::room_of_channel(channel) {
                     on_room_payload(&s, &room, payload);
                 }
             }
@@ -43,9 +43,8 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
                     Value::BulkString(c) => std::str::from_utf8(c).ok().and_then(Keys::room_of_channel),
                     _ => None,
                 });
-                if let Some(room) = room.and_then(|id| s.hub.room(&id)) {
-                    let warm = s.is_warm(&room.id());
-                    if warm {
+                if let Some(room) = room {
+                    if s.is_warm(&room) {
                         let s = s.clone();
                         tokio::spawn(async move {
                             if repair(&s, &room).await.is_err() {
@@ -65,10 +64,10 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
     }
 }
 
-pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) {
+pub(super) fn on_room_payload(s: &Arc<Shared>, room: &RoomId, payload: &str) {
     match codec::decode_room(payload) {
         Ok(Payload::Message(Published { epoch, msg, account, at_ms })) => {
-            if room.needs_reload(epoch) {
+            if s.handler.needs_reload(room, epoch) {
                 // A history this node does not hold: Redis lost the old one. Reload.
                 let (s, room) = (s.clone(), room.clone());
                 tokio::spawn(async move {
@@ -78,13 +77,13 @@ pub(super) fn on_room_payload(s: &Arc<Shared>, room: &Arc<Room>, payload: &str) 
                 });
                 return;
             }
-            if let Some((from, to)) = room.deliver(epoch, Stored { msg, account, at: instant_of(at_ms) }) {
+            if let Some((from, to)) = s.handler.on_message(room, epoch, Stored { msg, account, at: instant_of(at_ms) }) {
                 spawn_fill(s.clone(), room.clone(), from, to);
             }
         }
-        Ok(Payload::Event { node, event }) if node != *s.node => room.apply_remote(&Arc::from(node.as_str()), event),
+        Ok(Payload::Event { node, event }) if node != *s.node => s.handler.on_event(room, &Arc::from(node.as_str()), event),
         Ok(_) => {}
-        Err(e) => tracing::error!(room = %room.id(), error = %e, "a room payload could not be read"),
+        Err(e) => tracing::error!(room = %room, error = %e, "a room payload could not be read"),
     }
 }
 

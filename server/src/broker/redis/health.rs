@@ -55,10 +55,10 @@ pub(super) async fn health(s: Arc<Shared>, lost: Arc<AtomicBool>, shutdown: Canc
     }
     // Leaving: take this node's members out of every room it holds now.
     let mut sends = Vec::new();
-    for room in s.hub.rooms() {
+    for room in s.handler.room_ids() {
         let mut pipe = redis::pipe();
-        for (member, _) in room.local_members() {
-            add_event(&s, &mut pipe, &room.id(), Event::Left { member_id: member.member_id.clone() });
+        for (member, _) in s.handler.local_members(&room) {
+            add_event(&s, &mut pipe, &room, Event::Left { member_id: member.member_id.clone() });
         }
         let mut conn = s.publisher.clone();
         sends.push(async move { bounded(pipe.exec_async(&mut conn)).await });
@@ -133,7 +133,7 @@ pub(super) async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat
     let alive: HashSet<String> = alive.into_iter().collect();
     let peers: HashSet<String> = alive.iter().filter(|n| **n != *s.node).cloned().collect();
     for gone in beat.peers.difference(&peers) {
-        let dropped: usize = s.hub.rooms().iter().map(|room| room.forget_node(gone)).sum();
+        let dropped = s.handler.on_node_gone(gone);
         tracing::info!(dropped, "a node stopped heartbeating; its members left every room");
     }
     beat.peers = peers;
@@ -154,7 +154,7 @@ pub(super) async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat
     }
     // The ids first: `is_warm` reads the map again, which must not happen while iterating it.
     let ids: Vec<RoomId> = s.warm.iter().map(|w| w.key().clone()).collect();
-    let warm: Vec<Arc<Room>> = ids.into_iter().filter(|id| share.takes(id) && s.is_warm(id)).filter_map(|id| s.hub.room(&id)).collect();
+    let warm: Vec<RoomId> = ids.into_iter().filter(|id| share.takes(id) && s.is_warm(id) && s.handler.position(id).is_some()).collect();
     if repairing {
         for room in &warm {
             repair(s, room).await?;

@@ -21,8 +21,8 @@ pub(super) fn parse_entries(rows: Entries) -> Vec<Stored> {
 }
 
 /// Read a room's history, position and settings in one transaction and install them.
-pub(super) async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
+pub(super) async fn load(s: &Arc<Shared>, room: &RoomId) -> Result<(), BrokerError> {
+    let keys = Keys::of(room);
     let mut pipe = redis::pipe();
     pipe.atomic()
         .cmd("HSETNX")
@@ -50,37 +50,37 @@ pub(super) async fn load(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), Broker
     let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
     rows.reverse();
     if let Some(settings) = settings.and_then(|j| serde_json::from_str(&j).ok()) {
-        room.set_settings(settings);
+        s.handler.on_settings(room, settings);
     }
-    if let Some((from, to)) = room.load(&epoch, seq, parse_entries(rows)) {
+    if let Some((from, to)) = s.handler.on_history(room, &epoch, seq, parse_entries(rows)) {
         spawn_fill(s.clone(), room.clone(), from, to);
     }
     Ok(())
 }
 
-pub(super) fn spawn_fill(s: Arc<Shared>, room: Arc<Room>, from: u64, to: u64) {
+pub(super) fn spawn_fill(s: Arc<Shared>, room: RoomId, from: u64, to: u64) {
     tokio::spawn(async move {
         if let Err(e) = fill(&s, &room, from, to).await {
-            tracing::warn!(room = %room.id(), error = %e, "gap fill failed; the next repair retries");
+            tracing::warn!(room = %room, error = %e, "gap fill failed; the next repair retries");
             s.lost.store(true, Ordering::Release);
         }
     });
 }
 
 /// Deliver `from..=to` from the stored history (and anything after it that was missed).
-pub(super) async fn fill(s: &Arc<Shared>, room: &Arc<Room>, mut from: u64, mut to: u64) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
+pub(super) async fn fill(s: &Arc<Shared>, room: &RoomId, mut from: u64, mut to: u64) -> Result<(), BrokerError> {
+    let keys = Keys::of(room);
     loop {
         Metrics::add(&s.metrics.redis_gap_fills, 1);
         let mut pipe = redis::pipe();
         pipe.atomic().cmd("HGET").arg(&keys.meta).arg("epoch").cmd("XRANGE").arg(&keys.log).arg(from).arg(to);
         let (epoch, rows): (Option<String>, Entries) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
-        let (mine, _) = room.position();
+        let Some((mine, _)) = s.handler.position(room) else { return Ok(()) };
         if epoch.as_deref() != Some(mine.as_str()) {
             // The history this node holds is gone from Redis: start over.
             return reload(s, room).await;
         }
-        match room.filled(&mine, to, parse_entries(rows)) {
+        match s.handler.on_filled(room, &mine, to, parse_entries(rows)) {
             Some((f, t)) => (from, to) = (f, t),
             None => return Ok(()),
         }
@@ -88,18 +88,18 @@ pub(super) async fn fill(s: &Arc<Shared>, room: &Arc<Room>, mut from: u64, mut t
 }
 
 /// Load a room's history again from scratch (arrivals meanwhile wait).
-pub(super) async fn reload(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    room.begin_load();
+pub(super) async fn reload(s: &Arc<Shared>, room: &RoomId) -> Result<(), BrokerError> {
+    s.handler.on_loading(room);
     load(s, room).await
 }
 
 /// After a possible loss: deliver whatever was stored after this node's position.
-pub(super) async fn repair(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    let keys = Keys::of(&room.id());
+pub(super) async fn repair(s: &Arc<Shared>, room: &RoomId) -> Result<(), BrokerError> {
+    let keys = Keys::of(room);
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("HMGET").arg(&keys.meta).arg("epoch").arg("seq");
     let ((epoch, seq),): ((Option<String>, Option<u64>),) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
-    let (mine, at) = room.position();
+    let Some((mine, at)) = s.handler.position(room) else { return Ok(()) };
     match (epoch, seq) {
         (Some(epoch), Some(seq)) if epoch == mine => {
             if seq > at {

@@ -4,7 +4,7 @@
 //!   next `seq`, appends it to the room's history stream (entry id `seq-n`,
 //!   MAXLEN and a TTL) and publishes it, atomically. `sent` is only answered
 //!   after the script returned. Every node delivers what its subscription
-//!   brings in `seq` order ([`Room::deliver`]); a gap is filled from the
+//!   brings in `seq` order (its [`Handler`]); a gap is filled from the
 //!   stream. The sender's node delivers its own message from the script's
 //!   reply already, still in `seq` order, and drops the push that follows
 //!   as a duplicate. A lost subscription (disconnect, or a push
@@ -40,10 +40,10 @@ use history::*;
 use keys::*;
 use presence::*;
 
-use super::{BoxFuture, Broker, BrokerError};
+use super::{Appended, BoxFuture, Broker, BrokerError, Handler, Retention};
 use crate::api::SavedRooms;
 use crate::config::Limits;
-use crate::hub::{ConnId, Control, Draft, Event, Hub, Outgoing, RemoteMember, Room, Stored};
+use crate::hub::{Accounts, Draft, Event, Hub, Outgoing, RemoteMember, Stored};
 use crate::metrics::Metrics;
 use crate::moderation::ModerationStore;
 use crate::rooms::RoomDef;
@@ -105,16 +105,16 @@ const TICK: Duration = Duration::from_millis(500);
 /// cost a tenth of the nodes' CPU and doubled the message p99.
 const PRESENCE_AUDIT: Duration = Duration::from_secs(120);
 
-/// Connections per account on this node (the app's), so a service ban made
-/// on another node closes them here too.
-pub(crate) type Accounts = Arc<DashMap<AccountId, Vec<(ConnId, Arc<Control>)>>>;
-
-pub struct RedisBroker {
+pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
 }
 
 struct Shared {
     node: Arc<str>,
+    /// Where what arrives for a room goes (the hub).
+    handler: Arc<dyn Handler>,
+    /// The hub itself, for what is not one room's: the moderation document
+    /// (mutes and service bans on this node's connections) and the directory.
     hub: Hub,
     moderation: Arc<ModerationStore>,
     accounts: Accounts,
@@ -141,7 +141,7 @@ struct Shared {
 
 /// The connections a node needs, made lazily (they connect in the background
 /// and reconnect by themselves).
-pub struct Connections {
+pub(crate) struct Connections {
     pub publisher: RedisConn,
     subscriber: RedisConn,
     pushes: mpsc::Receiver<redis::PushInfo>,
@@ -150,7 +150,7 @@ pub struct Connections {
 
 impl Connections {
     /// `urls`: one Redis URL, or with `cluster`, the comma-separated seed nodes of a Redis Cluster.
-    pub fn open(urls: &str, cluster: bool) -> anyhow::Result<Connections> {
+    pub(crate) fn open(urls: &str, cluster: bool) -> anyhow::Result<Connections> {
         // Pushes go through a bounded queue; one that does not fit marks the
         // subscription as lossy, and the health loop repairs every room.
         let (tx, pushes) = mpsc::channel(65_536);
@@ -226,11 +226,12 @@ fn instant_of(ms: u64) -> Instant {
 
 impl RedisBroker {
     /// Start the broker's tasks: the push dispatcher, the outgoing pipeline and the health loop.
-    pub fn start(conns: Connections, parts: Parts) -> RedisBroker {
+    pub(crate) fn start(conns: Connections, parts: Parts) -> RedisBroker {
         let Connections { publisher, subscriber, pushes, lost } = conns;
         let node: Arc<str> = format!("{}-{:08x}", parts.node, rand::random::<u32>()).into();
         let shared = Arc::new(Shared {
             node,
+            handler: Arc::new(parts.hub.clone()),
             hub: parts.hub,
             moderation: parts.moderation,
             accounts: parts.accounts,
@@ -257,57 +258,56 @@ impl RedisBroker {
 }
 
 impl Broker for RedisBroker {
-    fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>> {
+    fn append<'a>(&'a self, room: &'a RoomId, draft: &'a Draft, retention: Retention) -> BoxFuture<'a, Result<Appended, BrokerError>> {
         Box::pin(async move {
             let s = &self.shared;
             if !s.ready.load(Ordering::Acquire) {
                 return Err(BrokerError::Unavailable);
             }
-            let def = room.def();
-            let keys = Keys::of(&def.id);
-            let retention_ms = u64::from(def.history_minutes.unwrap_or(s.limits.history_minutes)) * 60_000;
+            let keys = Keys::of(room);
             let now = now_ms();
             let account = serde_json::to_string(&draft.account).expect("ids serialize");
-            let mut draft = draft;
-            if draft.msg.staff {
+            let mut msg = draft.msg.clone();
+            if msg.staff {
                 // The script writes the real value over this placeholder.
-                draft.msg.staff_seq = Some(0);
+                msg.staff_seq = Some(0);
             }
-            let body = serde_json::to_string(&draft.msg).expect("protocol types serialize");
+            let body = serde_json::to_string(&msg).expect("protocol types serialize");
             let mut invocation = s.append.key(&keys.meta);
             invocation
                 .key(&keys.log)
                 .arg(crate::hub::new_epoch())
-                .arg(if draft.msg.staff { "1" } else { "0" })
+                .arg(if msg.staff { "1" } else { "0" })
                 .arg(body)
                 .arg(account)
-                .arg(&draft.msg.message_id.0)
+                .arg(&msg.message_id.0)
                 .arg(now)
-                .arg(s.limits.history_max_messages)
-                .arg(retention_ms)
+                .arg(retention.max_messages)
+                .arg(retention.ms)
                 .arg(&keys.channel)
                 .arg(s.publisher.publish_command());
             let (epoch, seq, staff_seq): (String, u64, u64) = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
-            let mut msg = draft.msg;
             msg.seq = seq;
-            if msg.staff {
-                msg.staff_seq = Some(staff_seq);
-            }
+            msg.staff_seq = msg.staff.then_some(staff_seq);
+            let appended = Appended { epoch, seq, staff_seq: msg.staff_seq };
             // This node's members need not wait for the message to come back
             // over the subscription (where it is then a duplicate), and the
-            // sender's `sent` goes out in one write with its own copy. Not a
-            // staff-channel message: it takes no `seq`, and in a room keeping
-            // no history its push could not be told for a duplicate.
+            // sender's `sent` goes out in one write with its own copy. A gap
+            // before it is left to the subscription, which is still bringing
+            // what is missing (and this message's own push fills it if not).
+            // Not a staff-channel message: it takes no `seq`, and in a room
+            // keeping no history its push could not be told for a duplicate.
             if !msg.staff {
-                room.deliver_appended(&epoch, Stored { msg: msg.clone(), account: draft.account, at: instant_of(now) });
+                let _gap_left_to_the_subscription =
+                    s.handler.on_message(room, &appended.epoch, Stored { msg, account: draft.account.clone(), at: instant_of(now) });
             }
-            Ok(msg)
+            Ok(appended)
         })
     }
 
-    fn activate<'a>(&'a self, room: &'a Arc<Room>) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn activate<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            if !self.shared.ready.load(Ordering::Acquire) && !self.is_warm(room) {
+            if !self.shared.ready.load(Ordering::Acquire) && !self.shared.is_warm(room) {
                 return Err(BrokerError::Unavailable);
             }
             activate(&self.shared, room).await
@@ -325,12 +325,6 @@ impl Broker for RedisBroker {
     }
 }
 
-impl RedisBroker {
-    fn is_warm(&self, room: &Arc<Room>) -> bool {
-        self.shared.is_warm(&room.id())
-    }
-}
-
 impl Shared {
     /// Whether this node is subscribed to the room and holds its history
     /// (false while that is being set up: the set-up holds the lock).
@@ -340,20 +334,19 @@ impl Shared {
 }
 
 /// Subscribe to a room and load its history, presence and settings, unless this node already has.
-async fn activate(s: &Arc<Shared>, room: &Arc<Room>) -> Result<(), BrokerError> {
-    let id = room.id();
-    let lock = s.warm.entry(id.clone()).or_default().clone();
+async fn activate(s: &Arc<Shared>, room: &RoomId) -> Result<(), BrokerError> {
+    let lock = s.warm.entry(room.clone()).or_default().clone();
     let mut warm = lock.lock().await;
     if *warm {
         return Ok(());
     }
-    room.begin_load();
-    let keys = Keys::of(&id);
+    s.handler.on_loading(room);
+    let keys = Keys::of(room);
     bounded(s.subscriber.subscribe(&keys.channel)).await?;
     load(s, room).await?;
     presence_sync(s, room, false).await?;
     *warm = true;
-    tracing::debug!(room = %id, "room warm on this node");
+    tracing::debug!(room = %room, "room warm on this node");
     Ok(())
 }
 
@@ -362,14 +355,13 @@ async fn deactivate(s: Arc<Shared>, room: RoomId) {
     tokio::time::sleep(LINGER).await;
     let Some(lock) = s.warm.get(&room).map(|l| l.clone()) else { return };
     let mut warm = lock.lock().await;
-    let Some(r) = s.hub.room(&room) else { return };
-    if !*warm || r.conn_count() > 0 {
+    if !*warm || s.handler.conn_count(&room) > 0 {
         return;
     }
     if let Err(e) = bounded(s.subscriber.unsubscribe(&Keys::of(&room).channel)).await {
         tracing::debug!(room = %room, error = %e, "unsubscribe failed; resubscription will carry it");
     }
-    r.sync_remote_members(Vec::new(), Instant::now());
+    s.handler.on_presence(&room, Vec::new(), Instant::now());
     *warm = false;
     tracing::debug!(room = %room, "room cold on this node");
 }

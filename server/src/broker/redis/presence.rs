@@ -49,9 +49,8 @@ pub(super) fn presence_entry(member: &Member, account: &AccountId) -> String {
 /// with `announce_all`; drop entries of this node's departed members and of
 /// nodes gone silent; and show this node's members everyone else's.
 /// In the steady state this is one read.
-pub(super) async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_all: bool) -> Result<(), BrokerError> {
-    let id = room.id();
-    let keys = Keys::of(&id);
+pub(super) async fn presence_sync(s: &Arc<Shared>, id: &RoomId, announce_all: bool) -> Result<(), BrokerError> {
+    let keys = Keys::of(id);
     let mut conn = s.publisher.clone();
     let mut alive = s.alive().await?;
     let read_at = Instant::now();
@@ -62,7 +61,7 @@ pub(super) async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_al
     if all.keys().filter_map(node_of).any(|node| node != *s.node && !alive.contains(&node)) {
         alive = s.alive_now().await?;
     }
-    let mine = room.local_members();
+    let mine = s.handler.local_members(id);
     let mut pipe = redis::pipe();
     let mut local = HashSet::with_capacity(mine.len());
     for (member, account) in mine {
@@ -70,7 +69,7 @@ pub(super) async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_al
         if announce_all || all.get(&field) != Some(&presence_entry(&member, &account)) {
             // Written and announced together: nodes that dropped the member (it
             // looked gone) take it back from the event.
-            add_event(s, &mut pipe, &id, Event::Joined { member, account });
+            add_event(s, &mut pipe, id, Event::Joined { member, account });
         }
         local.insert(field);
     }
@@ -79,7 +78,7 @@ pub(super) async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_al
         let Some((node, member_id)) = field.split_once('|') else { continue };
         if node == &*s.node {
             if !local.contains(&field) {
-                add_event(s, &mut pipe, &id, Event::Left { member_id: member_id.into() });
+                add_event(s, &mut pipe, id, Event::Left { member_id: member_id.into() });
             }
         } else if !alive.contains(node) {
             pipe.cmd("HDEL").arg(&keys.members).arg(&field).ignore();
@@ -90,7 +89,7 @@ pub(super) async fn presence_sync(s: &Arc<Shared>, room: &Arc<Room>, announce_al
     if !pipe.is_empty() {
         bounded(pipe.exec_async(&mut conn)).await?;
     }
-    room.sync_remote_members(remote, read_at);
+    s.handler.on_presence(id, remote, read_at);
     Ok(())
 }
 
