@@ -8,6 +8,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { startServer } from './server.mjs';
 import { serverAndBrowser, watchErrors, acceptRulesIfAsked, sendMessage, waitForMessage, seriousViolations, screenshotPath, WAIT } from './browser.mjs';
 
@@ -31,6 +32,12 @@ async function join(page, roomId) {
   await page.locator(`#room-title-${roomId}`).locator('xpath=ancestor::li').locator('.room-join').click();
   await acceptRulesIfAsked(page);
 }
+
+test('app.css uses no physical left or right, so the layout mirrors for right-to-left', () => {
+  const css = readFileSync(new URL('../static/app.css', import.meta.url), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  const physical = css.split('\n').filter((line) => /(^|[^\w-])(left|right)\b|-(left|right)\b|translateX/.test(line));
+  assert.deepEqual(physical, [], 'use inline-start/inline-end instead');
+});
 
 function docLang(page) {
   return page.evaluate(() => ({ lang: document.documentElement.lang, dir: document.documentElement.dir }));
