@@ -8,7 +8,7 @@
 // hears who resolved it.
 
 import { h, clear, announce } from './dom.js';
-import { t, formatWhen, formatTime } from './i18n.js';
+import { t, L, formatWhen, formatTime } from './i18n.js';
 import { modal, field, inform } from './dialogs.js';
 import { whisperDialog } from './staff.js';
 import { storage } from './state.js';
@@ -78,7 +78,7 @@ function roomName(app, id) {
  * `onOpenRoom(id)` (after "Go to room" was chosen).
  */
 export class AlertInboxView {
-  constructor(app, { title = t('alertsOpenTitle'), level = 3, onOpenRoom } = {}) {
+  constructor(app, { title = L('alertsOpenTitle'), level = 3, onOpenRoom } = {}) {
     this.app = app;
     this.onOpenRoom = onOpenRoom;
     this.prefix = `alerts-${++viewSeq}`;
@@ -86,13 +86,13 @@ export class AlertInboxView {
     const hl = `h${Math.min(6, level)}`;
     const hl2 = `h${Math.min(6, level + 1)}`;
     this.heading = h(hl, { id: `${this.prefix}-title`, class: 'alerts-heading', tabindex: '-1' }, title);
-    this.scopeNote = h('p', { class: 'tool-note', text: t('alertsAllRooms') });
-    this.empty = h('p', { class: 'tool-empty alerts-empty', text: t('alertsNone') });
+    this.scopeNote = h('p', { class: 'tool-note', text: L('alertsAllRooms') });
+    this.empty = h('p', { class: 'tool-empty alerts-empty', text: L('alertsNone') });
     this.list = h('ul', { class: 'tool-list alert-list', 'aria-labelledby': `${this.prefix}-title` });
     this.resolvedList = h('ul', { class: 'alert-resolved-list', 'aria-labelledby': `${this.prefix}-resolved` });
-    this.resolvedBox = h('div', { class: 'alerts-resolved', hidden: true }, h(hl2, { id: `${this.prefix}-resolved`, class: 'alerts-subheading' }, t('alertsResolvedTitle')), this.resolvedList);
+    this.resolvedBox = h('div', { class: 'alerts-resolved', hidden: true }, h(hl2, { id: `${this.prefix}-resolved`, class: 'alerts-subheading' }, L('alertsResolvedTitle')), this.resolvedList);
     this.sound = h('input', { id: `${this.prefix}-sound`, type: 'checkbox', checked: storage.alertSound, onchange: () => this.setSound(this.sound.checked) });
-    this.soundHint = h('p', { id: `${this.prefix}-sound-hint`, class: 'tool-note', hidden: !reducedMotion(), text: t('alertSoundReduced') });
+    this.soundHint = h('p', { id: `${this.prefix}-sound-hint`, class: 'tool-note', hidden: !reducedMotion(), text: L('alertSoundReduced') });
     if (reducedMotion()) this.sound.setAttribute('aria-describedby', this.soundHint.id);
     this.el = h(
       'div',
@@ -102,7 +102,7 @@ export class AlertInboxView {
       this.empty,
       this.list,
       this.resolvedBox,
-      h('div', { class: 'field field-check alert-sound' }, this.sound, h('label', { for: this.sound.id }, t('alertSound'))),
+      h('div', { class: 'field field-check alert-sound' }, this.sound, h('label', { for: this.sound.id }, L('alertSound'))),
       this.soundHint,
     );
     this.listeners = [
@@ -118,6 +118,15 @@ export class AlertInboxView {
 
   dispose() {
     for (const [type, fn] of this.listeners) this.app.store.removeEventListener(type, fn);
+  }
+
+  /** The language changed: build the items again in it. */
+  relocalize() {
+    const focused = this.el.contains(document.activeElement);
+    for (const li of this.items.values()) li.remove();
+    this.items.clear();
+    this.render();
+    if (focused && !this.el.contains(document.activeElement) && this.el.isConnected) this.heading.focus();
   }
 
   setSound(on) {
@@ -161,7 +170,7 @@ export class AlertInboxView {
     const id = `${this.prefix}-${a.alert_id}`;
     const quote = h('blockquote', { class: 'quote' });
     if (a.message.cw) quote.append(h('p', { class: 'quote-cw', text: t('contentNote', a.message.cw) }));
-    quote.append(a.message.text ? h('p', { class: 'quote-text', text: a.message.text }) : h('p', { class: 'quote-text quote-erased', text: t('alertTextErased') }));
+    quote.append(a.message.text ? h('p', { class: 'quote-text', dir: 'auto', text: a.message.text }) : h('p', { class: 'quote-text quote-erased', text: t('alertTextErased') }));
     const li = h(
       'li',
       { class: 'tool-item tool-alert alert-item', 'aria-labelledby': `${id}-title`, dataset: { alertId: a.alert_id, room: a.room } },
@@ -169,7 +178,7 @@ export class AlertInboxView {
       h(
         'p',
         { class: 'alert-meta' },
-        h('span', { class: 'alert-room', text: roomName(this.app, a.room) }),
+        h('span', { class: 'alert-room', dir: 'auto', text: roomName(this.app, a.room) }),
         h('span', { 'aria-hidden': 'true' }, ' · '),
         h('time', { datetime: a.at, text: formatWhen(a.at) }),
       ),
@@ -280,6 +289,11 @@ export class AlertCenter {
 
   get count() {
     return this.app.store.isStaff ? this.app.store.alerts.openCount : 0;
+  }
+
+  relocalize() {
+    this.baseTitle = t('appName');
+    this.renderCount();
   }
 
   renderCount() {

@@ -2,9 +2,14 @@
 // and a card per room with its live member count and, for scheduled rooms,
 // the next session in the reader's local time. Cards are updated in place
 // when the list refreshes so keyboard focus is never lost.
+//
+// Rooms come in several languages: the language filter offers every language
+// in the directory (the member's own first), rooms in the member's languages
+// come first, and search matches names, topics and tags in any language
+// without regard to accents or case ("perdida" finds "pérdida").
 
 import { h, clear } from './dom.js';
-import { t, formatWhen, formatTime, languageName } from './i18n.js';
+import { t, L, formatWhen, formatTime, languageName, memberLanguages, lang } from './i18n.js';
 
 const REFRESH_MS = 15000;
 
@@ -19,31 +24,40 @@ export class DirectoryScreen {
   }
 
   build() {
-    this.search = h('input', { id: 'dir-search', type: 'search', placeholder: t('searchPlaceholder'), autocomplete: 'off', oninput: () => this.render() });
+    this.search = h('input', { id: 'dir-search', type: 'search', placeholder: L('searchPlaceholder'), autocomplete: 'off', oninput: () => this.render() });
     this.topic = h('select', { id: 'dir-topic', onchange: () => this.render() });
     this.language = h('select', { id: 'dir-language', onchange: () => this.render() });
     this.openNow = h('input', { id: 'dir-open', type: 'checkbox', onchange: () => this.render() });
     this.count = h('p', { class: 'dir-count', role: 'status' });
     this.list = h('ul', { class: 'room-list', 'aria-labelledby': 'dir-title' });
-    this.empty = h('div', { class: 'dir-empty', hidden: true }, h('p', { text: t('roomsNone') }), h('button', { type: 'button', class: 'btn btn-secondary', onclick: () => this.clearFilters() }, t('clearFilters')));
+    this.empty = h('div', { class: 'dir-empty', hidden: true }, h('p', { text: L('roomsNone') }), h('button', { type: 'button', class: 'btn btn-secondary', onclick: () => this.clearFilters() }, L('clearFilters')));
     this.identity = h('p', { class: 'dir-identity' });
 
     this.el = h(
       'section',
       { id: 'screen-directory', class: 'screen screen-directory', 'aria-labelledby': 'dir-title', hidden: true },
-      h('div', { class: 'dir-intro' }, h('h1', { id: 'dir-title', tabindex: '-1' }, t('directoryTitle')), h('p', { text: t('directoryIntro') }), this.identity),
+      h('div', { class: 'dir-intro' }, h('h1', { id: 'dir-title', tabindex: '-1' }, L('directoryTitle')), h('p', { text: L('directoryIntro') }), this.identity),
       h(
         'form',
         { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() },
-        h('div', { class: 'field field-search' }, h('label', { for: 'dir-search' }, t('searchLabel')), this.search),
-        h('div', { class: 'field' }, h('label', { for: 'dir-topic' }, t('filterTopic')), this.topic),
-        h('div', { class: 'field' }, h('label', { for: 'dir-language' }, t('filterLanguage')), this.language),
-        h('div', { class: 'field field-check' }, this.openNow, h('label', { for: 'dir-open' }, t('filterOpenNow'))),
+        h('div', { class: 'field field-search' }, h('label', { for: 'dir-search' }, L('searchLabel')), this.search),
+        h('div', { class: 'field' }, h('label', { for: 'dir-topic' }, L('filterTopic')), this.topic),
+        h('div', { class: 'field' }, h('label', { for: 'dir-language' }, L('filterLanguage')), this.language),
+        h('div', { class: 'field field-check' }, this.openNow, h('label', { for: 'dir-open' }, L('filterOpenNow'))),
       ),
       this.count,
       this.list,
       this.empty,
     );
+  }
+
+  /** The language changed: options and cards again in the new language. */
+  relocalize() {
+    for (const select of [this.topic, this.language]) select.dataset.labels = '';
+    for (const card of this.cards.values()) card.el.remove();
+    this.cards.clear();
+    this.renderIdentity();
+    this.render();
   }
 
   renderIdentity() {
@@ -89,14 +103,15 @@ export class DirectoryScreen {
     this.search.focus();
   }
 
-  syncOptions(select, values, allLabel, labelOf = (v) => v) {
+  syncOptions(select, values, allLabel, labelOf = (v) => v, attrsOf = () => ({})) {
     const wanted = ['', ...values];
     const current = [...select.options].map((o) => o.value);
-    if (wanted.length === current.length && wanted.every((v, i) => v === current[i])) return;
+    if (select.dataset.labels === lang && wanted.length === current.length && wanted.every((v, i) => v === current[i])) return;
     const keep = select.value;
     clear(select);
-    for (const v of wanted) select.append(h('option', { value: v }, v === '' ? allLabel : labelOf(v)));
+    for (const v of wanted) select.append(h('option', { value: v, ...(v === '' ? {} : attrsOf(v)) }, v === '' ? allLabel : labelOf(v)));
     select.value = wanted.includes(keep) ? keep : '';
+    select.dataset.labels = lang;
   }
 
   render() {
@@ -105,25 +120,35 @@ export class DirectoryScreen {
       this.count.textContent = t('roomsLoading');
       return;
     }
-    const topics = [...new Set(rooms.flatMap((r) => [r.topic, ...(r.tags || [])]).filter(Boolean))].sort((a, b) => a.localeCompare(b));
-    const languages = [...new Set(rooms.map((r) => r.language).filter(Boolean))].sort();
-    this.syncOptions(this.topic, topics, t('filterTopicAll'));
-    this.syncOptions(this.language, languages, t('filterLanguageAll'), languageName);
-
-    const q = this.search.value.trim().toLowerCase();
-    const topic = this.topic.value;
+    // The member's languages first (the interface's, then the browser's), then the others by name.
+    const mine = memberLanguages();
+    const rank = (code) => {
+      const i = mine.indexOf(baseLanguage(code));
+      return i < 0 ? mine.length : i;
+    };
+    const languages = [...new Set(rooms.map((r) => r.language).filter(Boolean))].sort((a, b) => rank(a) - rank(b) || languageName(a).localeCompare(languageName(b), lang));
+    this.syncOptions(this.language, languages, t('filterLanguageAll'), languageName, (code) => ({ lang: code }));
     const language = this.language.value;
+    // Topics of the rooms in the chosen language (every topic when none is chosen).
+    const inLanguage = language ? rooms.filter((r) => r.language === language) : rooms;
+    const topics = [...new Set(inLanguage.flatMap((r) => [r.topic, ...(r.tags || [])]).filter(Boolean))].sort((a, b) => a.localeCompare(b, lang));
+    this.syncOptions(this.topic, topics, t('filterTopicAll'));
+
+    const words = fold(this.search.value).split(/\s+/).filter(Boolean);
+    const topic = this.topic.value;
     const openOnly = this.openNow.checked;
     const shown = rooms.filter((r) => {
       if (topic && r.topic !== topic && !(r.tags || []).includes(topic)) return false;
       if (language && r.language !== language) return false;
       if (openOnly && !r.open) return false;
-      if (!q) return true;
-      const hay = [r.name, r.topic, r.description, ...(r.tags || [])].join(' ').toLowerCase();
-      return q.split(/\s+/).every((w) => hay.includes(w));
+      if (!words.length) return true;
+      // The room's language by name too, in ours and its own ("español" finds the Spanish rooms).
+      const hay = fold([r.name, r.topic, r.description, ...(r.tags || []), languageName(r.language), nativeLanguageName(r.language)].join(' '));
+      return words.every((w) => hay.includes(w));
     });
-    // Open rooms first, then by name, so "somewhere to talk now" is at the top.
-    shown.sort((a, b) => Number(b.open) - Number(a.open) || a.name.localeCompare(b.name));
+    // Open rooms first, then rooms in the member's languages, then by name,
+    // so "somewhere to talk now, in my language" is at the top.
+    shown.sort((a, b) => Number(b.open) - Number(a.open) || rank(a.language) - rank(b.language) || a.name.localeCompare(b.name, lang));
 
     this.count.textContent = t('roomsCount', shown.length);
     this.empty.hidden = shown.length > 0;
@@ -149,13 +174,16 @@ export class DirectoryScreen {
 
   makeCard(room) {
     const titleId = `room-title-${room.id}`;
+    // The room's own words (name, description, tags) are in the room's
+    // language and direction, whatever the interface's.
+    const own = { dir: 'auto', lang: room.language || null };
     const parts = {
-      name: h('h2', { class: 'room-name', id: titleId }),
+      name: h('h2', { class: 'room-name', id: titleId, ...own }),
       meta: h('p', { class: 'room-meta' }),
-      desc: h('p', { class: 'room-desc' }),
+      desc: h('p', { class: 'room-desc', ...own }),
       tags: h('ul', { class: 'tags', 'aria-label': t('filterTopic') }),
       when: h('p', { class: 'room-when' }),
-      schedule: h('p', { class: 'room-schedule' }),
+      schedule: h('p', { class: 'room-schedule', dir: 'auto' }),
       people: h('p', { class: 'room-people' }),
       join: h('button', { type: 'button', class: 'btn btn-primary room-join', onclick: () => this.app.openRoom(room.id) }, t('joinRoom')),
     };
@@ -179,7 +207,7 @@ export class DirectoryScreen {
     const tags = [...new Set([room.topic, ...(room.tags || [])].filter(Boolean))];
     if (parts.tags.dataset.tags !== tags.join('|')) {
       clear(parts.tags);
-      for (const tag of tags) parts.tags.append(h('li', { class: 'tag' }, tag));
+      for (const tag of tags) parts.tags.append(h('li', { class: 'tag', dir: 'auto', lang: room.language || null }, tag));
       parts.tags.dataset.tags = tags.join('|');
     }
     const s = room.schedule;
@@ -208,5 +236,27 @@ export class DirectoryScreen {
     if (room.requires_facilitator && room.open) parts.people.textContent += ` · ${t('needsFacilitator')}`;
     parts.join.hidden = !room.open || !!room.locked;
     parts.join.setAttribute('aria-label', t('joinRoomLabel', room.name));
+  }
+}
+
+/** Lower case without accents or other marks, for search: "Pérdida" → "perdida", "الحُزن" → "الحزن". */
+export function fold(text) {
+  return String(text || '')
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .toLowerCase()
+    .replace(/ß/g, 'ss')
+    .trim();
+}
+
+function baseLanguage(code) {
+  return String(code || '').toLowerCase().split('-')[0];
+}
+
+function nativeLanguageName(code) {
+  try {
+    return new Intl.DisplayNames([code], { type: 'language' }).of(code) || '';
+  } catch {
+    return '';
   }
 }

@@ -1,18 +1,25 @@
 // Building DOM safely: every node is made with createElement and every piece
 // of data goes in through textContent or a property, never as HTML.
 
+import { Live, bindLive } from './i18n.js';
+
 /**
  * h('button', {class: 'x', onclick: fn, 'aria-label': 'y'}, 'text', child…)
  * Attributes starting with "on" become listeners; `class`, `hidden`,
  * `disabled`, `value`, `checked` and `text` are set as properties; others as
  * attributes. Children are nodes or strings (as text); null/false are skipped.
+ * A label made with L('key') (i18n.js), as `text`, an attribute or a child,
+ * is rewritten when the language changes.
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
+    else if (v instanceof Live) {
+      if (k === 'text') el.textContent = bindLive(el, null, v);
+      else el.setAttribute(k, bindLive(el, k, v));
+    } else if (k === 'class') el.className = v;
     else if (k === 'text') el.textContent = v;
     else if (k === 'hidden' || k === 'disabled' || k === 'checked' || k === 'value' || k === 'open') el[k] = v;
     else if (k === 'dataset') Object.assign(el.dataset, v);
@@ -25,7 +32,11 @@ export function h(tag, attrs = {}, ...children) {
 export function append(el, ...children) {
   for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    if (c instanceof Live) {
+      const node = document.createTextNode('');
+      node.textContent = bindLive(node, null, c);
+      el.append(node);
+    } else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
 }

@@ -6,7 +6,7 @@
 import { Connection } from './protocol.js';
 import { Store, storage } from './state.js';
 import { h, clear, announce } from './dom.js';
-import { t, lang, formatWhen } from './i18n.js';
+import { t, L, lang, formatWhen, setLanguage, languageEvents, TABLES, nativeName, isRtl } from './i18n.js';
 import { modal, inform, confirmAction, field } from './dialogs.js';
 import { DirectoryScreen } from './directory.js';
 import { RulesScreen } from './rules.js';
@@ -48,27 +48,32 @@ class App {
   // ---- shell -----------------------------------------------------------
 
   buildShell() {
-    document.title = t('appName');
-    document.documentElement.lang = lang;
     this.statusText = h('span', { class: 'conn-text' });
-    this.retryBtn = h('button', { type: 'button', class: 'btn btn-quiet btn-small', hidden: true, onclick: () => this.conn.reconnectNow() }, t('statusRetryNow'));
+    this.retryBtn = h('button', { type: 'button', class: 'btn btn-quiet btn-small', hidden: true, onclick: () => this.conn.reconnectNow() }, L('statusRetryNow'));
     this.status = h('div', { class: 'conn', role: 'status', dataset: { state: 'connecting' } }, h('span', { class: 'conn-dot', 'aria-hidden': 'true' }), this.statusText, this.retryBtn);
     this.youLong = h('span', { class: 'you-long' }, t('youMenuConnecting'));
-    this.youBtn = h('button', { type: 'button', class: 'btn btn-quiet you-btn', 'aria-haspopup': 'dialog', onclick: () => this.openYou() }, h('span', { class: 'you-short' }, t('youTitle')), this.youLong);
+    this.youBtn = h('button', { type: 'button', class: 'btn btn-quiet you-btn', 'aria-haspopup': 'dialog', onclick: () => this.openYou() }, h('span', { class: 'you-short' }, L('youTitle')), this.youLong);
     this.toasts = h('div', { class: 'toasts', role: 'status' });
+    this.languagePicker = h(
+      'select',
+      { id: 'language-picker', class: 'language-picker', 'aria-label': L('languagePicker'), onchange: () => this.chooseLanguage(this.languagePicker.value) },
+      // Each language by its own name, marked as that language so it is read out in it.
+      ...Object.keys(TABLES).map((code) => h('option', { value: code, lang: code, dir: isRtl(code) ? 'rtl' : 'ltr' }, nativeName(code))),
+    );
+    this.languagePicker.value = lang;
     this.forgotten = h(
       'section',
       { id: 'screen-forgotten', class: 'screen screen-forgotten', 'aria-labelledby': 'forgotten-title', hidden: true },
-      h('div', { class: 'card' }, h('h1', { id: 'forgotten-title', tabindex: '-1' }, t('forgottenTitle')), h('p', { text: t('forgottenBody') }), h('button', { type: 'button', class: 'btn btn-primary', onclick: () => this.startAgain() }, t('startAgain'))),
+      h('div', { class: 'card' }, h('h1', { id: 'forgotten-title', tabindex: '-1' }, L('forgottenTitle')), h('p', { text: L('forgottenBody') }), h('button', { type: 'button', class: 'btn btn-primary', onclick: () => this.startAgain() }, L('startAgain'))),
     );
     this.main = h('main', { id: 'main', tabindex: '-1' }, this.directory.el, this.rules.el, this.room.el, this.forgotten);
-    const skip = h('a', { class: 'skip-link', href: '#main', onclick: (e) => { e.preventDefault(); this.focusScreen(); } }, t('skipToContent'));
+    const skip = h('a', { class: 'skip-link', href: '#main', onclick: (e) => { e.preventDefault(); this.focusScreen(); } }, L('skipToContent'));
     const header = h(
       'header',
       { class: 'topbar' },
-      h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), t('appName')),
+      h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), L('appName')),
       this.status,
-      h('div', { class: 'topbar-actions' }, this.alerts.button, h('button', { type: 'button', class: 'btn help-btn', 'aria-haspopup': 'dialog', onclick: () => this.openHelp() }, t('getHelpNow')), this.youBtn),
+      h('div', { class: 'topbar-actions' }, this.languagePicker, this.alerts.button, h('button', { type: 'button', class: 'btn help-btn', 'aria-haspopup': 'dialog', onclick: () => this.openHelp() }, L('getHelpNow')), this.youBtn),
     );
     const app = document.getElementById('app');
     clear(app);
@@ -125,11 +130,35 @@ class App {
       for (const r of this.store.joined.values()) r.active = false;
     });
     c.addEventListener('frame', (e) => this.onFrame(e.detail));
-    this.store.addEventListener('session', (e) => {
-      const s = e.detail;
-      this.youLong.textContent = s && !s.handlePerRoom ? t('youMenu', s.handle) : t('youMenuConnecting');
-      document.body.classList.toggle('is-staff', this.store.isStaff);
-    });
+    this.store.addEventListener('session', () => this.renderSession());
+    languageEvents.addEventListener('change', () => this.relocalize());
+  }
+
+  renderSession() {
+    const s = this.store.session;
+    this.youLong.textContent = s && !s.handlePerRoom ? t('youMenu', s.handle) : t('youMenuConnecting');
+    document.body.classList.toggle('is-staff', this.store.isStaff);
+  }
+
+  /** The picker: use this language from now on, on this device, without reloading. */
+  chooseLanguage(code) {
+    setLanguage(code, { remember: true });
+  }
+
+  /**
+   * The language changed (setLanguage has set <html lang dir> and rewritten
+   * every L() label): the next hello asks the server for its texts in it, and
+   * every screen renders again from the store, keeping drafts and focus.
+   */
+  relocalize() {
+    this.conn.locale = lang;
+    this.languagePicker.value = lang;
+    if (this.lastStatus) this.renderStatus(this.lastStatus);
+    this.renderSession();
+    this.alerts.relocalize();
+    this.directory.relocalize();
+    this.rules.relocalize();
+    this.room.relocalize();
   }
 
   renderStatus({ status, retryInMs, restarting }) {
@@ -141,6 +170,7 @@ class App {
     else if (status === 'offline') text = t('statusOffline');
     else if (status === 'banned') text = t('statusBanned');
     else text = t('statusEnded');
+    this.lastStatus = { status, retryInMs, restarting };
     this.status.dataset.state = restarting && status === 'online' ? 'reconnecting' : status;
     this.statusText.textContent = text;
     this.retryBtn.hidden = !(status === 'reconnecting' && retryInMs > 1500);
@@ -357,7 +387,7 @@ class App {
     if (err.code === 'rules_not_accepted' && this.summary(id)?.locked) err = { code: 'room_locked', body: {} };
     if (err.code === 'rules_not_accepted') {
       this.showScreen('rules');
-      this.rules.show({ roomId: id, name, version: body.rules_version, rules: body.rules, updated: !!resumed || !!this.store.room(id)?.info });
+      this.rules.show({ roomId: id, name, version: body.rules_version, rules: body.rules, language: this.summary(id)?.language, updated: !!resumed || !!this.store.room(id)?.info });
       return;
     }
     this.store.dropRoom(id);

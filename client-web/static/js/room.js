@@ -5,7 +5,7 @@
 // is only ever set with textContent.
 
 import { h, clear, announce, safeUrl } from './dom.js';
-import { t, formatTime, formatWhen } from './i18n.js';
+import { t, L, formatTime, formatWhen, formatList } from './i18n.js';
 import { modal, selectField, field } from './dialogs.js';
 import { StaffTools, moderateDialog, whisperDialog } from './staff.js';
 import { AlertInboxView } from './alerts.js';
@@ -24,7 +24,7 @@ export class RoomScreen {
     this.lastTypingSent = 0;
     this.typingTimer = null;
     this.outbox = []; // {roomId, msg, el}: written while offline, sent after the rejoin
-    this.staff = new StaffTools(app, new AlertInboxView(app, { title: t('toolsAlerts'), level: 3 }));
+    this.staff = new StaffTools(app, new AlertInboxView(app, { title: L('toolsAlerts'), level: 3 }));
     this.stuck = true; // whether the reader is at the latest message
     this.build();
     // Keep the latest message in view when the timeline shrinks (a phone
@@ -43,33 +43,33 @@ export class RoomScreen {
   }
 
   build() {
-    this.title = h('h1', { id: 'room-title', class: 'room-title', tabindex: '-1' });
-    this.topic = h('p', { class: 'room-topic', hidden: true });
+    this.title = h('h1', { id: 'room-title', class: 'room-title', tabindex: '-1', dir: 'auto' });
+    this.topic = h('p', { class: 'room-topic', hidden: true, dir: 'auto' });
     this.flags = h('p', { class: 'room-flags', hidden: true });
     this.peopleToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'people-panel', 'aria-expanded': 'false', onclick: () => this.togglePanel(this.people, this.peopleToggle) });
     this.toolsCount = h('span', { class: 'count-badge', 'aria-hidden': 'true', hidden: true });
     this.toolsCountText = h('span', { class: 'visually-hidden' });
-    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, t('toolsToggle'), this.toolsCount, this.toolsCountText);
+    this.toolsToggle = h('button', { type: 'button', class: 'btn btn-quiet panel-toggle', 'aria-controls': 'staff-tools', 'aria-expanded': 'false', hidden: true, onclick: () => this.togglePanel(this.staff.el, this.toolsToggle) }, L('toolsToggle'), this.toolsCount, this.toolsCountText);
 
     // One tab stop for the whole list (roving tabindex): Tab reaches the
     // current message's controls and then leaves; arrow keys move between
     // messages. Otherwise every message's "⋯" is a Tab press.
-    this.list = h('ol', { class: 'messages', 'aria-label': t('messagesLabel'), onkeydown: (e) => this.onListKey(e), onfocusin: (e) => this.onListFocus(e) });
-    this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: t('emptyRoom') });
+    this.list = h('ol', { class: 'messages', 'aria-label': L('messagesLabel'), onkeydown: (e) => this.onListKey(e), onfocusin: (e) => this.onListFocus(e) });
+    this.emptyNote = h('p', { class: 'timeline-empty', hidden: true, text: L('emptyRoom') });
     this.notices = h('div', { class: 'notices' });
-    this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': t('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
-    this.jump = h('button', { type: 'button', class: 'btn btn-secondary jump-latest', hidden: true, onclick: () => this.scrollToBottom() }, t('newMessagesBelow'));
+    this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': L('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
+    this.jump = h('button', { type: 'button', class: 'btn btn-secondary jump-latest', hidden: true, onclick: () => this.scrollToBottom() }, L('newMessagesBelow'));
     this.typingLine = h('p', { class: 'typing', 'aria-hidden': 'true' });
 
     // Composer
     this.replyBar = h('div', { class: 'reply-bar', hidden: true });
     this.cwInput = h('input', { id: 'composer-cw', type: 'text', maxlength: '40', list: 'cw-suggestions', autocomplete: 'off' });
-    this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, t('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
-    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: t('composerPlaceholder'), 'aria-describedby': 'composer-block composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
-    this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, t('addContentNote'));
-    this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('raiseHand'));
+    this.cwRow = h('div', { class: 'field cw-row', hidden: true }, h('label', { for: 'composer-cw' }, L('contentNoteLabel')), this.cwInput, h('datalist', { id: 'cw-suggestions' }, ...['self-harm', 'suicide', 'loss', 'abuse', 'addiction', 'medical'].map((v) => h('option', { value: v }))));
+    this.text = h('textarea', { id: 'composer-text', class: 'composer-text', rows: '2', placeholder: L('composerPlaceholder'), 'aria-describedby': 'composer-block composer-hint composer-feedback', oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
+    this.cwToggle = h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-expanded': 'false', 'aria-controls': 'composer-cw', onclick: () => this.toggleCw() }, L('addContentNote'));
+    this.hand = h('button', { type: 'button', class: 'btn btn-secondary btn-small', hidden: true, 'aria-pressed': 'false', onclick: () => this.toggleHand() }, L('raiseHand'));
     this.counter = h('span', { class: 'counter', 'aria-live': 'off' });
-    this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, t('send'));
+    this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send' }, L('send'));
     this.feedback = h('p', { id: 'composer-feedback', class: 'feedback', role: 'status' });
     // Why the composer is closed for now (muted, slow mode, waiting for the
     // floor), with a countdown; not a live region (it ticks every second):
@@ -80,22 +80,22 @@ export class RoomScreen {
       { class: 'composer', onsubmit: (e) => this.onSubmit(e) },
       this.replyBar,
       this.cwRow,
-      h('label', { for: 'composer-text', class: 'visually-hidden' }, t('composerLabel')),
+      h('label', { for: 'composer-text', class: 'visually-hidden' }, L('composerLabel')),
       this.blockLine,
       this.text,
       h('div', { class: 'composer-row' }, this.cwToggle, this.hand, h('span', { class: 'spacer' }), this.counter, this.sendBtn),
-      h('p', { id: 'composer-hint', class: 'hint' }, t('composerHint')),
+      h('p', { id: 'composer-hint', class: 'hint' }, L('composerHint')),
       this.feedback,
     );
     this.removedCard = h('div', { class: 'card removed-card', hidden: true });
 
     this.peopleList = h('ul', { class: 'people-list' });
-    this.peopleTitle = h('h2', { id: 'people-title', class: 'panel-title' }, t('peopleTitle'));
+    this.peopleTitle = h('h2', { id: 'people-title', class: 'panel-title' }, L('peopleTitle'));
     this.people = h('aside', { id: 'people-panel', class: 'panel people', 'aria-labelledby': 'people-title' }, this.peopleTitle, this.peopleList);
 
     // On narrow screens the panels are drawers: each gets a close button, and Escape closes them.
     for (const [panel, btn] of [[this.people, this.peopleToggle], [this.staff.el, this.toolsToggle]]) {
-      panel.prepend(h('button', { type: 'button', class: 'btn btn-secondary btn-small panel-close', onclick: () => { this.closePanels(); btn.focus(); } }, t('close')));
+      panel.prepend(h('button', { type: 'button', class: 'btn btn-secondary btn-small panel-close', onclick: () => { this.closePanels(); btn.focus(); } }, L('close')));
       panel.addEventListener('keydown', (e) => {
         if (e.key === 'Escape' && panel.classList.contains('open')) {
           this.closePanels();
@@ -109,7 +109,7 @@ export class RoomScreen {
       h(
         'div',
         { class: 'room-bar' },
-        h('button', { type: 'button', class: 'btn btn-quiet back', onclick: () => this.app.goDirectory() }, h('span', { 'aria-hidden': 'true' }, '← '), t('backToRooms')),
+        h('button', { type: 'button', class: 'btn btn-quiet back', onclick: () => this.app.goDirectory() }, h('span', { class: 'back-arrow', 'aria-hidden': 'true' }, '←'), L('backToRooms')),
         h('div', { class: 'room-heading' }, this.title, this.topic, this.flags),
         h('div', { class: 'room-bar-actions' }, this.peopleToggle, this.toolsToggle),
       ),
@@ -164,6 +164,20 @@ export class RoomScreen {
     this.el.hidden = true;
     this.closePanels();
     clearTimeout(this.typingTimer);
+  }
+
+  /** The language changed: render the room again in it, keeping the draft, the reply and the notices. */
+  relocalize() {
+    this.cwToggle.textContent = this.cwRow.hidden ? t('addContentNote') : t('removeContentNote');
+    if (!this.sending) this.sendBtn.textContent = t('send');
+    this.staff.relocalize();
+    if (!this.roomId) return;
+    const stuck = this.stuck;
+    const top = this.timeline.scrollTop;
+    this.renderAll();
+    this.renderReply();
+    if (stuck) this.scrollToBottom();
+    else this.timeline.scrollTop = top;
   }
 
   closePanels() {
@@ -381,7 +395,7 @@ export class RoomScreen {
     const meta = h(
       'p',
       { class: 'msg-meta' },
-      h('span', { class: 'msg-author' }, m.from.handle),
+      h('span', { class: 'msg-author', dir: 'auto' }, m.from.handle),
       mine ? h('span', { class: 'msg-you' }, ` (${t('you')})`) : null,
       this.roleBadge(m.from.role),
       m.staff ? h('span', { class: 'badge badge-staff-only' }, t('staffOnlyTag')) : null,
@@ -391,14 +405,14 @@ export class RoomScreen {
     if (m.reply_to) {
       const orig = r?.byId.get(m.reply_to);
       replyRef = orig
-        ? h('button', { type: 'button', class: 'msg-reply-ref', onclick: () => this.focusMessage(orig.message_id) }, h('span', { class: 'reply-label' }, t('inReplyTo', orig.from.handle)), h('span', { class: 'reply-snippet' }, orig.cw ? t('contentNote', orig.cw) : snippet(orig.text)))
+        ? h('button', { type: 'button', class: 'msg-reply-ref', onclick: () => this.focusMessage(orig.message_id) }, h('span', { class: 'reply-label' }, t('inReplyTo', orig.from.handle)), h('span', { class: 'reply-snippet', dir: 'auto' }, orig.cw ? t('contentNote', orig.cw) : snippet(orig.text)))
         : h('p', { class: 'msg-reply-ref msg-reply-missing' }, t('inReplyToUnknown'));
     }
     let body;
     if (m.cw) {
-      body = h('details', { class: 'msg-cw' }, h('summary', {}, h('span', { class: 'cw-tag' }, t('contentNote', m.cw)), h('span', { class: 'cw-open' }, ` · ${t('contentNoteOpen')}`)), h('p', { class: 'msg-text' }, m.text));
+      body = h('details', { class: 'msg-cw' }, h('summary', {}, h('span', { class: 'cw-tag' }, t('contentNote', m.cw)), h('span', { class: 'cw-open' }, ` · ${t('contentNoteOpen')}`)), h('p', { class: 'msg-text', dir: 'auto' }, m.text));
     } else {
-      body = h('p', { class: 'msg-text' }, m.text);
+      body = h('p', { class: 'msg-text', dir: 'auto' }, m.text);
     }
     const more = h('button', { type: 'button', class: 'msg-more', 'aria-label': t('messageOptions', m.from.handle), 'aria-haspopup': 'dialog', onclick: () => this.messageOptions(m) }, h('span', { 'aria-hidden': 'true' }, '⋯'));
     return h('li', { class: cls.join(' '), tabindex: '-1', dataset: { id: m.message_id, seq: String(m.seq), order: String(m.order) } }, h('div', { class: 'msg-main' }, meta, replyRef, body), more);
@@ -415,7 +429,7 @@ export class RoomScreen {
         'div',
         { class: 'msg-main' },
         h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-whisper' }, label), h('time', { class: 'msg-time', datetime: w.ts }, formatTime(w.ts))),
-        h('p', { class: 'msg-text' }, w.text),
+        h('p', { class: 'msg-text', dir: 'auto' }, w.text),
         canReply ? h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => whisperDialog(this.app, this.roomId, w.from) }, t('whisperReply')) : null,
       ),
     );
@@ -480,7 +494,7 @@ export class RoomScreen {
         h(
           'li',
           { class: 'person' },
-          h('div', { class: 'person-info' }, h('span', { class: 'person-name' }, m.handle, me ? ` (${t('you')})` : ''), ...badges),
+          h('div', { class: 'person-info' }, h('span', { class: 'person-name' }, h('span', { dir: 'auto' }, m.handle), me ? ` (${t('you')})` : ''), ...badges),
           me ? null : h('button', { type: 'button', class: 'btn btn-quiet btn-small person-more', 'aria-label': t('memberOptions', m.handle), 'aria-haspopup': 'dialog', onclick: () => this.memberOptions(m) }, h('span', { 'aria-hidden': 'true' }, '⋯')),
         ),
       );
@@ -506,7 +520,7 @@ export class RoomScreen {
       names.push(r.memberHandle(id));
       next = Math.min(next, until);
     }
-    this.typingLine.textContent = names.length === 0 ? '' : names.length === 1 ? t('typingOne', names[0]) : names.length === 2 ? t('typingTwo', names[0], names[1]) : t('typingMany');
+    this.typingLine.textContent = names.length === 0 ? '' : names.length === 1 ? t('typingOne', names[0]) : names.length === 2 ? t('typingTwo', formatList(names)) : t('typingMany');
     if (next !== Infinity) this.typingTimer = setTimeout(() => this.renderTyping(), next - now + 50);
   }
 
@@ -634,7 +648,7 @@ export class RoomScreen {
     this.replyBar.hidden = !m;
     if (!m) return;
     this.replyBar.append(
-      h('p', { class: 'reply-bar-text' }, h('span', { class: 'reply-label' }, t('replyingTo', m.from.handle)), h('span', { class: 'reply-snippet' }, m.cw ? t('contentNote', m.cw) : snippet(m.text))),
+      h('p', { class: 'reply-bar-text' }, h('span', { class: 'reply-label' }, t('replyingTo', m.from.handle)), h('span', { class: 'reply-snippet', dir: 'auto' }, m.cw ? t('contentNote', m.cw) : snippet(m.text))),
       h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => { this.replyTo = null; this.renderReply(); this.text.focus(); } }, t('cancelReply')),
     );
   }
@@ -645,7 +659,7 @@ export class RoomScreen {
    * left the browser are queued, so nothing is sent twice.
    */
   queueOffline(r, msg) {
-    const el = h('li', { class: 'msg msg-pending', dataset: { pending: 'true' } }, h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-pending' }, t('pendingTag'))), h('p', { class: 'msg-text', text: msg.text }));
+    const el = h('li', { class: 'msg msg-pending', dataset: { pending: 'true' } }, h('p', { class: 'msg-meta' }, h('span', { class: 'badge badge-pending' }, t('pendingTag'))), h('p', { class: 'msg-text', dir: 'auto', text: msg.text }));
     this.outbox.push({ roomId: r.id, msg, el });
     this.appendItem(el);
     this.text.value = '';
@@ -763,7 +777,7 @@ export class RoomScreen {
     const v = await modal({
       title: t('optionsTitle'),
       className: 'dialog-options',
-      content: [h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: m.from.handle }), h('p', { class: 'quote-text', text: m.cw ? t('contentNote', m.cw) : snippet(m.text, 200) }))],
+      content: [h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', dir: 'auto', text: m.from.handle }), h('p', { class: 'quote-text', dir: 'auto', text: m.cw ? t('contentNote', m.cw) : snippet(m.text, 200) }))],
       actions,
     });
     switch (v) {
@@ -842,7 +856,7 @@ export class RoomScreen {
       title: t('reportTitle'),
       content: [
         h('p', { text: t('reportIntro') }),
-        h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: m.from.handle }), h('p', { class: 'quote-text', text: snippet(m.text, 300) })),
+        h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', dir: 'auto', text: m.from.handle }), h('p', { class: 'quote-text', dir: 'auto', text: snippet(m.text, 300) })),
         selectField({ label: t('reportReasonLabel'), name: 'reason', options: [{ value: '', label: '—' }, ...reasons.map((x) => ({ value: x, label: x }))] }),
         field({ label: t('reportDetailsLabel'), name: 'details', multiline: true, maxlength: 500 }),
       ],
@@ -1034,8 +1048,8 @@ export function resourceList(resources) {
       h(
         'li',
         {},
-        h('span', { class: 'resource-name' }, r.name),
-        r.contact && !contactIsLink ? h('span', { class: 'resource-contact' }, r.contact) : null,
+        h('span', { class: 'resource-name', dir: 'auto' }, r.name),
+        r.contact && !contactIsLink ? h('span', { class: 'resource-contact', dir: 'auto' }, r.contact) : null,
         link,
         actions.length ? h('span', { class: 'resource-actions' }, ...actions) : null,
       ),

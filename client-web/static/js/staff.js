@@ -5,7 +5,7 @@
 // whispers. The server checks every action; this module only offers them.
 
 import { h, clear } from './dom.js';
-import { t, formatTime } from './i18n.js';
+import { t, L, formatTime } from './i18n.js';
 import { modal, field, selectField } from './dialogs.js';
 
 const SLOW_MODE_STEPS = [0, 10, 30, 60, 120, 300];
@@ -89,7 +89,7 @@ export class StaffTools {
     this.app = app;
     this.inbox = inbox;
     this.topicInput = h('input', { id: 'tools-topic', type: 'text', maxlength: '200', autocomplete: 'off' });
-    this.slow = h('select', { id: 'tools-slow', onchange: () => this.setSlowMode() }, ...SLOW_MODE_STEPS.map((s) => h('option', { value: String(s) }, s === 0 ? t('toolsSlowOff') : t('toolsSeconds', s))));
+    this.slow = h('select', { id: 'tools-slow', onchange: () => this.setSlowMode() }, ...SLOW_MODE_STEPS.map((s) => h('option', { value: String(s) }, s === 0 ? L('toolsSlowOff') : L('toolsSeconds', s))));
     this.lock = h('input', { id: 'tools-lock', type: 'checkbox', onchange: () => this.toggle(this.lock.checked ? 'lock' : 'unlock') });
     this.structured = h('input', { id: 'tools-structured', type: 'checkbox', onchange: () => this.setMode() });
     this.hands = h('ul', { class: 'tool-list' });
@@ -100,34 +100,40 @@ export class StaffTools {
     // leftover tick, nor a welcome to staff only.
     this.backText = h('textarea', { id: 'tools-backchannel', rows: '2', autocomplete: 'off', 'aria-describedby': 'tools-backchannel-feedback' });
     this.backFeedback = h('p', { id: 'tools-backchannel-feedback', class: 'feedback', role: 'status' });
-    this.backSend = h('button', { type: 'submit', class: 'btn btn-secondary' }, t('backchannelSend'));
+    this.backSend = h('button', { type: 'submit', class: 'btn btn-secondary' }, L('backchannelSend'));
     this.el = h(
       'aside',
       { id: 'staff-tools', class: 'panel staff-tools', 'aria-labelledby': 'tools-title', hidden: true },
-      h('h2', { id: 'tools-title', class: 'panel-title' }, t('toolsTitle')),
+      h('h2', { id: 'tools-title', class: 'panel-title' }, L('toolsTitle')),
       h('section', { class: 'tool-section tool-alerts', 'aria-labelledby': inbox.heading.id }, inbox.el),
-      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, t('toolsReports')), this.reports),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, L('toolsReports')), this.reports),
       h(
         'form',
         { class: 'tool-section tool-backchannel', 'aria-labelledby': 'tools-backchannel-title', onsubmit: (e) => this.sendBackchannel(e) },
-        h('h3', { id: 'tools-backchannel-title' }, t('backchannelTitle')),
-        h('div', { class: 'field' }, h('label', { for: 'tools-backchannel' }, t('backchannelLabel')), this.backText),
+        h('h3', { id: 'tools-backchannel-title' }, L('backchannelTitle')),
+        h('div', { class: 'field' }, h('label', { for: 'tools-backchannel' }, L('backchannelLabel')), this.backText),
         this.backFeedback,
         this.backSend,
       ),
       h(
         'form',
         { class: 'tool-section tool-topic', onsubmit: (e) => this.setTopic(e) },
-        h('div', { class: 'field' }, h('label', { for: 'tools-topic' }, t('toolsTopic')), this.topicInput),
-        h('button', { type: 'submit', class: 'btn btn-secondary' }, t('toolsTopicSet')),
+        h('div', { class: 'field' }, h('label', { for: 'tools-topic' }, L('toolsTopic')), this.topicInput),
+        h('button', { type: 'submit', class: 'btn btn-secondary' }, L('toolsTopicSet')),
       ),
-      h('div', { class: 'tool-section' }, h('div', { class: 'field' }, h('label', { for: 'tools-slow' }, t('toolsSlowMode')), this.slow), h('div', { class: 'field field-check' }, this.lock, h('label', { for: 'tools-lock' }, t('toolsLock'))), h('div', { class: 'field field-check' }, this.structured, h('label', { for: 'tools-structured' }, t('toolsStructured')))),
-      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-hands-title' }, h('h3', { id: 'tools-hands-title' }, t('toolsHands')), this.floor, this.hands),
+      h('div', { class: 'tool-section' }, h('div', { class: 'field' }, h('label', { for: 'tools-slow' }, L('toolsSlowMode')), this.slow), h('div', { class: 'field field-check' }, this.lock, h('label', { for: 'tools-lock' }, L('toolsLock'))), h('div', { class: 'field field-check' }, this.structured, h('label', { for: 'tools-structured' }, L('toolsStructured')))),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-hands-title' }, h('h3', { id: 'tools-hands-title' }, L('toolsHands')), this.floor, this.hands),
     );
   }
 
   get room() {
     return this.app.store.room(this.roomId);
+  }
+
+  /** The language changed: the lists built from the room's state, again. */
+  relocalize() {
+    this.inbox.relocalize();
+    if (this.roomId) this.render(this.roomId);
   }
 
   render(roomId) {

@@ -262,6 +262,19 @@ mod tests {
     }
 
     #[test]
+    fn the_builtin_directory_has_rooms_in_several_languages_with_their_own_rules() {
+        let rooms = RoomsFile::builtin().into_defs().unwrap();
+        let english_rules = RoomsFile::builtin_rules();
+        for language in ["es", "fr", "de", "pt", "ar"] {
+            let theirs: Vec<_> = rooms.iter().filter(|r| r.language == language).collect();
+            assert!(!theirs.is_empty(), "no room in {language}");
+            // Rules, name and tags in the room's own language, not the English defaults.
+            assert!(theirs.iter().all(|r| r.rules != english_rules && !r.tags.is_empty()), "{language}");
+        }
+        assert!(rooms.iter().any(|r| r.name == "Duelo y pérdida" && r.tags.iter().any(|t| t == "duelo")));
+    }
+
+    #[test]
     fn bad_room_ids_and_duplicates_are_refused() {
         let file: RoomsFile = toml::from_str("[[rooms]]\nid = \"Bad Id\"\nname = \"x\"").unwrap();
         assert!(file.into_defs().is_err());

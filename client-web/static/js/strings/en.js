@@ -1,9 +1,16 @@
 // Every user-facing string of the web client, in English. A translation is a
 // copy of this one file with the same keys; values that depend on numbers or
-// names are small functions so word order can change per language.
+// names are small functions so word order can change per language, and
+// counts go through Intl.PluralRules (plural.js), never `n === 1 ? …`.
+
+import { plurals } from '../plural.js';
+
+const plural = plurals('en');
 
 export default {
   lang: 'en',
+  languageName: 'English',
+  languagePicker: 'Language',
   appName: 'Kindred',
   skipToContent: 'Skip to main content',
 
@@ -38,7 +45,7 @@ export default {
   filterOpenNow: 'Open now',
   roomsLoading: 'Loading rooms…',
   roomsNone: 'No rooms match. Try a different word or clear the filters.',
-  roomsCount: (n) => n === 1 ? '1 room' : `${n} rooms`,
+  roomsCount: (n) => plural(n, { one: '# room', other: '# rooms' }),
   clearFilters: 'Clear filters',
   joinRoom: 'Join',
   joinRoomLabel: (name) => `Join ${name}`,
@@ -50,16 +57,14 @@ export default {
   closedNoSchedule: 'Closed for now',
   directoryLocked: 'Locked: not taking new people right now',
   peopleHere: (n, cap) => {
-    const people = n === 0 ? 'Quiet right now' : n === 1 ? '1 person here' : `${n} people here`;
+    const people = plural(n, { '=0': 'Quiet right now', one: '# person here', other: '# people here' });
     return cap ? `${people} (room for ${cap})` : people;
   },
   roomIsFull: 'Full right now',
   structuredMode: 'Facilitated session',
   needsFacilitator: 'Opens for messages when a facilitator is here',
 
-  // Dates
-  today: 'today',
-  tomorrow: 'tomorrow',
+  // Dates ("today", "tomorrow" and the day's name come from Intl)
   atTime: (day, time) => `${day} at ${time}`,
 
   // Rules
@@ -105,7 +110,7 @@ export default {
   addContentNote: 'Add a content note',
   removeContentNote: 'Remove content note',
   contentNoteLabel: 'Content note (for example: self-harm, loss, abuse)',
-  charsLeft: (n) => `${n} characters left`,
+  charsLeft: (n) => plural(n, { one: '# character left', other: '# characters left' }),
   tooLong: (max) => `That is a little long. Messages can be up to ${max} characters.`,
   backchannelTitle: 'Staff back-channel',
   backchannelLabel: 'Note to facilitators (members never see it)',
@@ -124,7 +129,7 @@ export default {
   pendingTag: 'Waiting to send',
   notSentGeneric: 'That did not go through. Your message is kept here; please try again.',
   typingOne: (a) => `${a} is typing…`,
-  typingTwo: (a, b) => `${a} and ${b} are typing…`,
+  typingTwo: (names) => `${names} are typing…`,
   typingMany: 'Several people are typing…',
 
   // People
@@ -248,7 +253,7 @@ export default {
   toolsTopicSet: 'Set topic',
   toolsSlowMode: 'Slow mode',
   toolsSlowOff: 'Off',
-  toolsSeconds: (s) => `${s} seconds`,
+  toolsSeconds: (s) => plural(s, { one: '# second', other: '# seconds' }),
   toolsLock: 'Lock room (no new joins)',
   toolsStructured: 'Facilitated session (raise-hand queue)',
   toolsHands: 'Raised hands',
@@ -259,7 +264,7 @@ export default {
   toolsReports: 'Open reports',
   toolsReportsNone: 'No open reports.',
   toolsReportBy: (reason) => reason ? `Reason: ${reason}` : 'No reason given',
-  toolsToggleAlerts: (n) => n === 1 ? '(1 open crisis alert)' : `(${n} open crisis alerts)`,
+  toolsToggleAlerts: (n) => plural(n, { one: '(# open crisis alert)', other: '(# open crisis alerts)' }),
   toolsAlerts: 'Crisis alerts',
   toolsAlertText: (handle) => `${handle} may be in crisis`,
   dismissReport: 'Dismiss',
@@ -298,8 +303,8 @@ export default {
   alertsAllRooms: 'From every room you look after, whether or not you are in it.',
   alertsNone: 'No open alerts.',
   alertsResolvedTitle: 'Resolved',
-  alertsOpenCount: (n) => n === 1 ? '1 open alert' : `${n} open alerts`,
-  alertReached: (n) => n === 0 ? 'No facilitator was online when this was raised.' : n === 1 ? '1 facilitator was alerted when this was raised.' : `${n} facilitators were alerted when this was raised.`,
+  alertsOpenCount: (n) => plural(n, { one: '# open alert', other: '# open alerts' }),
+  alertReached: (n) => plural(n, { '=0': 'No facilitator was online when this was raised.', one: '# facilitator was alerted when this was raised.', other: '# facilitators were alerted when this was raised.' }),
   alertTextErased: 'The person has since erased what they wrote.',
   alertOpenRoom: 'Go to room',
   alertOpenRoomLabel: (room) => `Go to room: ${room}`,
@@ -316,7 +321,7 @@ export default {
   alertResolvedAway: 'Resolved while you were offline',
   alertResolvedAnnounce: (handle, room, by) => `The alert for ${handle} in ${room} was resolved by ${by}.`,
   alertNew: (handle, room) => `Crisis alert in ${room}: ${handle} may need support.`,
-  alertsNewMany: (n) => `${n} crisis alerts are open.`,
+  alertsNewMany: (n) => plural(n, { one: '# crisis alert is open.', other: '# crisis alerts are open.' }),
   alertSound: 'Play a sound for new alerts',
   alertSoundReduced: 'No sound plays while your device asks for reduced motion.',
   reportNew: 'A new report was filed.',
