@@ -35,6 +35,7 @@ pub mod rooms;
 pub mod safety;
 pub(crate) mod session;
 pub(crate) mod store;
+pub(crate) mod texts;
 pub(crate) mod web;
 
 use auth::Auth;

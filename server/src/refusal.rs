@@ -3,17 +3,11 @@
 //! The hub decides *what* happened (the room is full, slow mode is on) and
 //! returns a [`Refusal`]; this module is the one place that turns it into
 //! the contract's error: its code, the fields a client acts on, and the
-//! text a member reads. Texts live here, not in the hub, so they can be
-//! localised in one place.
+//! text a member reads, from the catalogue in the connection's language
+//! (`texts`).
 
+use crate::texts::{f, t};
 use kindred_protocol::{ErrorBody, ErrorCode, RoomId, RoomSummary};
-
-/// What a member is told when the facilitator gave no reason: on the
-/// `removed` card, in the mute's `warning`, and when a refused join or send
-/// repeats the sanction.
-pub(crate) const KICKED: &str = "A facilitator asked you to leave this room for now.";
-pub(crate) const BANNED: &str = "A facilitator removed you from this room.";
-pub(crate) const MUTED: &str = "A facilitator has muted you for now.";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
@@ -54,42 +48,35 @@ pub enum Refusal {
 impl From<Refusal> for ErrorBody {
     fn from(refusal: Refusal) -> ErrorBody {
         match refusal {
-            Refusal::NoSuchRoom(room) => ErrorBody::new(ErrorCode::NotFound, format!("There is no room called '{room}'.")),
+            Refusal::NoSuchRoom(room) => ErrorBody::new(ErrorCode::NotFound, f("no-such-room", &[("room", &room)])),
             Refusal::Closed { next_open_at } => {
-                let mut e = ErrorBody::new(ErrorCode::RoomClosed, "This room is closed now. It opens again at the time shown.");
+                let mut e = ErrorBody::new(ErrorCode::RoomClosed, t("room-closed"));
                 e.next_open_at = next_open_at;
                 e
             }
             Refusal::RulesNotAccepted { version, rules } => {
-                let mut e = ErrorBody::new(ErrorCode::RulesNotAccepted, "Please read the room's ground rules, then join again with accept_rules.");
+                let mut e = ErrorBody::new(ErrorCode::RulesNotAccepted, t("rules-not-accepted"));
                 e.rules_version = Some(version);
                 e.rules = Some(rules);
                 e
             }
-            Refusal::Locked => ErrorBody::new(ErrorCode::RoomLocked, "This room is not taking new members right now."),
+            Refusal::Locked => ErrorBody::new(ErrorCode::RoomLocked, t("room-locked")),
             Refusal::Full { alternatives } => {
-                let mut e = ErrorBody::new(ErrorCode::RoomFull, "This room is full. These rooms on the same topic have space.");
+                let mut e = ErrorBody::new(ErrorCode::RoomFull, t("room-full"));
                 e.alternatives = Some(alternatives);
                 e
             }
-            Refusal::NotMember => ErrorBody::new(ErrorCode::NotMember, "Join the room before sending to it."),
-            Refusal::StaffOnly => ErrorBody::new(ErrorCode::Forbidden, "Only facilitators can use the staff channel."),
-            Refusal::WaitingForFacilitator => {
-                ErrorBody::new(ErrorCode::WaitingForFacilitator, "A facilitator will open the conversation soon. You can read along until then.")
-            }
-            Refusal::NotYourTurn => ErrorBody::new(ErrorCode::NotYourTurn, "Raise your hand and a facilitator will give you the floor."),
-            Refusal::SlowMode { retry_after_ms } => {
-                ErrorBody::new(ErrorCode::SlowMode, "Slow mode is on: take a breath, then send again.").retry_after(retry_after_ms)
-            }
-            Refusal::EmptyText => ErrorBody::new(ErrorCode::BadRequest, "A message needs some text."),
-            Refusal::TooLong { chars, max } => ErrorBody::new(ErrorCode::TooLarge, format!("Messages can be up to {max} characters; this one has {chars}.")),
-            Refusal::WarningTooLong { max } => ErrorBody::new(ErrorCode::BadRequest, format!("A content warning can be up to {max} characters.")),
-            Refusal::NotAMessageId => ErrorBody::new(ErrorCode::BadRequest, "reply_to is not a message id."),
-            Refusal::Blocked => ErrorBody::new(ErrorCode::ContentBlocked, "This message can't be posted here: it contains words this community doesn't allow."),
-            Refusal::PersonalDetails { kind } => ErrorBody::new(
-                ErrorCode::ContentBlocked,
-                format!("This message wasn't posted: it looks like it contains {kind}. To keep you and others safe, please don't share contact details here."),
-            ),
+            Refusal::NotMember => ErrorBody::new(ErrorCode::NotMember, t("not-member")),
+            Refusal::StaffOnly => ErrorBody::new(ErrorCode::Forbidden, t("staff-only")),
+            Refusal::WaitingForFacilitator => ErrorBody::new(ErrorCode::WaitingForFacilitator, t("waiting-for-facilitator")),
+            Refusal::NotYourTurn => ErrorBody::new(ErrorCode::NotYourTurn, t("not-your-turn")),
+            Refusal::SlowMode { retry_after_ms } => ErrorBody::new(ErrorCode::SlowMode, t("slow-mode")).retry_after(retry_after_ms),
+            Refusal::EmptyText => ErrorBody::new(ErrorCode::BadRequest, t("empty-text")),
+            Refusal::TooLong { chars, max } => ErrorBody::new(ErrorCode::TooLarge, f("too-long", &[("max", &max), ("chars", &chars)])),
+            Refusal::WarningTooLong { max } => ErrorBody::new(ErrorCode::BadRequest, f("warning-too-long", &[("max", &max)])),
+            Refusal::NotAMessageId => ErrorBody::new(ErrorCode::BadRequest, t("not-a-message-id")),
+            Refusal::Blocked => ErrorBody::new(ErrorCode::ContentBlocked, t("blocked")),
+            Refusal::PersonalDetails { kind } => ErrorBody::new(ErrorCode::ContentBlocked, f("personal-details", &[("kind", &crate::texts::pii_kind(kind))])),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::alerts::{Resolution, StoredAlert};
 use crate::escalation::AlertPayload;
 use crate::metrics::Metrics;
 use crate::rooms::{RoomDef, rfc3339};
+use crate::texts::{f, t};
 use chrono::Utc;
 use kindred_protocol::{AlertId, ChatMessage, ErrorBody, ErrorCode, RequestId, RoomId, ServerMessage};
 use std::sync::Arc;
@@ -58,11 +59,11 @@ pub(super) async fn raise_alert(app: Arc<App>, def: Arc<RoomDef>, msg: ChatMessa
 impl Session {
     pub(super) async fn resolve_alert(&mut self, id: Option<RequestId>, room: RoomId, alert_id: AlertId, note: Option<String>) -> Step {
         if !self.may_moderate(&room) {
-            let body = ErrorBody::new(ErrorCode::Forbidden, "Only the room's facilitators can resolve its alerts.");
+            let body = ErrorBody::new(ErrorCode::Forbidden, t("alerts-forbidden"));
             return self.error(body.with_id(id)).await;
         }
         if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
-            let body = ErrorBody::new(ErrorCode::BadRequest, format!("A note can be up to {MAX_NOTE_CHARS} characters."));
+            let body = ErrorBody::new(ErrorCode::BadRequest, f("note-too-long", &[("max", &MAX_NOTE_CHARS)]));
             return self.error(body.with_id(id)).await;
         }
         let resolution = Resolution { by: self.handle.clone(), at: rfc3339(Utc::now()), node: self.app.on_duty.node().to_owned(), conn: self.conn.0 };
@@ -72,8 +73,11 @@ impl Session {
                 let by = self.handle.clone();
                 self.reply(&ServerMessage::AlertResolved { id, room, alert_id, by }).await
             }
-            Ok(None) => self.error(ErrorBody::new(ErrorCode::NotFound, "No such open alert in this room.").with_id(id)).await,
-            Err(e) => self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await,
+            Ok(None) => self.error(ErrorBody::new(ErrorCode::NotFound, t("no-open-alert")).with_id(id)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "an alert resolution was not saved");
+                self.error(ErrorBody::new(e.code(), t("not-saved")).with_id(id)).await
+            }
         }
     }
 }

@@ -6,6 +6,8 @@ use super::*;
 
 impl Session {
     pub(super) async fn hello(&mut self, id: Option<RequestId>, token: Option<String>, wished: Option<String>, locale: Option<String>) -> Step {
+        // Everything written to this connection from here on is in its language.
+        crate::texts::set_lang(crate::texts::Lang::of(locale.as_deref()));
         let app = self.app.clone();
         let limits = &app.config.limits;
         let identity = match token.as_deref() {
@@ -15,17 +17,20 @@ impl Session {
             Some(token) => match app.auth.verify(token) {
                 Ok(identity) => identity,
                 Err(e) => {
-                    let msg = format!("{e}. Connect without a token to start fresh.");
+                    let msg = match e {
+                        crate::auth::AuthError::Expired => t("token-expired"),
+                        crate::auth::AuthError::Invalid(_) => t("token-invalid"),
+                    };
                     return self.error(ErrorBody::new(ErrorCode::Unauthorized, msg).with_id(id)).await;
                 }
             },
         };
         if app.moderation.is_forgotten(&identity.account) {
-            let msg = "This session was erased at its owner's request. Connect without a token to start fresh.";
+            let msg = t("erased");
             return self.error(ErrorBody::new(ErrorCode::Unauthorized, msg).with_id(id)).await;
         }
         if let Some(ban) = app.moderation.banned_from_service(&identity.account) {
-            let mut body = ErrorBody::new(ErrorCode::Banned, ban.reason.clone().unwrap_or_else(|| "You cannot use this service.".into()));
+            let mut body = ErrorBody::new(ErrorCode::Banned, ban.reason.clone().unwrap_or_else(|| t("service-banned")));
             body.until = ban.until_text();
             self.error(body.with_id(id)).await?;
             return Err(End::Close(CloseCode::Banned, "banned"));
@@ -44,7 +49,7 @@ impl Session {
                         crate::handles::HandleError::Invisible | crate::handles::HandleError::StaffWord => ErrorCode::BadRequest,
                         _ => ErrorCode::InvalidHandle,
                     };
-                    return self.error(ErrorBody::new(code, format!("That name can't be used: {e}.")).with_id(id)).await;
+                    return self.error(ErrorBody::new(code, f("bad-name", &[("reason", &name_refusal(&e))])).with_id(id)).await;
                 }
             },
             None => identity.name.as_deref().and_then(|n| check(n, limits.min_handle_chars, limits.max_handle_chars).ok()),
@@ -96,14 +101,21 @@ impl Session {
     /// A facilitator's token ran out mid-session: say so, and close with 4401
     /// so the client signs in again with a fresh token (and resumes).
     pub(super) async fn staff_token_expired(&mut self) -> Step {
-        let notice = ServerMessage::Notice(Notice {
-            room: None,
-            kind: NoticeKind::System,
-            text: "Your facilitator sign-in has expired. Please sign in again.".into(),
-            resources: None,
-            facilitators_alerted: None,
-        });
+        let notice =
+            ServerMessage::Notice(Notice { room: None, kind: NoticeKind::System, text: t("sign-in-expired"), resources: None, facilitators_alerted: None });
         self.reply(&notice).await?;
         Err(End::Close(CloseCode::Unauthorized, "token expired"))
+    }
+}
+
+/// Why a name was refused, in the connection's language.
+fn name_refusal(e: &crate::handles::HandleError) -> String {
+    use crate::handles::HandleError;
+    match e {
+        HandleError::Length { min, max } => f("name-length", &[("min", min), ("max", max)]),
+        HandleError::Characters => t("name-characters"),
+        HandleError::ContactDetails => t("name-contact"),
+        HandleError::Invisible => t("name-invisible"),
+        HandleError::StaffWord => t("name-staff-word"),
     }
 }

@@ -11,12 +11,11 @@ impl Session {
         self.rooms.retain(|id, _| hub.room(id).is_some_and(|r| r.has_conn(conn)));
         let identity = self.identity.as_ref().expect("join is handled after hello");
         if !self.rooms.contains_key(&room) && self.rooms.len() >= self.app.config.limits.max_rooms_per_connection {
-            let msg = "You are in as many rooms as one connection may be; leave one first.";
-            return self.error(ErrorBody::new(ErrorCode::Forbidden, msg).with_id(id)).await;
+            return self.error(ErrorBody::new(ErrorCode::Forbidden, t("too-many-rooms")).with_id(id)).await;
         }
         let account = identity.account.clone();
         if let Some(ban) = self.app.moderation.banned(&room, &account) {
-            let note = ban.reason.clone().unwrap_or_else(|| crate::refusal::BANNED.into());
+            let note = ban.reason.clone().unwrap_or_else(|| t("banned"));
             let mut body = ErrorBody::new(ErrorCode::Banned, note);
             body.until = ban.until_text();
             return self.error(body.with_id(id)).await;
@@ -39,8 +38,8 @@ impl Session {
             muted,
         };
         if self.app.hub.room(&room).is_some() {
-            if let Err(e) = self.app.broker.activate(&room).await {
-                let body = ErrorBody::new(ErrorCode::Unavailable, format!("Could not join now: {e}. Please try again.")).retry_after(1000);
+            if let Err(_unavailable) = self.app.broker.activate(&room).await {
+                let body = ErrorBody::new(ErrorCode::Unavailable, t("join-unavailable")).retry_after(1000);
                 return self.error(body.with_id(id)).await;
             }
         }

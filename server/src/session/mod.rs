@@ -11,6 +11,7 @@ use crate::hub::{ConnId, Control, Draft, JoinRequest, Outbox};
 use crate::metrics::Metrics;
 use crate::ratelimit::TokenBucket;
 use crate::rooms::rfc3339;
+use crate::texts::{f, t};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
 use futures_util::SinkExt;
@@ -139,7 +140,7 @@ pub(crate) async fn run(app: Arc<App>, socket: WebSocket) {
         holding: false,
         app,
     };
-    session.serve().await;
+    crate::texts::scope(session.serve()).await;
 }
 
 impl Session {
@@ -165,7 +166,7 @@ impl Session {
                     let notice = ServerMessage::Notice(Notice {
                         room: None,
                         kind: NoticeKind::Shutdown,
-                        text: "The server is restarting. You will be reconnected in a moment.".into(),
+                        text: t("shutdown"),
                         resources: None,
                         facilitators_alerted: None,
                     });
@@ -233,7 +234,7 @@ impl Session {
         match msg {
             Message::Text(text) => self.on_text(text.as_str()).await,
             Message::Binary(_) => {
-                self.error(ErrorBody::new(ErrorCode::BadRequest, "Binary frames are not part of the protocol; send JSON text.")).await?;
+                self.error(ErrorBody::new(ErrorCode::BadRequest, t("binary-frame"))).await?;
                 Err(End::Close(CloseCode::Policy, "binary frame"))
             }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
@@ -259,20 +260,20 @@ impl Session {
         };
         let id = request.id().cloned();
         if id.as_ref().is_some_and(|id| !id.is_valid()) {
-            let msg = format!("A request id may have at most {} characters.", RequestId::MAX_LEN);
+            let msg = f("request-id-too-long", &[("max", &RequestId::MAX_LEN)]);
             return self.error(ErrorBody::new(ErrorCode::BadRequest, msg)).await;
         }
         if self.identity.is_none() {
             return match request {
                 ClientMessage::Hello { id, token, handle, locale } => Box::pin(self.hello(id, token, handle, locale)).await,
                 _ => {
-                    self.error(ErrorBody::new(ErrorCode::BadRequest, "The first frame must be hello.").with_id(id)).await?;
+                    self.error(ErrorBody::new(ErrorCode::BadRequest, t("hello-first")).with_id(id)).await?;
                     Err(End::Close(CloseCode::Policy, "no hello first"))
                 }
             };
         }
         match request {
-            ClientMessage::Hello { id, .. } => self.error(ErrorBody::new(ErrorCode::BadRequest, "This connection already said hello.").with_id(id)).await,
+            ClientMessage::Hello { id, .. } => self.error(ErrorBody::new(ErrorCode::BadRequest, t("hello-again")).with_id(id)).await,
             ClientMessage::Ping { id } => self.reply(&ServerMessage::Pong { id }).await,
             ClientMessage::ListRooms { id } => {
                 let rooms = self.app.hub.summaries();
@@ -318,30 +319,28 @@ impl Session {
     /// `bad_request`; a frame that is not JSON at all breaks the protocol.
     async fn on_unparsable(&mut self, text: &str, error: serde_json::Error) -> Step {
         let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text) else {
-            self.error(ErrorBody::new(ErrorCode::BadRequest, "Each frame must be one JSON object.")).await?;
+            self.error(ErrorBody::new(ErrorCode::BadRequest, t("one-json-object"))).await?;
             return Err(End::Close(CloseCode::Policy, "not JSON"));
         };
         let (id, kind) = envelope(&object);
         let id = match id {
             Ok(id) => id.filter(RequestId::is_valid),
             Err(()) => {
-                let msg = "A request id must be a string of up to 64 characters or a whole number.";
+                let msg = t("request-id-shape");
                 return self.error(ErrorBody::new(ErrorCode::BadRequest, msg)).await;
             }
         };
         let message = match &kind {
-            Err(()) => "A request's \"type\" must be a string.".to_owned(),
-            Ok(None) => "Every request needs a \"type\".".to_owned(),
+            Err(()) => t("type-not-string"),
+            Ok(None) => t("type-missing"),
             // A known request with an unknown `action` fails the same way inside.
             Ok(Some(kind)) if kind == "moderate" && error.to_string().starts_with("unknown variant") => {
                 let action = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("action")?.as_str().map(str::to_owned));
-                format!("Unknown moderation action '{}'.", truncate(action.as_deref().unwrap_or(""), 40))
+                f("unknown-action", &[("action", &truncate(action.as_deref().unwrap_or(""), 40))])
             }
-            Ok(Some(kind)) if error.to_string().starts_with("unknown variant") => {
-                format!("Unknown request type '{}'.", truncate(kind, 40))
-            }
+            Ok(Some(kind)) if error.to_string().starts_with("unknown variant") => f("unknown-type", &[("type", &truncate(kind, 40))]),
             // serde's message names the field and what it expected, never the value.
-            Ok(Some(kind)) => format!("Invalid '{}' request: {error}", truncate(kind, 40)),
+            Ok(Some(kind)) => f("invalid-request", &[("type", &truncate(kind, 40)), ("detail", &error)]),
         };
         if self.identity.is_none() {
             self.error(ErrorBody::new(ErrorCode::BadRequest, message).with_id(id)).await?;
@@ -371,11 +370,11 @@ fn envelope(object: &serde_json::Map<String, serde_json::Value>) -> (Result<Opti
 }
 
 fn no_such_room(room: &RoomId) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NotFound, format!("There is no room '{}'.", truncate(room.as_str(), 64)))
+    ErrorBody::new(ErrorCode::NotFound, f("no-such-room", &[("room", &truncate(room.as_str(), 64))]))
 }
 
 fn not_member(room: &RoomId) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NotMember, format!("You are not in the room '{room}'; join it first."))
+    ErrorBody::new(ErrorCode::NotMember, f("not-in-room", &[("room", room)]))
 }
 
 fn truncate(s: &str, max: usize) -> &str {

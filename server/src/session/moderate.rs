@@ -6,8 +6,8 @@
 use super::{End, Session, Step, not_member};
 use crate::frame::encode;
 use crate::moderation::{AuditEntry, Sanction};
-use crate::refusal::{BANNED, KICKED, MUTED};
 use crate::rooms::rfc3339;
+use crate::texts::{self, f, t};
 use chrono::Utc;
 use kindred_protocol::client::ReportResolution;
 use kindred_protocol::{
@@ -20,16 +20,32 @@ use std::time::Duration;
 /// The longest reason, note or topic a facilitator may write.
 const MAX_NOTE_CHARS: usize = 500;
 
-fn forbidden(msg: &str) -> ErrorBody {
-    ErrorBody::new(ErrorCode::Forbidden, msg)
+/// `key`: the text saying who may do it.
+fn forbidden(key: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Forbidden, t(key))
 }
 
-fn not_found(what: &str) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NotFound, format!("No such {what} in this room."))
+/// `key`: the text saying what is missing (`no-such-member`…).
+fn not_found(key: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, t(key))
 }
 
-fn too_long(field: &str) -> ErrorBody {
-    ErrorBody::new(ErrorCode::BadRequest, format!("{field} can be up to {MAX_NOTE_CHARS} characters."))
+/// What a moderation store failure tells the facilitator (the details go to the log).
+fn not_saved(e: &crate::moderation::StoreError) -> ErrorBody {
+    tracing::warn!(error = %e, "a moderation change was not saved");
+    ErrorBody::new(e.code(), t("not-saved"))
+}
+
+/// A default text one person's action sends to another (a kick's or ban's
+/// note, a mute's warning): in the room's language, since the sender's is
+/// not necessarily the reader's.
+fn in_room_language(room: &crate::hub::Room, key: &str) -> String {
+    texts::in_lang(texts::Lang::of(Some(&room.def().language)), key)
+}
+
+/// `key`: which text was too long (`reason-too-long`, `topic-too-long`).
+fn too_long(key: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, f(key, &[("max", &MAX_NOTE_CHARS)]))
 }
 
 impl Session {
@@ -77,11 +93,10 @@ impl Session {
 
     pub(super) async fn moderate(&mut self, id: Option<RequestId>, room_id: RoomId, action: ModerationAction) -> Step {
         if !self.may_moderate(&room_id) {
-            let msg = "Only the room's facilitators can do that.";
-            return self.error(forbidden(msg).with_id(id)).await;
+            return self.error(forbidden("staff-forbidden").with_id(id)).await;
         }
         let Some(room) = self.app.hub.room(&room_id) else {
-            return self.error(not_found("room").with_id(id)).await;
+            return self.error(not_found("no-such-room-here").with_id(id)).await;
         };
         let result = match change_room(&room, &action) {
             Some(result) => result,
@@ -104,29 +119,29 @@ impl Session {
         match action {
             ModerationAction::DeleteMessage { message_id, reason } => {
                 if !note_ok(reason) {
-                    Err(too_long("reason"))
+                    Err(too_long("reason-too-long"))
                 } else if room.delete_message(message_id) {
                     Ok((Some(message_id.0.clone()), reason.clone()))
                 } else {
-                    Err(not_found("message"))
+                    Err(not_found("no-such-message"))
                 }
             }
             ModerationAction::Warn { member_id, reason } => {
                 if reason.chars().count() > MAX_NOTE_CHARS {
-                    Err(too_long("reason"))
+                    Err(too_long("reason-too-long"))
                 } else {
                     let notice = warning(&room_id, reason.clone());
                     // Someone who already left is not there to read it: a no-op, but not an error.
                     if room.send_to(member_id, &encode(&notice)) || room.has_seen(member_id) {
                         Ok((Some(member_id.0.clone()), Some(reason.clone())))
                     } else {
-                        Err(not_found("member"))
+                        Err(not_found("no-such-member"))
                     }
                 }
             }
             ModerationAction::Mute { member_id, duration_s, reason } => {
                 if !note_ok(reason) {
-                    Err(too_long("reason"))
+                    Err(too_long("reason-too-long"))
                 } else {
                     Self::mute(&self.app, room, member_id, *duration_s, reason.clone()).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
@@ -138,29 +153,29 @@ impl Session {
                             room.set_muted(member_id, None);
                             Ok((Some(member_id.0.clone()), reason.clone()))
                         }
-                        Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
+                        Err(e) => Err(not_saved(&e)),
                     },
-                    None => Err(not_found("member")),
+                    None => Err(not_found("no-such-member")),
                 }
             }
             ModerationAction::Kick { member_id, reason } => {
                 if !note_ok(reason) {
-                    Err(too_long("reason"))
+                    Err(too_long("reason-too-long"))
                 } else {
-                    let note = Some(reason.clone().unwrap_or_else(|| KICKED.to_owned()));
+                    let note = Some(reason.clone().unwrap_or_else(|| in_room_language(room, "kicked")));
                     let removed = ServerMessage::Removed { room: room_id.clone(), reason: RemovedReason::Kicked, note, until: None };
                     if room.remove_member(member_id, &encode(&removed)) || room.has_seen(member_id) {
                         Ok((Some(member_id.0.clone()), reason.clone()))
                     } else {
-                        Err(not_found("member"))
+                        Err(not_found("no-such-member"))
                     }
                 }
             }
             ModerationAction::Ban { member_id, duration_s, reason, service } => {
                 if !note_ok(reason) {
-                    Err(too_long("reason"))
+                    Err(too_long("reason-too-long"))
                 } else if *service && self.identity.as_ref().is_none_or(|i| i.role != Role::Admin) {
-                    Err(forbidden("Only admins can ban someone from the whole service."))
+                    Err(forbidden("service-ban-admins-only"))
                 } else {
                     Self::ban(&self.app, room, member_id, *duration_s, reason.clone(), *service).await.map(|()| (Some(member_id.0.clone()), reason.clone()))
                 }
@@ -175,22 +190,22 @@ impl Session {
                     };
                     match lifted {
                         Ok(true) => Ok((Some(member_id.0.clone()), reason.clone())),
-                        Ok(false) => Err(not_found("ban")),
-                        Err(e) => Err(ErrorBody::new(e.code(), e.to_string())),
+                        Ok(false) => Err(not_found("no-such-ban")),
+                        Err(e) => Err(not_saved(&e)),
                     }
                 }
-                None => Err(not_found("member")),
+                None => Err(not_found("no-such-member")),
             },
             ModerationAction::GiveFloor { member_id } => {
                 if room.set_floor(member_id, true) {
                     Ok((Some(member_id.0.clone()), None))
                 } else {
-                    Err(not_found("member"))
+                    Err(not_found("no-such-member"))
                 }
             }
             ModerationAction::EndFloor { member_id } => match member_id.clone().or_else(|| room.floor_holder()) {
                 Some(m) if room.set_floor(&m, false) => Ok((Some(m.0), None)),
-                _ => Err(not_found("member holding the floor")),
+                _ => Err(not_found("no-floor-holder")),
             },
             // Changed by `change_room` before this is called; listed, not `_`,
             // so a new action must be placed in one or the other.
@@ -210,13 +225,13 @@ impl Session {
         reason: Option<String>,
     ) -> Result<(), ErrorBody> {
         let room_id = room.id();
-        let Some(account) = room.account_of(member_id) else { return Err(not_found("member")) };
+        let Some(account) = room.account_of(member_id) else { return Err(not_found("no-such-member")) };
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(365 * 86400) as i64));
         let sanction = Sanction { room: Some(room_id.clone()), account: account.clone(), member_id: Some(member_id.clone()), until, reason: reason.clone() };
-        app.moderation.mute(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
+        app.moderation.mute(sanction).await.map_err(|e| not_saved(&e))?;
         room.set_muted(member_id, Some(until.map(rfc3339)));
         // The facilitator's words alone: clients say "muted" from the member's state.
-        let text = reason.clone().unwrap_or_else(|| MUTED.to_owned());
+        let text = reason.clone().unwrap_or_else(|| in_room_language(room, "muted"));
         room.send_to(member_id, &encode(&warning(&room_id, text)));
         if let Some(d) = duration_s {
             // The mute ends by itself: tell the room when it does (unless lifted or renewed).
@@ -242,7 +257,7 @@ impl Session {
         service: bool,
     ) -> Result<(), ErrorBody> {
         let room_id = room.id();
-        let account = room.account_of(member_id).or_else(|| app.moderation.account_of(&room_id, member_id)).ok_or_else(|| not_found("member"))?;
+        let account = room.account_of(member_id).or_else(|| app.moderation.account_of(&room_id, member_id)).ok_or_else(|| not_found("no-such-member"))?;
         let until = duration_s.map(|d| Utc::now() + chrono::Duration::seconds(d.min(10 * 365 * 86400) as i64));
         let sanction = Sanction {
             room: if service { None } else { Some(room_id.clone()) },
@@ -251,8 +266,8 @@ impl Session {
             until,
             reason: reason.clone(),
         };
-        app.moderation.ban(sanction).await.map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
-        let note = Some(reason.unwrap_or_else(|| BANNED.to_owned()));
+        app.moderation.ban(sanction).await.map_err(|e| not_saved(&e))?;
+        let note = Some(reason.unwrap_or_else(|| in_room_language(room, "banned")));
         let removed = ServerMessage::Removed { room: room_id, reason: RemovedReason::Banned, note, until: until.map(rfc3339) };
         room.remove_member(member_id, &encode(&removed));
         if service {
@@ -271,10 +286,10 @@ impl Session {
             return step;
         }
         if reason.chars().count() > MAX_NOTE_CHARS {
-            return self.error(too_long("A reason").with_id(id)).await;
+            return self.error(too_long("reason-too-long").with_id(id)).await;
         }
         let Some(room) = self.app.hub.room(&room_id) else { return self.error(not_member(&room_id).with_id(id)).await };
-        let Some(message) = room.find_message(&message_id) else { return self.error(not_found("message").with_id(id)).await };
+        let Some(message) = room.find_message(&message_id) else { return self.error(not_found("no-such-message").with_id(id)).await };
         let report = Report {
             id: ReportId(format!("r_{:012x}", rand::random::<u64>() >> 16)),
             message,
@@ -286,7 +301,7 @@ impl Session {
             Ok((report, true)) => report,
             // Reported already and still open: the facilitators have it, nothing more to file or send.
             Ok((open, false)) => return self.reply(&ServerMessage::Reported { id, report_id: open.id }).await,
-            Err(e) => return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await,
+            Err(e) => return self.error(not_saved(&e).with_id(id)).await,
         };
         // The one place message text enters the audit log: the message a member reported.
         let detail = serde_json::json!({ "report_id": report.id, "message_id": report.message.message_id, "quoted": report.message.text });
@@ -298,7 +313,7 @@ impl Session {
 
     pub(super) async fn resolve_report(&mut self, id: Option<RequestId>, room_id: RoomId, report_id: ReportId, resolution: ReportResolution) -> Step {
         if !self.may_moderate(&room_id) {
-            return self.error(forbidden("Only the room's facilitators can resolve reports.").with_id(id)).await;
+            return self.error(forbidden("reports-forbidden").with_id(id)).await;
         }
         match self.app.moderation.resolve_report(&room_id, &report_id).await {
             Ok(Some(_)) => {
@@ -313,8 +328,8 @@ impl Session {
                 }
                 self.reply(&ServerMessage::ReportResolved { id, room: room_id, report_id }).await
             }
-            Ok(None) => self.error(not_found("open report").with_id(id)).await,
-            Err(e) => self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await,
+            Ok(None) => self.error(not_found("no-open-report").with_id(id)).await,
+            Err(e) => self.error(not_saved(&e).with_id(id)).await,
         }
     }
 
@@ -331,17 +346,17 @@ impl Session {
         let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
         let max = self.app.config.limits.max_text_chars as usize;
         if text.trim().is_empty() || text.chars().count() > max {
-            return self.error(ErrorBody::new(ErrorCode::TooLarge, format!("A whisper needs 1 to {max} characters.")).with_id(id)).await;
+            return self.error(ErrorBody::new(ErrorCode::TooLarge, f("whisper-length", &[("max", &max)])).with_id(id)).await;
         }
         let Some(room) = self.app.hub.room(&room_id) else { return self.error(not_member(&room_id).with_id(id)).await };
-        let Some(target) = room.member(&to) else { return self.error(not_found("member").with_id(id)).await };
+        let Some(target) = room.member(&to) else { return self.error(not_found("no-such-member").with_id(id)).await };
         // One side must be a facilitator of this room: members cannot whisper to members.
         let i_moderate = self.may_moderate(&room_id);
         if !i_moderate && !target.role.is_staff() {
-            return self.error(forbidden("Whispers are only between members and the room's facilitators.").with_id(id)).await;
+            return self.error(forbidden("whisper-forbidden").with_id(id)).await;
         }
         if let Err(wait) = self.bucket.take(std::time::Instant::now()) {
-            return self.refuse_flood(id, wait, "Please wait a moment.").await;
+            return self.refuse_flood(id, wait, &t("wait-a-moment")).await;
         }
         self.strikes = 0;
         let whisper = ServerMessage::Whisper {
@@ -365,7 +380,7 @@ impl Session {
             room.delete_by_account(&account);
         }
         if let Err(e) = self.app.moderation.forget(&account, &member_ids).await {
-            return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await;
+            return self.error(not_saved(&e).with_id(id)).await;
         }
         // The audit log notes that an erasure happened, not who it was
         // (`actor` with no room names no one).
@@ -391,12 +406,12 @@ type Audited = (Option<String>, Option<String>);
 fn change_room(room: &crate::hub::Room, action: &ModerationAction) -> Option<Result<Audited, ErrorBody>> {
     match action {
         ModerationAction::SlowMode { seconds } if *seconds > 3600 => {
-            return Some(Err(ErrorBody::new(ErrorCode::BadRequest, "Slow mode can be at most 3600 seconds.")));
+            return Some(Err(ErrorBody::new(ErrorCode::BadRequest, t("slow-mode-max"))));
         }
         ModerationAction::SlowMode { seconds } => room.update(|s| *s.slow_mode_s = *seconds),
         ModerationAction::Lock => room.update(|s| *s.locked = true),
         ModerationAction::Unlock => room.update(|s| *s.locked = false),
-        ModerationAction::SetTopic { text } if text.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("A topic"))),
+        ModerationAction::SetTopic { text } if text.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("topic-too-long"))),
         ModerationAction::SetTopic { text } => {
             let topic = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
             room.update(|s| *s.topic_now = topic);

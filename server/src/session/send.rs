@@ -28,8 +28,7 @@ impl Session {
             Err(refusal) => return self.error(ErrorBody::from(refusal).with_id(id)).await,
         };
         if let Err(wait) = self.bucket.take(Instant::now()) {
-            let msg = "You're sending messages quickly. Please wait a moment before the next one.";
-            return self.refuse_flood(id, wait, msg).await;
+            return self.refuse_flood(id, wait, &t("sending-quickly")).await;
         }
         self.strikes = 0;
         let Some(room) = self.app.hub.room(&room_id) else {
@@ -68,8 +67,8 @@ impl Session {
                 (draft.msg.seq, draft.msg.staff_seq) = (at.seq, at.staff_seq);
                 draft
             }
-            Err(e) => {
-                let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not sent: {e}. Please try again.")).retry_after(1000);
+            Err(_unavailable) => {
+                let body = ErrorBody::new(ErrorCode::Unavailable, t("send-unavailable")).retry_after(1000);
                 return self.error(body.with_id(id)).await;
             }
         };
@@ -104,7 +103,7 @@ impl Session {
     /// crisis the helplines with how many people on duty were told.
     async fn after_sent(&mut self, room_id: &RoomId, pii: Option<&'static str>, alerted: Option<u32>) -> Step {
         if let Some(kind) = pii {
-            let text = format!("Your message looks like it contains {kind}. Please take care sharing details that could identify you or others.");
+            let text = f("pii-warning", &[("kind", &crate::texts::pii_kind(kind))]);
             let notice = Notice { room: Some(room_id.clone()), kind: NoticeKind::PiiWarning, text, resources: None, facilitators_alerted: None };
             self.reply(&ServerMessage::Notice(notice)).await?;
         }
@@ -145,7 +144,7 @@ fn check_shape(limits: &crate::config::Limits, text: &str, cw: Option<String>, r
 
 /// The refusal of a muted member's message: the facilitator's reason, and until when.
 fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
-    let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| crate::refusal::MUTED.into()));
+    let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| t("muted")));
     body.until = mute.until_text();
     if let Some(until) = mute.until {
         body.retry_after_ms = Some((until - Utc::now()).num_milliseconds().max(1) as u64);
@@ -173,7 +172,7 @@ impl Session {
                 self.strikes = 0;
                 Ok(())
             }
-            Err(wait) => Err(self.refuse_flood(id.clone(), wait, "That's a lot at once. Please wait a moment and try again.").await),
+            Err(wait) => Err(self.refuse_flood(id.clone(), wait, &t("a-lot-at-once")).await),
         }
     }
 }

@@ -10,6 +10,7 @@ mod coalescing;
 mod contract;
 mod crisis;
 mod http_limits;
+mod languages;
 mod logs;
 mod messages;
 mod moderation;
