@@ -113,8 +113,11 @@ impl App {
         let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
             None => {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
-                let hub = Hub::new(rooms, limits, metrics.clone(), hub::Replicator::local());
-                let broker = Arc::new(broker::local::LocalBroker::new(Arc::new(hub.clone())));
+                let disk = Arc::new(broker::disk::Disk::open(&config.data_dir)?);
+                let erasing = disk.clone();
+                let link = hub::Replicator::local_erasing(move |room, erasure| erasing.erase(room, erasure));
+                let hub = Hub::new(rooms, limits, metrics.clone(), link);
+                let broker = Arc::new(broker::local::LocalBroker::new(Arc::new(hub.clone()), Some(disk)));
                 (hub, moderation, broker)
             }
             Some(url) => {

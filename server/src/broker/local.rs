@@ -1,10 +1,12 @@
 //! The embedded broker: one node, no external service. Each room's stream
-//! is an epoch and two counters behind a lock; the lock is held while the
-//! message is handed to the hub, so the hub receives a room's messages in
-//! `seq` order. History itself lives in the hub's rooms (memory only, so
-//! a new process starts new epochs and resumes from before it come back
-//! `recovered: false`).
+//! is an epoch and two counters behind a lock. With a [`Disk`] (the
+//! default), a message is stored in `history.redb` before it is delivered
+//! and before `append` answers, so history outlives a restart; without one
+//! (tests, or a room keeping no history) it is delivered at once. Either
+//! way the hub receives a room's messages in `seq` order: the stream lock
+//! is held while they are queued and while they are handed over.
 
+use super::disk::{Append, Disk, Op, Position};
 use super::{Appended, BoxFuture, Broker, BrokerError, Handler, Retention};
 use crate::hub::{Draft, Stored};
 use dashmap::DashMap;
@@ -16,6 +18,7 @@ use std::time::Instant;
 pub(crate) struct LocalBroker {
     handler: Arc<dyn Handler>,
     streams: DashMap<RoomId, Arc<Mutex<Stream>>>,
+    disk: Option<Arc<Disk>>,
 }
 
 /// A room's position: the last member message's seq and the last staff message's staff_seq.
@@ -23,27 +26,47 @@ struct Stream {
     epoch: String,
     seq: u64,
     staff_seq: u64,
+    /// The seq this node's hub has been handed (behind `seq` while writes are under way).
+    delivered: u64,
+    /// The hub's room holds this stream's history (it was loaded into it).
+    loaded: bool,
 }
 
 impl LocalBroker {
-    pub(crate) fn new(handler: Arc<dyn Handler>) -> LocalBroker {
-        LocalBroker { handler, streams: DashMap::new() }
+    pub(crate) fn new(handler: Arc<dyn Handler>, disk: Option<Arc<Disk>>) -> LocalBroker {
+        LocalBroker { handler, streams: DashMap::new(), disk }
     }
 
-    fn stream(&self, room: &RoomId) -> Arc<Mutex<Stream>> {
+    fn stream(&self, room: &RoomId, retention: Retention) -> Result<Arc<Mutex<Stream>>, BrokerError> {
         if let Some(s) = self.streams.get(room) {
-            return s.clone();
+            return Ok(s.clone());
         }
-        // A stream starts where the hub's room is (its epoch, nothing sent yet).
-        let (epoch, seq) = self.handler.position(room).unwrap_or_else(|| (crate::hub::new_epoch(), 0));
-        let fresh = || Arc::new(Mutex::new(Stream { epoch, seq, staff_seq: 0 }));
-        self.streams.entry(room.clone()).or_insert_with(fresh).clone()
+        // A stream starts where the disk has it, or else where the hub's room is
+        // (its epoch, nothing sent yet).
+        let stored = match &self.disk {
+            Some(disk) => disk.load(room, retention).map_err(|e| {
+                tracing::error!(room = %room, error = %e, "a room's history could not be read");
+                BrokerError::Unavailable
+            })?,
+            None => None,
+        };
+        let stream = match stored {
+            Some((p, _)) => Stream { epoch: p.epoch, seq: p.seq, staff_seq: p.staff_seq, delivered: p.seq, loaded: false },
+            None => {
+                let (epoch, seq) = self.handler.position(room).unwrap_or_else(|| (crate::hub::new_epoch(), 0));
+                Stream { epoch, seq, staff_seq: 0, delivered: seq, loaded: true }
+            }
+        };
+        Ok(self.streams.entry(room.clone()).or_insert_with(|| Arc::new(Mutex::new(stream))).clone())
     }
 }
 
 impl Broker for LocalBroker {
-    fn append<'a>(&'a self, room: &'a RoomId, draft: &'a Draft, _retention: Retention) -> BoxFuture<'a, Result<Appended, BrokerError>> {
-        let stream = self.stream(room);
+    fn append<'a>(&'a self, room: &'a RoomId, draft: &'a Draft, retention: Retention) -> BoxFuture<'a, Result<Appended, BrokerError>> {
+        let stream = match self.stream(room, retention) {
+            Ok(stream) => stream,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let mut s = stream.lock();
         let mut msg = draft.msg.clone();
         // Staff back-channel messages take no seq of their own, so members
@@ -56,24 +79,81 @@ impl Broker for LocalBroker {
         }
         msg.seq = s.seq;
         let appended = Appended { epoch: s.epoch.clone(), seq: msg.seq, staff_seq: msg.staff_seq };
-        let _no_gap_on_one_node = self.handler.on_message(room, &s.epoch, Stored { msg, account: draft.account.clone(), at: Instant::now() });
-        Box::pin(std::future::ready(Ok(appended)))
+        let stored = Stored { msg, account: draft.account.clone(), at: Instant::now() };
+        let disk = self.disk.as_ref().filter(|_| retention.ms > 0 && retention.max_messages > 0);
+        let Some(disk) = disk else {
+            // A room that keeps no history writes nothing to disk.
+            s.delivered = s.seq;
+            let _no_gap_on_one_node = self.handler.on_message(room, &s.epoch, stored);
+            return Box::pin(std::future::ready(Ok(appended)));
+        };
+        if !disk.is_ok() {
+            return Box::pin(std::future::ready(Err(BrokerError::Unavailable)));
+        }
+        let (done, stored_on_disk) = tokio::sync::oneshot::channel();
+        let position = Position { epoch: s.epoch.clone(), seq: s.seq, staff_seq: s.staff_seq };
+        let (handler, to, at) = (self.handler.clone(), room.clone(), appended.clone());
+        let then = {
+            let stream = stream.clone();
+            move |ok: bool, stored: Stored| {
+                if ok {
+                    let mut s = stream.lock();
+                    s.delivered = s.delivered.max(at.seq);
+                    let _no_gap_on_one_node = handler.on_message(&to, &at.epoch, stored);
+                }
+                let _sender_gone = done.send(ok);
+            }
+        };
+        disk.queue(Op::Append(Box::new(Append { room: room.clone(), at: appended.clone(), stream: position, stored, retention, then: Box::new(then) })));
+        drop(s);
+        Box::pin(async move {
+            match stored_on_disk.await {
+                Ok(true) => Ok(appended),
+                Ok(false) | Err(_) => Err(BrokerError::Unavailable),
+            }
+        })
     }
 
-    /// A room the hub made after this stream began (closed and made again
-    /// through the admin API) starts empty: it takes the stream's position.
-    fn activate<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<(), BrokerError>> {
-        let stream = self.stream(room);
-        let s = stream.lock();
-        if self.handler.position(room).is_some_and(|(epoch, seq)| epoch != s.epoch || seq != s.seq) {
+    /// Bring the hub's room to the stream: after a restart, the history on
+    /// disk; for a room made again through the admin API (it starts empty),
+    /// the stream's position.
+    fn activate<'a>(&'a self, room: &'a RoomId, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let stream = match self.stream(room, retention) {
+            Ok(stream) => stream,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let mut s = stream.lock();
+        let behind = self.handler.position(room).is_some_and(|(epoch, seq)| epoch != s.epoch || seq != s.delivered);
+        if !s.loaded || behind {
+            let entries = match &self.disk {
+                Some(disk) => match disk.load(room, retention) {
+                    Ok(stored) => stored.map(|(_, entries)| entries).unwrap_or_default(),
+                    Err(e) => {
+                        tracing::error!(room = %room, error = %e, "a room's history could not be read");
+                        return Box::pin(std::future::ready(Err(BrokerError::Unavailable)));
+                    }
+                },
+                None => Vec::new(),
+            };
             self.handler.on_loading(room);
-            let _no_gap = self.handler.on_history(room, &s.epoch, s.seq, Vec::new());
+            let _no_gap = self.handler.on_history(room, &s.epoch, s.delivered, entries);
+            s.loaded = true;
         }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn is_ready(&self) -> bool {
-        true
+        self.disk.as_ref().is_none_or(|d| d.is_ok())
+    }
+
+    /// Write what is queued and release the history file.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        let disk = self.disk.clone();
+        Box::pin(async move {
+            if let Some(disk) = disk {
+                let _ = tokio::task::spawn_blocking(move || disk.close()).await;
+            }
+        })
     }
 }
 
@@ -105,9 +185,9 @@ mod tests {
     async fn messages_take_the_rooms_next_seq_and_staff_ones_keep_the_seq_before_them() {
         let defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
         let hub = Hub::new(defs, Arc::default(), Arc::default(), Replicator::local());
-        let broker = LocalBroker::new(Arc::new(hub.clone()));
+        let broker = LocalBroker::new(Arc::new(hub.clone()), None);
         let grief = RoomId::from("grief");
-        broker.activate(&grief).await.unwrap();
+        broker.activate(&grief, KEEP).await.unwrap();
         let a = broker.append(&grief, &draft("a", false), KEEP).await.unwrap();
         let b = broker.append(&grief, &draft("b", true), KEEP).await.unwrap();
         let c = broker.append(&grief, &draft("c", false), KEEP).await.unwrap();
@@ -128,14 +208,14 @@ mod tests {
         let defs = crate::rooms::RoomsFile::builtin().into_defs().unwrap();
         let def = defs.iter().find(|d| d.id.0 == "grief").unwrap().clone();
         let hub = Hub::new(defs, Arc::default(), Arc::default(), Replicator::local());
-        let broker = LocalBroker::new(Arc::new(hub.clone()));
+        let broker = LocalBroker::new(Arc::new(hub.clone()), None);
         let grief = RoomId::from("grief");
-        broker.activate(&grief).await.unwrap();
+        broker.activate(&grief, KEEP).await.unwrap();
         broker.append(&grief, &draft("a", false), KEEP).await.unwrap();
         broker.append(&grief, &draft("b", false), KEEP).await.unwrap();
         assert!(hub.remove_room(&grief, "closed"));
         assert!(hub.add_room(def));
-        broker.activate(&grief).await.unwrap();
+        broker.activate(&grief, KEEP).await.unwrap();
         let c = broker.append(&grief, &draft("c", false), KEEP).await.unwrap();
         assert_eq!(c.seq, 3);
         let room = hub.room(&grief).unwrap();

@@ -7,11 +7,12 @@
 //! service); [`redis::RedisBroker`] implements the same pair for
 //! horizontal scaling. Nothing here knows sessions.
 
+pub(crate) mod disk;
 pub(crate) mod local;
 pub(crate) mod redis;
 
 use crate::hub::{Draft, Event, RemoteMember, Settings, Stored};
-use kindred_protocol::{AccountId, Member, RoomId};
+use kindred_protocol::{AccountId, Member, MessageId, RoomId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +44,15 @@ pub(crate) struct Retention {
     pub ms: u64,
 }
 
+/// What is removed from a room's stored history.
+#[derive(Debug, Clone)]
+pub(crate) enum Erasure {
+    /// One message (deleted by a facilitator or its author).
+    Message { message_id: MessageId, seq: u64 },
+    /// Everything one account wrote (`forget_me`).
+    Account(AccountId),
+}
+
 /// Messages `from..=to` a node is missing: the broker fills them from its store.
 pub(crate) type Gap = (u64, u64);
 
@@ -56,7 +66,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Make the room ready for a local member to join: bring the node's copy
     /// of its history up to the broker's (in a cluster: subscribe and load
     /// history and presence unless this node already has).
-    fn activate<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<(), BrokerError>>;
+    fn activate<'a>(&'a self, room: &'a RoomId, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Whether the broker can accept messages now (`/readyz`).
     fn is_ready(&self) -> bool;

@@ -2,6 +2,7 @@
 //! how a room applies another node's changes and presence.
 
 use super::*;
+use crate::broker::Erasure;
 
 /// A change one node made to a room, applied by every other node that has
 /// members in it (cluster mode). Messages do not travel this way: they are
@@ -98,36 +99,68 @@ impl RoomState {
     }
 }
 
-/// Where a room's changes go so that other nodes apply them: the cluster
-/// broker's queue, or nowhere on a single node (the one place that knows
-/// which). The queue is bounded: when Redis is too slow to keep up a change
-/// stays local, is counted, and presence is repaired by the next sync.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Replicator(Option<mpsc::Sender<Outgoing>>);
+/// Where a room's changes go beyond this node's memory (the one place that
+/// knows which): in a cluster, the Redis broker's queue, so other nodes
+/// apply them; on one node, only deletions, to the broker's history on
+/// disk, so nothing deleted comes back after a restart. The cluster queue
+/// is bounded: when Redis is too slow to keep up a change stays local, is
+/// counted, and presence is repaired by the next sync.
+/// Removes what was deleted from a room's history on disk.
+pub(crate) type Eraser = Arc<dyn Fn(&RoomId, Erasure) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub(crate) enum Replicator {
+    /// One node keeping history in memory only: nothing leaves.
+    #[default]
+    Local,
+    /// One node with history on disk: deletions go there.
+    LocalErasing(Eraser),
+    Cluster(mpsc::Sender<Outgoing>),
+}
 
 impl Replicator {
-    /// One node: changes stay here.
+    /// One node keeping history in memory only (tests): changes stay here.
+    #[cfg(test)]
     pub(crate) fn local() -> Replicator {
-        Replicator(None)
+        Replicator::Local
+    }
+
+    /// One node whose history outlives it: `erase` removes what is deleted from it.
+    pub(crate) fn local_erasing(erase: impl Fn(&RoomId, Erasure) + Send + Sync + 'static) -> Replicator {
+        Replicator::LocalErasing(Arc::new(erase))
     }
 
     /// A cluster node: changes go to the broker through `queue`.
     pub(crate) fn cluster(queue: mpsc::Sender<Outgoing>) -> Replicator {
-        Replicator(Some(queue))
+        Replicator::Cluster(queue)
     }
 
     /// Whether anyone else will apply what this node sends (so it is worth building).
     pub(crate) fn is_cluster(&self) -> bool {
-        self.0.is_some()
+        matches!(self, Replicator::Cluster(_))
     }
 
     pub(crate) fn send(&self, out: Outgoing, metrics: &crate::metrics::Metrics) {
-        if let Some(queue) = &self.0 {
-            if queue.try_send(out).is_err() {
+        match (self, out) {
+            (Replicator::Cluster(queue), out) => {
+                let Err(_full) = queue.try_send(out) else { return };
                 crate::metrics::Metrics::add(&metrics.cluster_events_dropped, 1);
                 tracing::warn!("cluster event queue full; event kept local");
             }
+            (Replicator::LocalErasing(erase), Outgoing::Event(room, Event::Deleted { message_id, seq })) => erase(&room, Erasure::Message { message_id, seq }),
+            (Replicator::LocalErasing(erase), Outgoing::Event(room, Event::Forget { account })) => erase(&room, Erasure::Account(account)),
+            _ => {}
         }
+    }
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Replicator::Local => "Local",
+            Replicator::LocalErasing(_) => "LocalErasing",
+            Replicator::Cluster(_) => "Cluster",
+        })
     }
 }
 

@@ -102,9 +102,7 @@ impl Room {
 
     /// Hand a change made on this node to the cluster (a no-op on one node).
     pub(super) fn emit(&self, room: &RoomId, event: Event) {
-        if self.link.is_cluster() {
-            self.link.send(Outgoing::Event(room.clone(), event), &self.metrics);
-        }
+        self.link.send(Outgoing::Event(room.clone(), event), &self.metrics);
     }
 
     pub fn def(&self) -> Arc<RoomDef> {

@@ -19,7 +19,8 @@ impl Session {
                 Err(e) => {
                     let msg = match e {
                         crate::auth::AuthError::Expired => t("token-expired"),
-                        crate::auth::AuthError::Invalid(_) => t("token-invalid"),
+                        // Why, in English: it is for whoever set up the identity provider.
+                        crate::auth::AuthError::Invalid(reason) => f("token-invalid", &[("reason", &reason)]),
                     };
                     return self.error(ErrorBody::new(ErrorCode::Unauthorized, msg).with_id(id)).await;
                 }

@@ -37,8 +37,8 @@ impl Session {
             outbox: self.outbox.clone(),
             muted,
         };
-        if self.app.hub.room(&room).is_some() {
-            if let Err(_unavailable) = self.app.broker.activate(&room).await {
+        if let Some(target) = self.app.hub.room(&room) {
+            if let Err(_unavailable) = self.app.broker.activate(&room, super::send::retention(&self.app, &target)).await {
                 let body = ErrorBody::new(ErrorCode::Unavailable, t("join-unavailable")).retry_after(1000);
                 return self.error(body.with_id(id)).await;
             }

@@ -61,7 +61,7 @@ impl Session {
             },
             account,
         };
-        let retention = Retention { max_messages: self.app.config.limits.history_max_messages, ms: room.retention(&def).as_millis() as u64 };
+        let retention = retention(&self.app, &room);
         let Draft { msg, .. } = match self.app.broker.append(&room_id, &draft, retention).await {
             Ok(at) => {
                 (draft.msg.seq, draft.msg.staff_seq) = (at.seq, at.staff_seq);
@@ -140,6 +140,11 @@ fn check_shape(limits: &crate::config::Limits, text: &str, cw: Option<String>, r
         return Err(Refusal::NotAMessageId);
     }
     Ok(cw)
+}
+
+/// How much of a room's history its broker keeps.
+pub(super) fn retention(app: &crate::App, room: &crate::hub::Room) -> Retention {
+    Retention { max_messages: app.config.limits.history_max_messages, ms: room.retention(&room.def()).as_millis() as u64 }
 }
 
 /// The refusal of a muted member's message: the facilitator's reason, and until when.

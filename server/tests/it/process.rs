@@ -134,3 +134,96 @@ async fn an_open_crisis_alert_survives_sigkill_and_reaches_the_facilitator_who_s
     let got = f.expect("the alert, before any join", |m| matches!(m, ServerMessage::Alert { .. })).await;
     assert!(matches!(got, ServerMessage::Alert { message, .. } if message.message_id.0 == message_id));
 }
+
+/// Every message a member was told was `sent` is in history after SIGKILL
+/// and a restart on one node: a resume from before the kill gets exactly the
+/// missed ones, in order, once; a deleted one does not come back.
+#[tokio::test]
+async fn acked_messages_survive_sigkill_and_a_resume_gets_exactly_the_missed_ones() {
+    let data = TempDir::new();
+    let server = Process::spawn(&["--data-dir", data.0.to_str().unwrap(), "--messages-per-10s", "1000"], &[]);
+    let out = Command::new(BIN).args(["token", "--role", "facilitator", "--name", "Sam", "--data-dir"]).arg(&data.0).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut f = TestClient::connect(&server.url).await;
+    f.hello(Some(&token), None).await;
+    f.join("grief").await;
+    let mut reader = TestClient::connect(&server.url).await;
+    let welcome = reader.hello(None, None).await;
+    let (_, _, epoch, _, _) = {
+        let joined = reader.join("grief").await;
+        let (me, history, epoch, seq, recovered) = joined_parts(&joined);
+        (me.clone(), history.len(), epoch.to_owned(), seq, recovered)
+    };
+    let mut writer = TestClient::connect(&server.url).await;
+    writer.hello(None, None).await;
+    writer.join("grief").await;
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        acked.push(writer.say("grief", &format!("message {i}")).await);
+    }
+    let seen = reader.messages(5).await;
+    let position = kindred_protocol::Position { epoch: epoch.clone(), seq: seen[4].seq };
+    // A facilitator deletes one of the messages the reader has not seen yet.
+    let (deleted, _) = acked[10].clone();
+    let reply =
+        f.moderate("grief", kindred_protocol::ModerationAction::DeleteMessage { message_id: kindred_protocol::MessageId(deleted.clone()), reason: None }).await;
+    assert!(matches!(reply, ServerMessage::Moderated { .. }), "{reply:?}");
+    f.expect("the deletion", |m| matches!(m, ServerMessage::MessageDeleted { .. })).await;
+    drop(server); // SIGKILL, mid-conversation: no graceful shutdown
+
+    let server = Process::spawn(&["--data-dir", data.0.to_str().unwrap(), "--messages-per-10s", "1000"], &[]);
+    let mut reader = TestClient::connect(&server.url).await;
+    reader.hello(Some(&token_of(&welcome)), None).await;
+    let joined = reader.join_since("grief", Some(position)).await;
+    let (_, history, epoch_after, seq, recovered) = joined_parts(&joined);
+    assert!(recovered, "the resume is honoured after a restart");
+    assert_eq!(epoch_after, epoch, "the room's history kept its epoch");
+    let got: Vec<(String, u64)> = history.iter().map(|m| (m.message_id.0.clone(), m.seq)).collect();
+    let expected: Vec<(String, u64)> = acked[5..].iter().filter(|(id, _)| *id != deleted).cloned().collect();
+    assert_eq!(got, expected, "exactly the missed messages, in order, once, without the deleted one");
+    assert_eq!(seq, acked[29].1);
+
+    // And the room goes on from there: the next message takes the next seq.
+    let mut writer = TestClient::connect(&server.url).await;
+    writer.hello(None, None).await;
+    writer.join("grief").await;
+    let (_, next) = writer.say("grief", "after the restart").await;
+    assert_eq!(next, acked[29].1 + 1);
+}
+
+/// A room that keeps no history writes nothing to disk.
+#[tokio::test]
+async fn a_room_keeping_no_history_writes_nothing_to_disk() {
+    let data = TempDir::new();
+    std::fs::write(
+        data.0.join("kindred.toml"),
+        "[[rooms]]\nid = \"ephemeral\"\nname = \"Ephemeral\"\ntopic = \"grief\"\ndescription = \"Nothing kept.\"\nhistory_minutes = 0\n",
+    )
+    .unwrap();
+    let config = data.0.join("kindred.toml");
+    let server = Process::spawn(&["--data-dir", data.0.to_str().unwrap(), "--config", config.to_str().unwrap(), "--messages-per-10s", "1000"], &[]);
+    let mut a = TestClient::connect(&server.url).await;
+    a.hello(None, None).await;
+    a.join("ephemeral").await;
+    let before = std::fs::read(data.0.join("history.redb")).unwrap();
+    let secret = "a line that must never reach the disk";
+    for _ in 0..20 {
+        a.say("ephemeral", secret).await;
+    }
+    drop(server);
+    let after = std::fs::read(data.0.join("history.redb")).unwrap();
+    assert_eq!(before.len(), after.len(), "the history file did not grow");
+    assert!(!after.windows(secret.len()).any(|w| w == secret.as_bytes()), "the text is not in the file");
+}
+
+/// A history file that is not one fails start-up with an error naming the file, never a panic.
+#[tokio::test]
+async fn a_damaged_history_file_fails_start_up_with_a_clear_error() {
+    let data = TempDir::new();
+    std::fs::write(data.0.join("history.redb"), b"this is not a database, it was truncated by a full disk").unwrap();
+    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data.0).env_remove("KINDRED_JWT_SECRET").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("history.redb") && stderr.contains("cannot be opened"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

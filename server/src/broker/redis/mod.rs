@@ -305,7 +305,7 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn activate<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn activate<'a>(&'a self, room: &'a RoomId, _retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             if !self.shared.ready.load(Ordering::Acquire) && !self.shared.is_warm(room) {
                 return Err(BrokerError::Unavailable);
