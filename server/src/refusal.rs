@@ -14,6 +14,8 @@ use kindred_protocol::{ErrorBody, ErrorCode, RoomId, RoomSummary};
 pub(crate) const KICKED: &str = "A facilitator asked you to leave this room for now.";
 pub(crate) const BANNED: &str = "A facilitator removed you from this room.";
 pub(crate) const MUTED: &str = "A facilitator has muted you for now.";
+/// The room's `system` notice when a facilitator ends a session without a note.
+pub(crate) const SESSION_ENDED: &str = "The session has ended. Thank you for being here.";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {

@@ -8,7 +8,7 @@
 pub mod local;
 pub mod redis;
 
-use crate::hub::{Draft, Room};
+use crate::hub::{Draft, Reaction, Room};
 use kindred_protocol::ChatMessage;
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +28,12 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// once the message is durable (this is what `sent` promises); by then it
     /// is on its way to every member on every node, in `seq` order.
     fn append<'a>(&'a self, room: &'a Arc<Room>, draft: Draft) -> BoxFuture<'a, Result<ChatMessage, BrokerError>>;
+
+    /// Give or take back a reaction, counted once however many nodes there
+    /// are; the room's members hear the new counts (`reactions`). `stored_ms`:
+    /// when the message was stored, so what is kept of the reaction expires
+    /// with it.
+    fn react<'a>(&'a self, room: &'a Arc<Room>, reaction: Reaction, stored_ms: u64) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Make the room ready for a local member to join: in a cluster, subscribe
     /// to it and load its history and presence unless this node already has.

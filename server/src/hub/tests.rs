@@ -32,6 +32,7 @@ fn stored(seq: u64) -> Stored {
         cw: None,
         staff: false,
         staff_seq: None,
+        reactions: None,
     };
     Stored { msg, account: AccountId::from("a_1"), at: Instant::now() }
 }
@@ -114,6 +115,7 @@ fn remote(id: &str) -> RemoteMember {
         muted_until: None,
         hand_raised: false,
         has_floor: false,
+        first_time: false,
     };
     RemoteMember { node: Arc::from("b"), member, account: AccountId::from("a_x") }
 }

@@ -29,6 +29,7 @@ mod hello;
 mod join;
 mod moderate;
 mod send;
+mod words;
 mod writer;
 
 use writer::hold_ends;
@@ -310,6 +311,8 @@ impl Session {
             ClientMessage::Moderate { id, room, action } => Box::pin(self.moderate(id, room, action)).await,
             ClientMessage::ResolveReport { id, room, report_id, resolution } => Box::pin(self.resolve_report(id, room, report_id, resolution)).await,
             ClientMessage::ResolveAlert { id, room, alert_id, note } => Box::pin(self.resolve_alert(id, room, alert_id, note)).await,
+            ClientMessage::Unsend { id, room, message_id } => Box::pin(self.unsend(id, room, message_id)).await,
+            ClientMessage::React { id, room, message_id, reaction, on } => Box::pin(self.react(id, room, message_id, reaction, on)).await,
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }

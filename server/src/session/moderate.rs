@@ -20,11 +20,11 @@ use std::time::Duration;
 /// The longest reason, note or topic a facilitator may write.
 const MAX_NOTE_CHARS: usize = 500;
 
-fn forbidden(msg: &str) -> ErrorBody {
+pub(super) fn forbidden(msg: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Forbidden, msg)
 }
 
-fn not_found(what: &str) -> ErrorBody {
+pub(super) fn not_found(what: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::NotFound, format!("No such {what} in this room."))
 }
 
@@ -198,7 +198,11 @@ impl Session {
             | ModerationAction::Lock
             | ModerationAction::Unlock
             | ModerationAction::SetTopic { .. }
-            | ModerationAction::SetMode { .. } => Ok((None, None)),
+            | ModerationAction::SetMode { .. }
+            | ModerationAction::Pin { .. }
+            | ModerationAction::Unpin
+            | ModerationAction::StartSession { .. }
+            | ModerationAction::EndSession { .. } => Ok((None, None)),
         }
     }
 
@@ -386,10 +390,54 @@ fn warning(room: &RoomId, text: String) -> ServerMessage {
 /// What the audit log says of an action: its target's id and the reason.
 type Audited = (Option<String>, Option<String>);
 
-/// A change to the room's live settings (slow mode, lock, topic, mode);
-/// `None` for the actions on members.
+/// The shortest and longest session `start_session` may start, in minutes.
+const SESSION_MINUTES: std::ops::RangeInclusive<u32> = 5..=240;
+
+/// A change to the room's live settings (slow mode, lock, topic, mode, the
+/// pinned message, the session); `None` for the actions on members.
 fn change_room(room: &crate::hub::Room, action: &ModerationAction) -> Option<Result<Audited, ErrorBody>> {
     match action {
+        ModerationAction::Pin { message_id } => {
+            // Only what the whole room sees: a staff message pinned would show it to members.
+            let Some(mut message) = room.find_message(message_id).filter(|m| !m.staff) else { return Some(Err(not_found("message"))) };
+            // Counts change; the room's copy of the message carries them.
+            message.reactions = None;
+            room.update(|s| *s.pinned = Some(Box::new(message)));
+            return Some(Ok((Some(message_id.0.clone()), None)));
+        }
+        ModerationAction::Unpin => {
+            let was = room.pinned_id();
+            room.update(|s| *s.pinned = None);
+            return Some(Ok((was.map(|id| id.0), None)));
+        }
+        ModerationAction::StartSession { minutes, .. } if !SESSION_MINUTES.contains(minutes) => {
+            let msg = format!("A session lasts {} to {} minutes.", SESSION_MINUTES.start(), SESSION_MINUTES.end());
+            return Some(Err(ErrorBody::new(ErrorCode::BadRequest, msg)));
+        }
+        ModerationAction::StartSession { agenda: Some(agenda), .. } if agenda.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("An agenda"))),
+        ModerationAction::StartSession { minutes, agenda } => {
+            let now = Utc::now();
+            let agenda = agenda.as_ref().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+            let session = kindred_protocol::SessionInfo {
+                started_at: rfc3339(now),
+                ends_at: rfc3339(now + chrono::Duration::minutes(i64::from(*minutes))),
+                agenda: agenda.clone(),
+            };
+            room.update(|s| *s.session = Some(session));
+            return Some(Ok((Some(format!("{minutes} min")), agenda)));
+        }
+        ModerationAction::EndSession { note: Some(note) } if note.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("A note"))),
+        ModerationAction::EndSession { note } => {
+            if !room.has_session() {
+                return Some(Err(not_found("running session")));
+            }
+            room.update(|s| *s.session = None);
+            let note = note.as_ref().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+            let text = note.clone().unwrap_or_else(|| crate::refusal::SESSION_ENDED.to_owned());
+            let notice = Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None, facilitators_alerted: None };
+            room.broadcast(&encode(&ServerMessage::Notice(notice)), crate::hub::Audience::All);
+            return Some(Ok((None, note)));
+        }
         ModerationAction::SlowMode { seconds } if *seconds > 3600 => {
             return Some(Err(ErrorBody::new(ErrorCode::BadRequest, "Slow mode can be at most 3600 seconds.")));
         }

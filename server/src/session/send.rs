@@ -58,6 +58,7 @@ impl Session {
                 cw,
                 staff,
                 staff_seq: None,
+                reactions: None,
             },
             account,
         };
@@ -139,7 +140,7 @@ fn check_shape(limits: &crate::config::Limits, text: &str, cw: Option<String>, r
 }
 
 /// The refusal of a muted member's message: the facilitator's reason, and until when.
-fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
+pub(super) fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
     let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| crate::refusal::MUTED.into()));
     body.until = mute.until_text();
     if let Some(until) = mute.until {
