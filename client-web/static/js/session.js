@@ -19,13 +19,13 @@ export function allowedReactions(app) {
 }
 
 /**
- * The row of reaction buttons under a message: each shows its count and is
- * a toggle (aria-pressed) named with the kind and the count. `onToggle(kind, on)`.
+ * The row of reaction buttons under a message: each shows its kind and count
+ * and is a toggle (aria-pressed) named by what it shows ("Hug 2 people").
+ * `onToggle(kind, on)`.
  */
 export function reactionRow({ kinds, counts = {}, pressed, label, onToggle }) {
   if (!kinds.length) return null;
   const names = t('reactionName');
-  const icons = t('reactionIcon');
   const row = h('div', { class: 'reactions', role: 'group', 'aria-label': label });
   for (const kind of kinds) {
     const n = Number(counts?.[kind]) || 0;
@@ -37,12 +37,15 @@ export function reactionRow({ kinds, counts = {}, pressed, label, onToggle }) {
           type: 'button',
           class: `reaction${n > 0 ? ' has-count' : ''}`,
           'aria-pressed': String(on),
-          'aria-label': t('reactionButton', names[kind] || kind, n),
           dataset: { reaction: kind },
           onclick: () => onToggle(kind, !on),
         },
-        h('span', { class: 'reaction-icon', 'aria-hidden': 'true' }, icons[kind] || ''),
-        n > 0 ? h('span', { class: 'reaction-count', 'aria-hidden': 'true' }, String(n)) : null,
+        // Words, not emoji: they need no emoji font, and they translate.
+        // The name is what is seen ("Hug 2") and, for screen readers, "people".
+        h('span', { class: 'reaction-name' }, names[kind] || kind),
+        n > 0 ? ' ' : null,
+        n > 0 ? h('span', { class: 'reaction-count' }, String(n)) : null,
+        n > 0 ? h('span', { class: 'visually-hidden' }, ` ${t('reactionPeople', n)}`) : null,
       ),
     );
   }
@@ -62,7 +65,7 @@ export class PinnedBar {
     this.el.hidden = !m;
     if (!m) return;
     this.el.append(
-      h('p', { class: 'pinned-meta' }, h('span', { class: 'pinned-tag' }, h('span', { 'aria-hidden': 'true' }, '📌 '), t('pinnedBy', m.from.handle))),
+      h('p', { class: 'pinned-meta' }, h('span', { class: 'pinned-tag' }, t('pinnedBy', m.from.handle))),
       h('p', { class: 'pinned-text', text: m.cw ? t('contentNote', m.cw) : m.text }),
       r.isStaff ? h('button', { type: 'button', class: 'btn btn-quiet btn-small pinned-unpin', onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'unpin' }, { quiet: true }) }, t('unpinMessage')) : null,
     );

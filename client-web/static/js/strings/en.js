@@ -329,8 +329,7 @@ export default {
   deleteMineDone: 'Your message was deleted.',
   reactionsLabel: (handle) => `Reactions to ${handle}'s message`,
   reactionName: { support: 'Support', hug: 'Hug', same: 'Same here' },
-  reactionIcon: { support: '💛', hug: '🫂', same: '🙋' },
-  reactionButton: (name, n) => n === 0 ? name : n === 1 ? `${name}, 1 person` : `${name}, ${n} people`,
+  reactionPeople: (n) => n === 1 ? 'person' : 'people',
 
   // Session tools: the pinned message and the session bar
   pinnedLabel: 'Pinned',
