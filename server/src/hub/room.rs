@@ -409,6 +409,17 @@ impl Room {
         if max_age.is_zero() || max_len == 0 {
             state.pruned_through = state.last_seq;
         }
+        // A pinned message is kept no longer than the history keeps messages
+        // by age (one pushed out by count stays pinned: it is not old).
+        let expired = |p: &ChatMessage| {
+            chrono::DateTime::parse_from_rfc3339(&p.ts).is_ok_and(|ts| Utc::now().signed_duration_since(ts).to_std().is_ok_and(|age| age >= max_age))
+        };
+        if state.pinned.as_deref().is_some_and(expired) {
+            state.pinned = None;
+            let frame = Self::update_frame(def, state);
+            self.fan_out(&def.id, state, &frame, Audience::All);
+            self.emit(&def.id, Event::Settings(Box::new(state.settings())));
+        }
     }
 
     /// Checks a member's send against the room's live rules (membership, slow mode,
