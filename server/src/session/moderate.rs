@@ -83,6 +83,17 @@ impl Session {
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_found("room").with_id(id)).await;
         };
+        // Session tools write the whole room a `room_update` (the pinned
+        // text with it) or a notice: counted like other room actions.
+        let session_tool = matches!(
+            action,
+            ModerationAction::Pin { .. } | ModerationAction::Unpin | ModerationAction::StartSession { .. } | ModerationAction::EndSession { .. }
+        );
+        if session_tool {
+            if let Err(step) = self.throttle_action(&id).await {
+                return step;
+            }
+        }
         let result = match change_room(&room, &action) {
             Some(result) => result,
             None => self.act_on_member(&room, &action).await,

@@ -229,6 +229,16 @@ async fn a_pin_made_on_one_node_shows_on_every_node(d: &Deployment) {
     let audit = d.a().app.moderation.audit_log(50).await.expect("the audit log");
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).filter(|a| a.contains("pin")).collect();
     assert_eq!(actions.len(), 3, "pin, unpin, pin: {actions:?}");
+
+    // Each writes to the whole room: a flood of them is refused like other room actions.
+    let mut refused = None;
+    for _ in 0..40 {
+        if let ServerMessage::Error(e) = sam.moderate(ROOM, A::Unpin).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused.map(|e| e.code), Some(ErrorCode::RateLimited));
 }
 
 async fn a_session_starts_with_an_agenda_and_ends_with_a_note(d: &Deployment) {
