@@ -3,7 +3,7 @@
 
 use super::{BoxFuture, Broker, BrokerError};
 use crate::hub::{Draft, Reaction, Room};
-use kindred_protocol::ChatMessage;
+use kindred_protocol::{ChatMessage, MemberId};
 use std::sync::Arc;
 
 #[derive(Debug, Default, Clone)]
@@ -18,6 +18,11 @@ impl Broker for LocalBroker {
     fn react<'a>(&'a self, room: &'a Arc<Room>, reaction: Reaction, _stored_ms: u64) -> BoxFuture<'a, Result<(), BrokerError>> {
         // The message left the history meanwhile: nothing to count, and no one to tell.
         room.react(&reaction);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn forget_reactions<'a>(&'a self, room: &'a Arc<Room>, member_id: MemberId) -> BoxFuture<'a, Result<(), BrokerError>> {
+        room.forget_reactions(&member_id);
         Box::pin(std::future::ready(Ok(())))
     }
 

@@ -9,7 +9,7 @@ pub mod local;
 pub mod redis;
 
 use crate::hub::{Draft, Reaction, Room};
-use kindred_protocol::ChatMessage;
+use kindred_protocol::{ChatMessage, MemberId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +34,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// when the message was stored, so what is kept of the reaction expires
     /// with it.
     fn react<'a>(&'a self, room: &'a Arc<Room>, reaction: Reaction, stored_ms: u64) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Take back every reaction `member_id` gave in the room (`forget_me`);
+    /// the room hears the counts that changed.
+    fn forget_reactions<'a>(&'a self, room: &'a Arc<Room>, member_id: MemberId) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Make the room ready for a local member to join: in a cluster, subscribe
     /// to it and load its history and presence unless this node already has.

@@ -74,6 +74,28 @@ impl Room {
         true
     }
 
+    /// One node: take back every reaction `member_id` gave (`forget_me`),
+    /// telling the room the counts that changed.
+    pub(crate) fn forget_reactions(&self, member_id: &MemberId) {
+        let room = self.id();
+        let mut state = self.state.lock();
+        let mut changed = Vec::new();
+        for (id, reacts) in state.reactions.iter_mut() {
+            let before = reacts.by.len();
+            reacts.by.retain(|(_, m)| m != member_id);
+            if reacts.by.len() != before {
+                reacts.counts.clear();
+                for (kind, _) in &reacts.by {
+                    *reacts.counts.entry((*kind).to_owned()).or_default() += 1;
+                }
+                changed.push(id.clone());
+            }
+        }
+        for id in changed {
+            self.send_counts(&room, &mut state, &id);
+        }
+    }
+
     /// A cluster node: the counts Redis published after a change.
     pub(super) fn set_counts(&self, room: &RoomId, state: &mut RoomState, id: &MessageId, counts: ReactionCounts) {
         if !state.log.iter().any(|s| &s.msg.message_id == id) {

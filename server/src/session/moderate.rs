@@ -376,8 +376,14 @@ impl Session {
         let mut member_ids = std::collections::HashMap::new();
         for room in self.app.hub.rooms() {
             let room_id = room.id();
-            member_ids.insert(room_id.clone(), self.app.auth.member_id(&account, &room_id));
+            let member_id = self.app.auth.member_id(&account, &room_id);
+            member_ids.insert(room_id.clone(), member_id.clone());
             room.delete_by_account(&account);
+            // Reactions are anonymous counts, but the server knows whose they are: they go too.
+            if let Err(e) = self.app.broker.forget_reactions(&room, member_id).await {
+                let body = ErrorBody::new(ErrorCode::Unavailable, format!("Not everything could be erased yet: {e}. Please try again.")).retry_after(1000);
+                return self.error(body.with_id(id)).await;
+            }
         }
         if let Err(e) = self.app.moderation.forget(&account, &member_ids).await {
             return self.error(ErrorBody::new(e.code(), e.to_string()).with_id(id)).await;

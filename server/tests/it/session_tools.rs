@@ -354,7 +354,25 @@ async fn a_node_that_opens_the_room_later_shows_the_pin_the_session_and_the_coun
     reactions_reach(&mut ann, &message_id, &counts(&[("hug", 2)])).await;
 }
 
+async fn forget_me_takes_back_the_members_reactions(d: &Deployment) {
+    let (mut cedar, _) = d.b().member_in(ROOM, Some("Cedar")).await;
+    let (mut willow, _) = d.a().member_in(ROOM, Some("Willow")).await;
+    let (message_id, _) = cedar.say(ROOM, "Two years since the accident").await;
+    willow.messages(1).await;
+    reacted(&mut willow, react(&message_id, "hug", true)).await;
+    reacted(&mut willow, react(&message_id, "support", true)).await;
+    reactions_reach(&mut cedar, &message_id, &counts(&[("hug", 1), ("support", 1)])).await;
+
+    let reply = willow.request(ClientMessage::ForgetMe { id: None }).await;
+    assert!(matches!(reply, ServerMessage::Forgotten { .. }), "{reply:?}");
+    reactions_reach(&mut cedar, &message_id, &counts(&[])).await;
+    let (mut newcomer, _) = d.a().member(None).await;
+    let joined = newcomer.join(ROOM).await;
+    assert_eq!(joined_parts(&joined).1[0].reactions, None, "no counts left on the message");
+}
+
 both_brokers!(
+    forget_me_takes_back_the_members_reactions,
     a_node_that_opens_the_room_later_shows_the_pin_the_session_and_the_counts,
     a_member_unsends_their_own_message_and_no_one_elses,
     reactions_are_anonymous_counts_counted_once_across_nodes,

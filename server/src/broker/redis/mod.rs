@@ -54,7 +54,7 @@ use crate::store::RedisConn;
 use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
 use codec::{Payload, Published};
 use dashmap::DashMap;
-use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
+use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, MemberId, MessageId, RoomId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -352,6 +352,24 @@ impl Broker for RedisBroker {
                 invocation.arg(kind);
             }
             let _changed: u8 = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
+            Ok(())
+        })
+    }
+
+    fn forget_reactions<'a>(&'a self, room: &'a Arc<Room>, member_id: MemberId) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            // The messages with reactions, as Redis has them (this node may not have the room open).
+            let keys = Keys::of(&room.id());
+            let ids: Vec<String> = bounded(redis::cmd("HKEYS").arg(&keys.reactions).query_async(&mut self.shared.publisher.clone())).await?;
+            for id in ids {
+                let message_id = MessageId(id);
+                // When it was stored, or at the latest now: the hash expires no later than the message.
+                let stored_ms = room.reactable(&message_id).unwrap_or_else(now_ms);
+                for kind in self.shared.limits.reactions() {
+                    let reaction = Reaction { message_id: message_id.clone(), member_id: member_id.clone(), kind, on: false };
+                    self.react(room, reaction, stored_ms).await?;
+                }
+            }
             Ok(())
         })
     }
