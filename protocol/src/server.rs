@@ -204,8 +204,9 @@ pub struct Limits {
     /// The longest content warning (`cw`), in code points.
     #[serde(default)]
     pub max_cw_chars: u32,
-    /// The reactions this server accepts, a subset of `support`, `hug`, `same`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The reactions this server accepts, a subset of `support`, `hug`,
+    /// `same`, in the order to show them; empty when they are turned off.
+    #[serde(default)]
     pub reactions: Vec<String>,
 }
 

@@ -12,7 +12,7 @@ export const REACTIONS = ['support', 'hug', 'same'];
 /** Minutes left at which screen readers are told, once each. */
 const ANNOUNCE_AT = [10, 1];
 
-/** The reactions this server takes (welcome.limits.reactions; all three when it says nothing). */
+/** The reactions this server takes (welcome.limits.reactions, empty when off; all three from a server that predates them). */
 export function allowedReactions(app) {
   const list = app.store.session?.limits?.reactions;
   return Array.isArray(list) ? REACTIONS.filter((k) => list.includes(k)) : REACTIONS;

@@ -38,7 +38,10 @@ impl Session {
         let Some(me) = self.rooms.get(&room_id).cloned() else { return self.error(not_member(&room_id).with_id(id)).await };
         let allowed = self.app.config.limits.reactions();
         let Some(kind) = allowed.iter().copied().find(|k| *k == reaction) else {
-            let msg = format!("Reactions here are: {}.", allowed.join(", "));
+            let msg = match allowed.is_empty() {
+                true => "Reactions are turned off on this server.".to_owned(),
+                false => format!("Reactions here are: {}.", allowed.join(", ")),
+            };
             return self.error(ErrorBody::new(ErrorCode::BadRequest, msg).with_id(id)).await;
         };
         let Some(room) = self.app.hub.room(&room_id) else { return self.error(not_member(&room_id).with_id(id)).await };

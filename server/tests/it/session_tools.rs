@@ -381,3 +381,34 @@ both_brokers!(
     a_session_starts_with_an_agenda_and_ends_with_a_note,
     a_newcomer_is_marked_for_staff_in_scope_only,
 );
+
+/// The operator may narrow the reactions or turn them off; `welcome` says which.
+#[tokio::test]
+async fn the_operator_chooses_the_reactions_and_welcome_lists_them() {
+    for (configured, listed) in [(None, vec!["support", "hug", "same"]), (Some(vec!["same", "hug", "love"]), vec!["hug", "same"]), (Some(vec![]), vec![])] {
+        let server = TestServer::with(|c| {
+            if let Some(kinds) = &configured {
+                c.limits.reactions = kinds.iter().map(|k| (*k).to_owned()).collect();
+            }
+        })
+        .await;
+        let (mut ann, welcome) = server.member(Some("Ann")).await;
+        let ServerMessage::Welcome { limits, .. } = &welcome else { panic!("{welcome:?}") };
+        assert_eq!(limits.reactions, listed, "configured {configured:?}");
+        ann.join(ROOM).await;
+        let (message_id, _) = ann.say(ROOM, "hello").await;
+        for kind in ["support", "hug", "same"] {
+            let reply = ann.request(react(&message_id, kind, true)).await;
+            match reply {
+                ServerMessage::Reacted { .. } => assert!(listed.contains(&kind), "{kind} accepted though not allowed"),
+                ServerMessage::Error(e) => {
+                    assert!(!listed.contains(&kind) && e.code == ErrorCode::BadRequest, "{kind}: {e:?}");
+                    if listed.is_empty() {
+                        assert!(e.message.contains("turned off"), "{e:?}");
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
