@@ -35,7 +35,9 @@ async function join(page, roomId) {
 
 test('app.css uses no physical left or right, so the layout mirrors for right-to-left', () => {
   const css = readFileSync(new URL('../static/app.css', import.meta.url), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
-  const physical = css.split('\n').filter((line) => /(^|[^\w-])(left|right)\b|-(left|right)\b|translateX/.test(line));
+  // Declarations only: a selector may name a class such as `.session-left`.
+  const declarations = css.replace(/[^{}]*\{/g, '{\n').split('\n');
+  const physical = declarations.filter((line) => /(^|[^\w-])(left|right)\b|-(left|right)\b|translateX/.test(line));
   assert.deepEqual(physical, [], 'use inline-start/inline-end instead');
 });
 

@@ -58,6 +58,12 @@ test('a facilitator deletes a message and it disappears for both members', { tim
   await sendMessage(b.page, 'Some nights I think everyone would be better off without me.');
   await fpage.locator('#staff-tools .alert-item').waitFor({ timeout: WAIT });
   await fpage.getByRole('button', { name: 'Alerts (1)', exact: true }).waitFor({ timeout: WAIT });
+  // A session running, with the welcome pinned and a hand raised waiting (the docs' view of a session).
+  const welcome = await fpage.evaluate(() => [...window.kindred.store.room('anxiety').messages].find((m) => m.text === 'Thank you for keeping this place gentle.').message_id);
+  assert.equal(await fpage.evaluate((id) => window.kindred.act({ type: 'moderate', room: 'anxiety', action: 'pin', message_id: id }, { quiet: true }), welcome), true);
+  assert.equal(await fpage.evaluate(() => window.kindred.act({ type: 'moderate', room: 'anxiety', action: 'start_session', minutes: 60, agenda: 'Check-in round, then open sharing.' }, { quiet: true })), true);
+  await fpage.locator('.session-bar:not([hidden])').waitFor({ timeout: WAIT });
+  await fpage.locator('.pinned:not([hidden])').waitFor({ timeout: WAIT });
   await fpage.waitForFunction(() => !document.querySelector('.toast'), null, { timeout: WAIT });
   await fpage.screenshot({ path: screenshotPath('facilitator.png') });
   await a.context.close();

@@ -1,5 +1,6 @@
 // Screenshots of the main screens for docs/screenshots: the directory, the
-// ground rules, a room in conversation, and a room at phone width (375 px).
+// ground rules, a room in conversation (with quiet reactions), and a room at
+// phone width (375 px).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +34,13 @@ test('screenshots of the directory, rules, room and phone layouts', { timeout: 9
   await friend.page.getByRole('button', { name: 'Reply', exact: true }).click();
   await sendMessage(friend.page, 'Evenings are hard for me too. Thank you for being here.');
   await waitForMessage(page, 'Evenings are hard for me too. Thank you for being here.');
+  // Quiet reactions: the friend holds the member's words; the member answers with "same here".
+  const byText = (p, start) => p.locator('.msg').filter({ has: p.locator('.msg-text', { hasText: start }) });
+  const mine = (p) => byText(p, /^I am here too/).locator('.reactions');
+  await mine(friend.page).getByRole('button', { name: 'Hug', exact: true }).click();
+  await mine(page).getByRole('button', { name: 'Hug 1 person', exact: true }).waitFor({ timeout: WAIT });
+  await byText(page, /^Evenings are hard for me too/).locator('.reactions').getByRole('button', { name: 'Same here', exact: true }).click();
+  await friend.page.getByRole('button', { name: 'Same here 1 person', exact: true }).waitFor({ timeout: WAIT });
   // A message behind a content note.
   await friend.page.getByRole('button', { name: 'Add a content note' }).click();
   await friend.page.locator('#composer-cw').fill('loss');

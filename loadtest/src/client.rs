@@ -305,6 +305,7 @@ mod tests {
             cw: None,
             staff: false,
             staff_seq: None,
+            reactions: None,
         }))
         .unwrap();
         assert_eq!(tag(&frame), Some("message"));

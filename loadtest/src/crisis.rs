@@ -291,6 +291,7 @@ mod tests {
             cw: None,
             staff: false,
             staff_seq: None,
+            reactions: None,
         };
         assert_eq!(client::stamp_of(&serde_json::to_string(&ServerMessage::Message(message.clone())).unwrap()), Some(sent_at));
         let alert = |id: &str| {

@@ -119,6 +119,26 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// The author takes back one of its own messages (`unsent`); the room
+    /// gets `message_deleted`, as for a facilitator's delete.
+    Unsend {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+    },
+    /// An anonymous quiet reaction to a message (`reacted`); `on: false` takes
+    /// it back. The room gets `reactions` with the counts.
+    React {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        /// One of `support`, `hug`, `same` (the operator may allow fewer).
+        reaction: String,
+        /// `true` adds the reaction, `false` takes it back.
+        on: bool,
+    },
     /// Remove every message this account wrote and end the account.
     ForgetMe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +174,8 @@ macro_rules! with_id {
             | ClientMessage::Moderate { id: $id, .. }
             | ClientMessage::ResolveReport { id: $id, .. }
             | ClientMessage::ResolveAlert { id: $id, .. }
+            | ClientMessage::Unsend { id: $id, .. }
+            | ClientMessage::React { id: $id, .. }
             | ClientMessage::ForgetMe { id: $id } => $body,
         }
     };
@@ -177,6 +199,8 @@ impl ClientMessage {
         "moderate",
         "resolve_report",
         "resolve_alert",
+        "unsend",
+        "react",
         "forget_me",
     ];
 
@@ -207,6 +231,8 @@ impl ClientMessage {
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::ResolveReport { .. } => "resolve_report",
             ClientMessage::ResolveAlert { .. } => "resolve_alert",
+            ClientMessage::Unsend { .. } => "unsend",
+            ClientMessage::React { .. } => "react",
             ClientMessage::ForgetMe { .. } => "forget_me",
         }
     }

@@ -71,6 +71,24 @@ pub enum ModerationAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         member_id: Option<MemberId>,
     },
+    /// Show one message of the history at the top of the room (`info.pinned`).
+    Pin {
+        message_id: MessageId,
+    },
+    Unpin,
+    /// Start a timed session (`info.session`).
+    StartSession {
+        /// 5–240.
+        minutes: u32,
+        /// Up to 500 characters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agenda: Option<String>,
+    },
+    /// End the session; the room gets a `system` notice with the note.
+    EndSession {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl ModerationAction {
@@ -91,6 +109,10 @@ impl ModerationAction {
             ModerationAction::SetMode { .. } => "set_mode",
             ModerationAction::GiveFloor { .. } => "give_floor",
             ModerationAction::EndFloor { .. } => "end_floor",
+            ModerationAction::Pin { .. } => "pin",
+            ModerationAction::Unpin => "unpin",
+            ModerationAction::StartSession { .. } => "start_session",
+            ModerationAction::EndSession { .. } => "end_session",
         }
     }
 }

@@ -5,6 +5,10 @@ use crate::Role;
 use crate::errors::ErrorCode;
 use crate::ids::{AccountId, AlertId, MemberId, MessageId, ReportId, RequestId, RoomId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Reaction counts by kind (`support`, `hug`, `same`); kinds with none are left out.
+pub type ReactionCounts = BTreeMap<String, u32>;
 
 /// Every frame the server sends, internally tagged by `"type"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +163,26 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
     },
+    /// The reply to `unsend`: the message is gone from history.
+    Unsent {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+    },
+    /// The reply to `react`.
+    Reacted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+    },
+    /// A message's reaction counts changed (anonymous: counts only).
+    Reactions {
+        room: RoomId,
+        message_id: MessageId,
+        counts: ReactionCounts,
+    },
     Error(ErrorBody),
 }
 
@@ -180,6 +204,10 @@ pub struct Limits {
     /// The longest content warning (`cw`), in code points.
     #[serde(default)]
     pub max_cw_chars: u32,
+    /// The reactions this server accepts, a subset of `support`, `hug`,
+    /// `same`, in the order to show them; empty when they are turned off.
+    #[serde(default)]
+    pub reactions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +303,26 @@ pub struct RoomInfo {
     #[serde(default)]
     pub topic_now: Option<String>,
     pub slow_mode_s: u32,
+    /// The pinned message, as in history (without reactions), or `null`.
+    /// (Boxed: every `ServerMessage` is as big as its biggest variant.)
+    #[serde(default)]
+    pub pinned: Option<Box<ChatMessage>>,
+    /// The facilitator's timed session, or `null`.
+    #[serde(default)]
+    pub session: Option<SessionInfo>,
+}
+
+/// A session a facilitator started (`start_session`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SessionInfo {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
+    pub started_at: String,
+    /// When the facilitator planned to end it; the session stays until `end_session`.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
+    pub ends_at: String,
+    #[serde(default)]
+    pub agenda: Option<String>,
 }
 
 /// Someone in a room, by its room-scoped id.
@@ -293,6 +341,10 @@ pub struct Member {
     pub hand_raised: bool,
     #[serde(default)]
     pub has_floor: bool,
+    /// Sent to the room's staff only: the room had not seen this member
+    /// before this visit (within its history retention).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_time: bool,
 }
 
 /// Who wrote a message, as the room sees them.
@@ -327,6 +379,9 @@ pub struct ChatMessage {
     /// staff message keeps the `seq` of the room message before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff_seq: Option<u64>,
+    /// Reaction counts, when the message has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<ReactionCounts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,6 +526,8 @@ impl ServerMessage {
             | ServerMessage::Whispered { id }
             | ServerMessage::Moderated { id }
             | ServerMessage::AlertResolved { id, .. }
+            | ServerMessage::Unsent { id, .. }
+            | ServerMessage::Reacted { id, .. }
             | ServerMessage::Forgotten { id } => id.as_ref(),
             ServerMessage::Error(e) => e.id.as_ref(),
             ServerMessage::Presence { .. }
@@ -484,6 +541,7 @@ impl ServerMessage {
             | ServerMessage::RoomUpdate { .. }
             | ServerMessage::Removed { .. }
             | ServerMessage::Alert { .. }
+            | ServerMessage::Reactions { .. }
             | ServerMessage::Notice(_) => None,
         }
     }
@@ -515,6 +573,9 @@ impl ServerMessage {
             ServerMessage::AlertResolved { .. } => "alert_resolved",
             ServerMessage::Notice(_) => "notice",
             ServerMessage::Forgotten { .. } => "forgotten",
+            ServerMessage::Unsent { .. } => "unsent",
+            ServerMessage::Reacted { .. } => "reacted",
+            ServerMessage::Reactions { .. } => "reactions",
             ServerMessage::Error(_) => "error",
         }
     }
@@ -553,6 +614,7 @@ mod tests {
             cw: None,
             staff: false,
             staff_seq: None,
+            reactions: None,
         });
         let v = serde_json::to_value(&msg).unwrap();
         assert_eq!(v["type"], "message");

@@ -41,12 +41,33 @@ const SERVER_TYPES: &[&str] = &[
     "alert",
     "notice",
     "forgotten",
+    "unsent",
+    "reacted",
+    "reactions",
     "error",
 ];
 
 /// Every `action` of `moderate` (see `action_name`).
-const MODERATION_ACTIONS: &[&str] =
-    &["delete_message", "warn", "mute", "unmute", "kick", "ban", "unban", "slow_mode", "lock", "unlock", "set_topic", "set_mode", "give_floor", "end_floor"];
+const MODERATION_ACTIONS: &[&str] = &[
+    "delete_message",
+    "warn",
+    "mute",
+    "unmute",
+    "kick",
+    "ban",
+    "unban",
+    "slow_mode",
+    "lock",
+    "unlock",
+    "set_topic",
+    "set_mode",
+    "give_floor",
+    "end_floor",
+    "pin",
+    "unpin",
+    "start_session",
+    "end_session",
+];
 
 // The guards below have no wildcard arm on purpose: a new variant fails to
 // compile here until it is added to the lists above (and so to the document).
@@ -67,6 +88,8 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Moderate { .. } => "moderate",
         ClientMessage::ResolveReport { .. } => "resolve_report",
         ClientMessage::ResolveAlert { .. } => "resolve_alert",
+        ClientMessage::Unsend { .. } => "unsend",
+        ClientMessage::React { .. } => "react",
         ClientMessage::ForgetMe { .. } => "forget_me",
     }
 }
@@ -97,6 +120,9 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::AlertResolved { .. } => "alert_resolved",
         ServerMessage::Notice(_) => "notice",
         ServerMessage::Forgotten { .. } => "forgotten",
+        ServerMessage::Unsent { .. } => "unsent",
+        ServerMessage::Reacted { .. } => "reacted",
+        ServerMessage::Reactions { .. } => "reactions",
         ServerMessage::Error(_) => "error",
     }
 }
@@ -117,6 +143,10 @@ fn action_name(a: &ModerationAction) -> &'static str {
         ModerationAction::SetMode { .. } => "set_mode",
         ModerationAction::GiveFloor { .. } => "give_floor",
         ModerationAction::EndFloor { .. } => "end_floor",
+        ModerationAction::Pin { .. } => "pin",
+        ModerationAction::Unpin => "unpin",
+        ModerationAction::StartSession { .. } => "start_session",
+        ModerationAction::EndSession { .. } => "end_session",
     }
 }
 

@@ -173,7 +173,16 @@ fn every_type_in_the_schema_has_a_doc_example() {
 }
 
 fn member(id: &str, role: Role) -> Member {
-    Member { member_id: id.into(), handle: "Quiet Heron 42".into(), role, muted: false, muted_until: None, hand_raised: false, has_floor: false }
+    Member {
+        member_id: id.into(),
+        handle: "Quiet Heron 42".into(),
+        role,
+        muted: false,
+        muted_until: None,
+        hand_raised: false,
+        has_floor: false,
+        first_time: false,
+    }
 }
 
 fn chat(seq: u64) -> ChatMessage {
@@ -188,6 +197,7 @@ fn chat(seq: u64) -> ChatMessage {
         cw: None,
         staff: false,
         staff_seq: None,
+        reactions: None,
     }
 }
 
@@ -240,6 +250,10 @@ fn client_frames() -> Vec<ClientMessage> {
         ModerationAction::SetMode { mode: RoomMode::Open },
         ModerationAction::GiveFloor { member_id: "mb_2".into() },
         ModerationAction::EndFloor { member_id: None },
+        ModerationAction::Pin { message_id: "m_1".into() },
+        ModerationAction::Unpin,
+        ModerationAction::StartSession { minutes: 90, agenda: Some("Check-in, then open sharing".into()) },
+        ModerationAction::EndSession { note: None },
     ];
     let mut frames = vec![
         ClientMessage::Hello { id: None, token: None, handle: None, locale: None },
@@ -262,6 +276,8 @@ fn client_frames() -> Vec<ClientMessage> {
         ClientMessage::Whisper { id: None, room: room.clone(), to: "mb_3".into(), text: "Are you okay?".into() },
         ClientMessage::ResolveReport { id: None, room: room.clone(), report_id: "r_1".into(), resolution: client::ReportResolution::Acted },
         ClientMessage::ResolveAlert { id: None, room: room.clone(), alert_id: "al_1".into(), note: Some("called back".into()) },
+        ClientMessage::Unsend { id: None, room: room.clone(), message_id: "m_1".into() },
+        ClientMessage::React { id: Some(3.into()), room: room.clone(), message_id: "m_1".into(), reaction: "hug".into(), on: false },
         ClientMessage::ForgetMe { id: Some(i64::MAX.into()) },
     ];
     frames.extend(actions.into_iter().map(|action| ClientMessage::Moderate { id: Some(1.into()), room: room.clone(), action }));
@@ -270,7 +286,16 @@ fn client_frames() -> Vec<ClientMessage> {
 
 fn server_frames() -> Vec<ServerMessage> {
     let room = RoomId::from("grief");
-    let info = RoomInfo { summary: summary(RoomKind::Scheduled), rules: "Be kind.".into(), topic_now: None, slow_mode_s: 0 };
+    let info = RoomInfo { summary: summary(RoomKind::Scheduled), rules: "Be kind.".into(), topic_now: None, slow_mode_s: 0, pinned: None, session: None };
+    let mut pinned = chat(3);
+    pinned.reactions = Some([("support".to_owned(), 2)].into());
+    let running = RoomInfo {
+        pinned: Some(Box::new(pinned.clone())),
+        session: Some(SessionInfo { started_at: "2026-11-22T19:00:00.000Z".into(), ends_at: "2026-11-22T20:30:00.000Z".into(), agenda: None }),
+        ..info.clone()
+    };
+    let mut newcomer = member("mb_4", Role::Member);
+    newcomer.first_time = true;
     let mut muted = member("mb_2", Role::Member);
     muted.muted = true;
     muted.muted_until = Some("2026-11-22T20:11:02.123Z".into());
@@ -297,6 +322,7 @@ fn server_frames() -> Vec<ServerMessage> {
                 max_handle_chars: 32,
                 max_rooms_per_connection: 8,
                 max_cw_chars: 40,
+                reactions: vec!["support".into(), "hug".into()],
             },
             server: ServerInfo { version: "0.1.0".into(), node: "n1".into() },
         },
@@ -319,6 +345,12 @@ fn server_frames() -> Vec<ServerMessage> {
         },
         ServerMessage::MemberUpdate { room: room.clone(), member: muted },
         ServerMessage::RoomUpdate { room: room.clone(), info },
+        ServerMessage::RoomUpdate { room: room.clone(), info: running },
+        ServerMessage::Message(pinned),
+        ServerMessage::MemberUpdate { room: room.clone(), member: newcomer },
+        ServerMessage::Unsent { id: Some(4.into()), room: room.clone(), message_id: "m_1".into() },
+        ServerMessage::Reacted { id: None, room: room.clone(), message_id: "m_1".into() },
+        ServerMessage::Reactions { room: room.clone(), message_id: "m_1".into(), counts: Default::default() },
         ServerMessage::Removed {
             room: room.clone(),
             reason: RemovedReason::Banned,
@@ -385,6 +417,8 @@ const BAD_CLIENT_FRAMES: &[(&str, &str, bool)] = &[
     ("an unknown action", r#"{"type":"moderate","room":"grief","action":"shout"}"#, true),
     ("mute without member_id", r#"{"type":"moderate","room":"grief","action":"mute"}"#, true),
     ("set_mode with an unknown mode", r#"{"type":"moderate","room":"grief","action":"set_mode","mode":"silent"}"#, true),
+    ("react without on", r#"{"type":"react","room":"grief","message_id":"m_1","reaction":"hug"}"#, true),
+    ("start_session without minutes", r#"{"type":"moderate","room":"grief","action":"start_session"}"#, true),
     ("an unknown resolution", r#"{"type":"resolve_report","room":"grief","report_id":"r_1","resolution":"maybe"}"#, true),
 ];
 

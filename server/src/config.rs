@@ -148,6 +148,14 @@ pub struct Limits {
     pub read_buffer_bytes: usize,
     /// Bytes buffered for a socket before a flush is forced. Default 16384.
     pub write_buffer_bytes: usize,
+    /// The quiet reactions members may give, from `support`, `hug` and
+    /// `same` (unknown names are ignored); empty turns reactions off.
+    /// Default all three.
+    pub reactions: Vec<String>,
+    /// Reactions given or taken back per member per room per 10 s, like
+    /// typing: each makes the server write to everyone in the room. Over it:
+    /// `rate_limited`. Default 10.
+    pub reactions_per_10s: u32,
 }
 
 impl Default for Limits {
@@ -179,11 +187,21 @@ impl Default for Limits {
             max_rooms_per_connection: 10,
             read_buffer_bytes: 512,
             write_buffer_bytes: 16 * 1024,
+            reactions: REACTIONS.iter().map(|r| (*r).to_owned()).collect(),
+            reactions_per_10s: 10,
         }
     }
 }
 
+/// Every reaction the protocol knows, in the order clients show them.
+pub const REACTIONS: [&str; 3] = ["support", "hug", "same"];
+
 impl Limits {
+    /// The reactions this server accepts: the configured ones the protocol knows, in its order.
+    pub fn reactions(&self) -> Vec<&'static str> {
+        REACTIONS.iter().copied().filter(|r| self.reactions.iter().any(|c| c == r)).collect()
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_s.max(1).into())
     }

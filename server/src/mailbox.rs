@@ -8,9 +8,10 @@
 //! `try_send` and never waits: a full mailbox means the reader is too slow
 //! (closed with 4408).
 //!
-//! Presence, member state, typing and the hand queue are news only in their
-//! newest form: a frame of that kind carries a [`Key`], and queuing it drops
-//! the older frames it supersedes that the reader has not taken yet. A
+//! Presence, member state, typing, the hand queue and a message's reaction
+//! counts are news only in their newest form: a frame of that kind carries
+//! a [`Key`], and queuing it drops the older frames it supersedes that the
+//! reader has not taken yet. A
 //! reader who fell behind gets the latest state rather than every step of
 //! it, so one member raising and lowering a hand 4,000 times (or joining and
 //! leaving) cannot fill everyone's mailbox; a reader who keeps up still
@@ -49,6 +50,8 @@ pub(crate) enum Kind {
     Typing,
     /// `hands`: the whole queue.
     Hands,
+    /// `reactions`: one message's counts.
+    Reactions,
 }
 
 impl Key {

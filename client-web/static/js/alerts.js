@@ -285,6 +285,17 @@ export class AlertCenter {
     this.button = h('button', { type: 'button', class: 'btn alerts-btn', hidden: true, 'aria-haspopup': 'dialog', onclick: () => this.openInbox() }, t('alertsButton', 0));
     app.store.addEventListener('alerts', (e) => this.onAlerts(e.detail));
     app.store.addEventListener('session', () => this.renderCount());
+    // Open reports count in the tab title too: a facilitator in another tab sees them waiting.
+    app.store.addEventListener('room', (e) => {
+      if (['reports', 'deleted', 'reset', 'removed'].includes(e.detail.what)) this.renderCount();
+    });
+  }
+
+  /** Open reports in the rooms this tab has joined as staff. */
+  get openReports() {
+    let n = 0;
+    for (const r of this.app.store.joined?.values() || []) if (r.isStaff) n += r.reports.size;
+    return n;
   }
 
   get count() {
@@ -301,7 +312,8 @@ export class AlertCenter {
     this.button.hidden = !this.app.store.isStaff;
     this.button.textContent = t('alertsButton', n);
     this.button.classList.toggle('has-open', n > 0);
-    document.title = n > 0 ? t('titleWithAlerts', n, this.baseTitle) : this.baseTitle;
+    const waiting = n + (this.app.store.isStaff ? this.openReports : 0);
+    document.title = waiting > 0 ? t('titleWithAlerts', waiting, this.baseTitle) : this.baseTitle;
     this.app.room?.setAlertCount(n);
   }
 

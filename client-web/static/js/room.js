@@ -6,10 +6,11 @@
 
 import { h, clear, announce, safeUrl } from './dom.js';
 import { t, L, formatTime, formatWhen, formatList } from './i18n.js';
-import { modal, selectField, field } from './dialogs.js';
+import { modal, selectField, field, confirmAction } from './dialogs.js';
 import { StaffTools, moderateDialog, whisperDialog } from './staff.js';
 import { AlertInboxView } from './alerts.js';
 import { isStaffRole } from './state.js';
+import { PinnedBar, SessionBar, reactionRow, allowedReactions } from './session.js';
 
 const TYPING_SEND_EVERY_MS = 3000;
 const NEAR_BOTTOM_PX = 120;
@@ -60,6 +61,8 @@ export class RoomScreen {
     this.timeline = h('div', { class: 'timeline', role: 'region', 'aria-label': L('messagesLabel'), tabindex: '0', onscroll: () => this.onScroll() }, this.emptyNote, this.list, this.notices);
     this.jump = h('button', { type: 'button', class: 'btn btn-secondary jump-latest', hidden: true, onclick: () => this.scrollToBottom() }, L('newMessagesBelow'));
     this.typingLine = h('p', { class: 'typing', 'aria-hidden': 'true' });
+    this.pinnedBar = new PinnedBar(this.app);
+    this.sessionBar = new SessionBar();
 
     // Composer
     this.replyBar = h('div', { class: 'reply-bar', hidden: true });
@@ -116,7 +119,7 @@ export class RoomScreen {
       h(
         'div',
         { class: 'room-body' },
-        h('div', { class: 'chat' }, this.timeline, this.jump, this.typingLine, this.removedCard, this.composer),
+        h('div', { class: 'chat' }, this.sessionBar.el, this.pinnedBar.el, this.timeline, this.jump, this.typingLine, this.removedCard, this.composer),
         h('div', { class: 'side' }, this.people, this.staff.el),
       ),
     );
@@ -162,6 +165,7 @@ export class RoomScreen {
 
   hide() {
     this.el.hidden = true;
+    this.sessionBar.stop();
     this.closePanels();
     clearTimeout(this.typingTimer);
   }
@@ -273,6 +277,9 @@ export class RoomScreen {
       case 'typing':
         this.renderTyping();
         break;
+      case 'reactions':
+        this.renderReactions(d.messageId);
+        break;
       case 'hands':
         this.staff.renderHands();
         break;
@@ -332,24 +339,50 @@ export class RoomScreen {
     return [...this.list.children].filter((li) => li.querySelector(ROVING_CONTROLS));
   }
 
-  /** Only the current message's controls are tab stops; the current one is the latest unless focus is in the list. */
-  updateRoving(current) {
+  /**
+   * One tab stop for the whole list: one control of the current message
+   * (its "⋯" unless another of its controls, such as a reaction, was used
+   * last). The current message is the latest unless focus is in the list.
+   */
+  updateRoving(current, control) {
     const items = this.rovingItems();
     if (current) this.currentItem = current;
     else if (!this.list.contains(document.activeElement) || !items.includes(this.currentItem)) this.currentItem = items[items.length - 1] || null;
+    if (control) this.currentControl = control;
     for (const li of items) {
-      const tab = li === this.currentItem ? '0' : '-1';
-      for (const c of li.querySelectorAll(ROVING_CONTROLS)) if (c.getAttribute('tabindex') !== tab) c.setAttribute('tabindex', tab);
+      const controls = [...li.querySelectorAll(ROVING_CONTROLS)];
+      let stop = null;
+      if (li === this.currentItem) stop = controls.includes(this.currentControl) ? this.currentControl : li.querySelector('.msg-more') || controls[0];
+      for (const c of controls) {
+        const tab = c === stop ? '0' : '-1';
+        if (c.getAttribute('tabindex') !== tab) c.setAttribute('tabindex', tab);
+      }
     }
   }
 
   onListFocus(e) {
     const li = e.target.closest?.('ol.messages > li');
-    if (li && li !== this.currentItem && li.querySelector(ROVING_CONTROLS)) this.updateRoving(li);
+    if (li && e.target.matches?.(ROVING_CONTROLS) && (li !== this.currentItem || e.target !== this.currentControl)) this.updateRoving(li, e.target);
+    else if (li && li !== this.currentItem && li.querySelector(ROVING_CONTROLS)) this.updateRoving(li);
   }
 
   onListKey(e) {
-    if (!['ArrowUp', 'ArrowDown', 'Home', 'End'].includes(e.key) || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    // Left and right move between one message's controls (its reactions and "⋯").
+    if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
+      const li = e.target.closest?.('ol.messages > li');
+      if (!li || !e.target.matches?.(ROVING_CONTROLS)) return;
+      const controls = [...li.querySelectorAll(ROVING_CONTROLS)];
+      const i = controls.indexOf(e.target);
+      const forward = (e.key === 'ArrowRight') !== (getComputedStyle(li).direction === 'rtl');
+      const next = controls[i + (forward ? 1 : -1)];
+      if (i < 0 || !next) return;
+      e.preventDefault();
+      this.updateRoving(li, next);
+      next.focus();
+      return;
+    }
+    if (!['ArrowUp', 'ArrowDown', 'Home', 'End'].includes(e.key)) return;
     const li = e.target.closest?.('ol.messages > li');
     if (!li || e.target === li) return;
     const items = this.rovingItems();
@@ -359,8 +392,8 @@ export class RoomScreen {
     if (j < 0 || j >= items.length) return;
     e.preventDefault();
     const next = items[j];
-    this.updateRoving(next);
     const target = next.querySelector('.msg-more') || next.querySelector(ROVING_CONTROLS);
+    this.updateRoving(next, target);
     target.focus();
     target.scrollIntoView({ block: 'nearest' });
   }
@@ -378,6 +411,8 @@ export class RoomScreen {
     if (info?.mode === 'structured') flags.push(r?.me?.has_floor ? t('youHaveFloor') : t('structuredOn'));
     this.flags.textContent = flags.join(' · ');
     this.flags.hidden = flags.length === 0;
+    this.pinnedBar.render(r);
+    this.sessionBar.render(r);
     this.peopleToggle.textContent = t('peopleToggle', r ? r.members.size : 0);
   }
 
@@ -398,6 +433,7 @@ export class RoomScreen {
       h('span', { class: 'msg-author', dir: 'auto' }, m.from.handle),
       mine ? h('span', { class: 'msg-you' }, ` (${t('you')})`) : null,
       this.roleBadge(m.from.role),
+      this.firstTimeBadge(r?.members.get(m.from.member_id)),
       m.staff ? h('span', { class: 'badge badge-staff-only' }, t('staffOnlyTag')) : null,
       h('time', { class: 'msg-time', datetime: m.ts }, formatTime(m.ts)),
     );
@@ -415,7 +451,52 @@ export class RoomScreen {
       body = h('p', { class: 'msg-text', dir: 'auto' }, m.text);
     }
     const more = h('button', { type: 'button', class: 'msg-more', 'aria-label': t('messageOptions', m.from.handle), 'aria-haspopup': 'dialog', onclick: () => this.messageOptions(m) }, h('span', { 'aria-hidden': 'true' }, '⋯'));
-    return h('li', { class: cls.join(' '), tabindex: '-1', dataset: { id: m.message_id, seq: String(m.seq), order: String(m.order) } }, h('div', { class: 'msg-main' }, meta, replyRef, body), more);
+    return h('li', { class: cls.join(' '), tabindex: '-1', dataset: { id: m.message_id, seq: String(m.seq), order: String(m.order) } }, h('div', { class: 'msg-main' }, meta, replyRef, body, this.reactionsEl(m)), more);
+  }
+
+  /** The quiet reaction row under a message the whole room sees. */
+  reactionsEl(m) {
+    const r = this.state;
+    if (!r || m.staff) return null;
+    return reactionRow({
+      kinds: allowedReactions(this.app),
+      counts: m.reactions,
+      pressed: (kind) => r.hasReacted(m.message_id, kind),
+      label: t('reactionsLabel', m.from.handle),
+      onToggle: (kind, on) => this.react(m, kind, on),
+    });
+  }
+
+  renderReactions(messageId) {
+    const r = this.state;
+    const m = r?.byId.get(messageId);
+    const li = this.list.querySelector(`li[data-id="${CSS.escape(messageId)}"]`);
+    const old = li?.querySelector('.reactions');
+    if (!m || !old) return;
+    // Keep focus on the same button when it is replaced.
+    const focused = old.contains(document.activeElement) ? document.activeElement.dataset.reaction : null;
+    const row = this.reactionsEl(m);
+    old.replaceWith(row);
+    this.updateRoving();
+    if (focused) row.querySelector(`[data-reaction="${focused}"]`)?.focus();
+  }
+
+  async react(m, kind, on) {
+    const r = this.state;
+    if (!r) return;
+    r.setReacted(m.message_id, kind, on);
+    this.renderReactions(m.message_id);
+    const ok = await this.app.act({ type: 'react', room: r.id, message_id: m.message_id, reaction: kind, on }, { quiet: true });
+    if (!ok) {
+      r.setReacted(m.message_id, kind, !on);
+      this.renderReactions(m.message_id);
+    }
+  }
+
+  /** "new here", for staff only, on a member the server marked as new to the room. */
+  firstTimeBadge(member) {
+    if (!this.state?.isStaff || !member?.first_time) return null;
+    return h('span', { class: 'badge badge-new', title: t('firstTimeLabel') }, t('firstTimeBadge'));
   }
 
   whisperEl(w) {
@@ -487,6 +568,7 @@ export class RoomScreen {
         this.roleBadge(m.role),
         m.has_floor ? h('span', { class: 'badge badge-floor' }, t('floorBadge')) : null,
         m.hand_raised ? h('span', { class: 'badge badge-hand' }, t('handBadge')) : null,
+        this.firstTimeBadge(m),
         m.muted ? h('span', { class: 'badge badge-muted' }, t('mutedBadge')) : null,
         hidden ? h('span', { class: 'badge badge-hidden' }, t('hiddenBadge')) : null,
       ];
@@ -766,7 +848,12 @@ export class RoomScreen {
       actions.push({ label: t('report'), value: 'report', kind: 'secondary' });
       actions.push({ label: t('hideMember', m.from.handle), value: 'hide', kind: 'secondary' });
     }
-    if (r.isStaff) {
+    if (r.isStaff && !m.staff) {
+      const pinned = r.info?.pinned?.message_id === m.message_id;
+      actions.push(pinned ? { label: t('unpinMessage'), value: 'unpin', kind: 'secondary' } : { label: t('pinMessage'), value: 'pin', kind: 'secondary' });
+    }
+    if (mine) actions.push({ label: t('deleteMine'), value: 'unsend', kind: 'danger' });
+    if (r.isStaff && !mine) {
       actions.push({ label: t('modDelete'), value: 'delete_message', kind: 'danger' });
       if (!mine) {
         actions.push({ label: t('whisper'), value: 'whisper', kind: 'secondary' });
@@ -800,6 +887,15 @@ export class RoomScreen {
       case 'delete_message':
         await moderateDialog(this.app, r.id, 'delete_message', { message: m });
         break;
+      case 'unsend':
+        await this.unsend(m);
+        break;
+      case 'pin':
+        await this.app.act({ type: 'moderate', room: r.id, action: 'pin', message_id: m.message_id }, { quiet: true });
+        break;
+      case 'unpin':
+        await this.app.act({ type: 'moderate', room: r.id, action: 'unpin' }, { quiet: true });
+        break;
       case 'warn':
       case 'mute':
       case 'kick':
@@ -807,6 +903,21 @@ export class RoomScreen {
         await moderateDialog(this.app, r.id, v, { message: m, member: r.members.get(m.from.member_id) || m.from });
         break;
       default:
+    }
+  }
+
+  /** Take back one of my own messages, after a confirmation. */
+  async unsend(m) {
+    const ok = await confirmAction({
+      title: t('deleteMineTitle'),
+      body: [h('blockquote', { class: 'quote' }, h('p', { class: 'quote-text', text: m.cw ? t('contentNote', m.cw) : snippet(m.text, 200) })), t('deleteMineBody')],
+      confirm: t('deleteMineConfirm'),
+      danger: true,
+    });
+    if (!ok) return;
+    if (await this.app.act({ type: 'unsend', room: this.roomId, message_id: m.message_id }, { quiet: true })) {
+      announce(t('deleteMineDone'));
+      this.text.focus();
     }
   }
 

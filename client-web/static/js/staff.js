@@ -1,14 +1,18 @@
 // Facilitator tools, shown only when the reader's role in the room is
-// facilitator or admin: room controls (topic, slow mode, lock, structured
-// mode), the raise-hand queue, open reports, the crisis-alert inbox of every
-// room in scope (alerts.js), and the dialogs for moderation actions and
-// whispers. The server checks every action; this module only offers them.
+// facilitator or admin: the raise-hand queue first (with how long each has
+// waited), the crisis-alert inbox of every room in scope (alerts.js), open
+// reports, the session (start with an agenda, end with a note) and the
+// pinned message, room controls (topic, slow mode, lock, structured mode),
+// and the dialogs for moderation actions and whispers. The server checks
+// every action; this module only offers them.
 
 import { h, clear } from './dom.js';
 import { t, L, formatTime } from './i18n.js';
 import { modal, field, selectField } from './dialogs.js';
+import { minutesLeft } from './session.js';
 
 const SLOW_MODE_STEPS = [0, 10, 30, 60, 120, 300];
+const SESSION_MINUTES = [30, 45, 60, 75, 90, 120];
 
 const ACTION_LABEL = {
   warn: 'modWarn',
@@ -101,12 +105,23 @@ export class StaffTools {
     this.backText = h('textarea', { id: 'tools-backchannel', rows: '2', autocomplete: 'off', 'aria-describedby': 'tools-backchannel-feedback' });
     this.backFeedback = h('p', { id: 'tools-backchannel-feedback', class: 'feedback', role: 'status' });
     this.backSend = h('button', { type: 'submit', class: 'btn btn-secondary' }, L('backchannelSend'));
+    this.sessionMinutes = h('select', { id: 'tools-session-minutes' }, ...SESSION_MINUTES.map((m) => h('option', { value: String(m) }, L('toolsSessionMinutesOption', m))));
+    this.sessionMinutes.value = '90';
+    this.sessionAgenda = h('textarea', { id: 'tools-session-agenda', rows: '2', maxlength: '500', autocomplete: 'off' });
+    this.sessionStart = h('form', { class: 'session-start', onsubmit: (e) => this.startSession(e) }, h('div', { class: 'field' }, h('label', { for: 'tools-session-minutes' }, L('toolsSessionMinutes')), this.sessionMinutes), h('div', { class: 'field' }, h('label', { for: 'tools-session-agenda' }, L('toolsSessionAgenda')), this.sessionAgenda), h('button', { type: 'submit', class: 'btn btn-secondary' }, L('toolsSessionStart')));
+    this.sessionLeft = h('p', {});
+    this.sessionAgendaText = h('p', { class: 'tool-note' });
+    this.sessionRunning = h('div', { class: 'session-running', hidden: true }, this.sessionLeft, this.sessionAgendaText, h('button', { type: 'button', class: 'btn btn-secondary btn-small', onclick: () => this.endSession() }, L('toolsSessionEnd')));
+    this.pinned = h('div', { class: 'tool-pinned' });
     this.el = h(
       'aside',
       { id: 'staff-tools', class: 'panel staff-tools', 'aria-labelledby': 'tools-title', hidden: true },
       h('h2', { id: 'tools-title', class: 'panel-title' }, L('toolsTitle')),
+      h('section', { class: 'tool-section tool-hands', 'aria-labelledby': 'tools-hands-title' }, h('h3', { id: 'tools-hands-title' }, L('toolsHands')), this.floor, this.hands),
       h('section', { class: 'tool-section tool-alerts', 'aria-labelledby': inbox.heading.id }, inbox.el),
       h('section', { class: 'tool-section', 'aria-labelledby': 'tools-reports-title' }, h('h3', { id: 'tools-reports-title' }, L('toolsReports')), this.reports),
+      h('section', { class: 'tool-section tool-session', 'aria-labelledby': 'tools-session-title' }, h('h3', { id: 'tools-session-title' }, L('toolsSession')), this.sessionRunning, this.sessionStart),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-pinned-title' }, h('h3', { id: 'tools-pinned-title' }, L('toolsPinned')), this.pinned),
       h(
         'form',
         { class: 'tool-section tool-backchannel', 'aria-labelledby': 'tools-backchannel-title', onsubmit: (e) => this.sendBackchannel(e) },
@@ -122,7 +137,6 @@ export class StaffTools {
         h('button', { type: 'submit', class: 'btn btn-secondary' }, L('toolsTopicSet')),
       ),
       h('div', { class: 'tool-section' }, h('div', { class: 'field' }, h('label', { for: 'tools-slow' }, L('toolsSlowMode')), this.slow), h('div', { class: 'field field-check' }, this.lock, h('label', { for: 'tools-lock' }, L('toolsLock'))), h('div', { class: 'field field-check' }, this.structured, h('label', { for: 'tools-structured' }, L('toolsStructured')))),
-      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-hands-title' }, h('h3', { id: 'tools-hands-title' }, L('toolsHands')), this.floor, this.hands),
     );
   }
 
@@ -156,9 +170,72 @@ export class StaffTools {
     this.slow.value = s;
     this.lock.checked = !!info.locked;
     this.structured.checked = info.mode === 'structured';
+    this.renderSession();
+    this.renderPinned();
+  }
+
+  renderSession() {
+    clearTimeout(this.sessionTimer);
+    const r = this.room;
+    const info = r?.info;
+    if (!info) return;
+    const s = info.session;
+    this.sessionStart.hidden = !!s;
+    this.sessionRunning.hidden = !s;
+    if (s) {
+      this.sessionLeft.textContent = t('toolsSessionRunning', minutesLeft(Date.parse(s.ends_at)));
+      this.sessionAgendaText.hidden = !s.agenda;
+      this.sessionAgendaText.textContent = s.agenda ? t('sessionAgenda', s.agenda) : '';
+      if (!this.el.hidden) this.sessionTimer = setTimeout(() => this.renderSession(), 30000);
+    }
+  }
+
+  renderPinned() {
+    const r = this.room;
+    const info = r?.info;
+    if (!info) return;
+    clear(this.pinned);
+    const p = info.pinned;
+    if (!p) this.pinned.append(h('p', { class: 'tool-empty', text: t('toolsPinnedNone') }));
+    else {
+      this.pinned.append(
+        h('blockquote', { class: 'quote' }, h('p', { class: 'quote-author', text: p.from.handle }), h('p', { class: 'quote-text', text: p.cw ? t('contentNote', p.cw) : p.text })),
+        h('button', { type: 'button', class: 'btn btn-quiet btn-small', onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'unpin' }, { quiet: true }) }, t('unpinMessage')),
+      );
+    }
+  }
+
+  async startSession(e) {
+    e.preventDefault();
+    const req = { type: 'moderate', room: this.roomId, action: 'start_session', minutes: Number(this.sessionMinutes.value) };
+    const agenda = this.sessionAgenda.value.trim();
+    if (agenda) req.agenda = agenda;
+    if (await this.app.act(req, { quiet: true })) this.sessionAgenda.value = '';
+  }
+
+  async endSession() {
+    let note = '';
+    const v = await modal({
+      title: t('toolsEndTitle'),
+      content: [h('p', { text: t('toolsEndIntro') }), field({ label: t('toolsEndNote'), name: 'note', multiline: true, maxlength: 500 })],
+      actions: [
+        { label: t('cancel'), value: '', kind: 'quiet' },
+        { label: t('toolsSessionEnd'), value: 'end', kind: 'primary' },
+      ],
+      validate: (_v, form) => {
+        note = form.elements.note.value.trim();
+        return null;
+      },
+      initialFocus: 'textarea',
+    });
+    if (v !== 'end') return false;
+    const req = { type: 'moderate', room: this.roomId, action: 'end_session' };
+    if (note) req.note = note;
+    return this.app.act(req, { quiet: true });
   }
 
   renderHands() {
+    clearTimeout(this.handsTimer);
     const r = this.room;
     if (!r) return;
     clear(this.floor);
@@ -169,10 +246,15 @@ export class StaffTools {
     clear(this.hands);
     const queue = r.hands.length ? r.hands : [...r.members.values()].filter((m) => m.hand_raised).map((m) => m.member_id);
     if (!queue.length) this.hands.append(h('li', { class: 'tool-empty', text: t('toolsHandsNone') }));
+    const now = Date.now();
     for (const id of queue) {
       const handle = r.memberHandle(id) || t('someone');
-      this.hands.append(h('li', { class: 'tool-item' }, h('span', { text: handle }), h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'aria-label': `${t('giveFloor')}: ${handle}`, onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'give_floor', member_id: id }, { quiet: true }) }, t('giveFloor'))));
+      const since = r.handSince.get(id) ?? now;
+      const waited = h('span', { class: 'hand-waited', text: t('handWaiting', Math.floor((now - since) / 60000)) });
+      this.hands.append(h('li', { class: 'tool-item tool-hand' }, h('span', { class: 'hand-who' }, h('span', { class: 'hand-name', text: handle }), waited), h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'aria-label': `${t('giveFloor')}: ${handle}`, onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'give_floor', member_id: id }, { quiet: true }) }, t('giveFloor'))));
     }
+    // How long each has waited moves on by the minute (not a live region).
+    if (queue.length && !this.el.hidden) this.handsTimer = setTimeout(() => this.renderHands(), 30000);
   }
 
   renderReports() {

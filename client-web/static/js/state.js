@@ -17,7 +17,19 @@ let resolvedSeq = 0;
 
 // Whispers are private: kept in sessionStorage (this tab only), never localStorage.
 const WHISPER_KEY = 'kindred.whispers.';
+// Which reactions this member gave in a room (the server tells no one, not
+// even the member), for the tab's session only, like whispers.
+const REACTED_KEY = 'kindred.reacted.';
 const WHISPERS_KEPT = 200;
+
+function loadReacted(roomId) {
+  try {
+    const list = JSON.parse(sessionStorage.getItem(REACTED_KEY + roomId) || '[]');
+    return new Set(Array.isArray(list) ? list : []);
+  } catch {
+    return new Set();
+  }
+}
 
 function loadWhispers(roomId) {
   try {
@@ -140,6 +152,32 @@ export class RoomState {
     this.gap = false;
     this.gapAfterOrder = null; // a resume could not fill the stretch after this point
     this.epochIndex = 0; // how many times the room's history started over while we watched
+    this.handSince = new Map(); // member_id -> when this client first saw the hand raised (ms)
+    this.reacted = loadReacted(id); // "message_id|kind" this member gave
+  }
+
+  /** Whether this member gave `kind` to a message (as far as this tab knows). */
+  hasReacted(messageId, kind) {
+    return this.reacted.has(`${messageId}|${kind}`);
+  }
+
+  setReacted(messageId, kind, on) {
+    const key = `${messageId}|${kind}`;
+    if (on) this.reacted.add(key);
+    else this.reacted.delete(key);
+    try {
+      sessionStorage.setItem(REACTED_KEY + this.id, JSON.stringify([...this.reacted].slice(-500)));
+    } catch {
+      /* storage full or disabled: kept until reload */
+    }
+  }
+
+  /** The raise-hand queue, noting when each hand was first seen raised. */
+  setHands(queue) {
+    this.hands = queue;
+    const now = Date.now();
+    for (const id of queue) if (!this.handSince.has(id)) this.handSince.set(id, now);
+    for (const id of [...this.handSince.keys()]) if (!queue.includes(id)) this.handSince.delete(id);
   }
 
   get isStaff() {
@@ -439,6 +477,13 @@ export class Store extends EventTarget {
         if (r.addMessage(f)) this.emitRoom(r, 'message', { message: f });
         return;
       }
+      case 'reactions': {
+        const m = r?.byId.get(f.message_id);
+        if (!m) return;
+        m.reactions = f.counts && Object.keys(f.counts).length ? f.counts : undefined;
+        this.emitRoom(r, 'reactions', { messageId: f.message_id });
+        return;
+      }
       case 'message_deleted': {
         if (r && r.deleteMessage(f.message_id)) this.emitRoom(r, 'deleted', { messageId: f.message_id });
         return;
@@ -475,7 +520,7 @@ export class Store extends EventTarget {
       }
       case 'hands': {
         if (!r) return;
-        r.hands = f.queue || [];
+        r.setHands(f.queue || []);
         this.emitRoom(r, 'hands');
         return;
       }

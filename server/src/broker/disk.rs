@@ -305,6 +305,7 @@ mod tests {
             cw: None,
             staff: false,
             staff_seq: None,
+            reactions: None,
         };
         Stored { msg, account: AccountId::from(account), at: Instant::now() }
     }

@@ -8,9 +8,9 @@
 
 use super::disk::{Append, Disk, Op, Position};
 use super::{Appended, BoxFuture, Broker, BrokerError, Handler, Retention};
-use crate::hub::{Draft, Stored};
+use crate::hub::{Draft, Reaction, Stored};
 use dashmap::DashMap;
-use kindred_protocol::RoomId;
+use kindred_protocol::{MemberId, RoomId};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,6 +114,17 @@ impl Broker for LocalBroker {
         })
     }
 
+    /// One node: the room counts reactions in memory (they do not outlive a restart).
+    fn react<'a>(&'a self, room: &'a RoomId, reaction: Reaction, _stored_ms: u64, _retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.handler.on_reaction(room, &reaction);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn forget_reactions<'a>(&'a self, room: &'a RoomId, member_id: MemberId, _retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.handler.on_reactions_forgotten(room, &member_id);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Bring the hub's room to the stream: after a restart, the history on
     /// disk; for a room made again through the admin API (it starts empty),
     /// the stream's position.
@@ -175,6 +186,7 @@ mod tests {
             cw: None,
             staff,
             staff_seq: None,
+            reactions: None,
         };
         Draft { msg, account: AccountId::from("a_1") }
     }

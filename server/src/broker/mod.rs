@@ -11,8 +11,8 @@ pub(crate) mod disk;
 pub(crate) mod local;
 pub(crate) mod redis;
 
-use crate::hub::{Draft, Event, RemoteMember, Settings, Stored};
-use kindred_protocol::{AccountId, Member, MessageId, RoomId};
+use crate::hub::{Draft, Event, Reaction, RemoteMember, Settings, Stored};
+use kindred_protocol::{AccountId, Member, MemberId, MessageId, ReactionCounts, RoomId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,6 +66,16 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Make the room ready for a local member to join: bring the node's copy
     /// of its history up to the broker's (in a cluster: subscribe and load
     /// history and presence unless this node already has).
+    /// Give or take back a reaction, counted once however many nodes there
+    /// are; the room's members hear the new counts (`reactions`). `stored_ms`:
+    /// when the message was stored, so what is kept of the reaction expires
+    /// with it.
+    fn react<'a>(&'a self, room: &'a RoomId, reaction: Reaction, stored_ms: u64, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Take back every reaction `member_id` gave in the room (`forget_me`);
+    /// the room hears the counts that changed.
+    fn forget_reactions<'a>(&'a self, room: &'a RoomId, member_id: MemberId, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>>;
+
     fn activate<'a>(&'a self, room: &'a RoomId, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Whether the broker can accept messages now (`/readyz`).
@@ -100,6 +110,12 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn on_presence(&self, room: &RoomId, remote: Vec<RemoteMember>, read_at: Instant);
     /// A node stopped heartbeating: its members leave every room. Returns how many left.
     fn on_node_gone(&self, node: &str) -> usize;
+    /// A reaction given or taken back (one node: the broker counts it here).
+    fn on_reaction(&self, room: &RoomId, reaction: &Reaction);
+    /// Every reaction one member gave in the room is taken back (one node).
+    fn on_reactions_forgotten(&self, room: &RoomId, member_id: &MemberId);
+    /// The reaction counts as stored, when a room is loaded.
+    fn on_counts(&self, room: &RoomId, counts: Vec<(MessageId, ReactionCounts)>);
 
     /// The epoch and seq this node has delivered up to.
     fn position(&self, room: &RoomId) -> Option<(String, u64)>;
@@ -111,4 +127,6 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn conn_count(&self, room: &RoomId) -> usize;
     /// Every room this node has.
     fn room_ids(&self) -> Vec<RoomId>;
+    /// When a message that may take reactions was stored (ms), if it is still in history here.
+    fn reactable(&self, room: &RoomId, message_id: &MessageId) -> Option<u64>;
 }

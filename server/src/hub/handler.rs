@@ -45,6 +45,25 @@ impl Handler for Hub {
         self.rooms().iter().map(|r| r.forget_node(node)).sum()
     }
 
+    fn on_reaction(&self, room: &RoomId, reaction: &Reaction) {
+        if let Some(r) = self.room(room) {
+            // False when the message left the history meanwhile: nothing to count.
+            let _counted = r.react(reaction);
+        }
+    }
+
+    fn on_reactions_forgotten(&self, room: &RoomId, member_id: &MemberId) {
+        if let Some(r) = self.room(room) {
+            r.forget_reactions(member_id);
+        }
+    }
+
+    fn on_counts(&self, room: &RoomId, counts: Vec<(kindred_protocol::MessageId, kindred_protocol::ReactionCounts)>) {
+        if let Some(r) = self.room(room) {
+            r.load_counts(counts);
+        }
+    }
+
     fn position(&self, room: &RoomId) -> Option<(String, u64)> {
         self.room(room).map(|r| r.position())
     }
@@ -59,6 +78,10 @@ impl Handler for Hub {
 
     fn conn_count(&self, room: &RoomId) -> usize {
         self.room(room).map_or(0, |r| r.conn_count())
+    }
+
+    fn reactable(&self, room: &RoomId, message_id: &kindred_protocol::MessageId) -> Option<u64> {
+        self.room(room)?.reactable(message_id)
     }
 
     fn room_ids(&self) -> Vec<RoomId> {

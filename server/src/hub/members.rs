@@ -17,8 +17,14 @@ impl Room {
         let mut state = self.state.lock();
         {
             let state = &mut *state;
-            let mut settings =
-                RoomSettings { slow_mode_s: &mut state.slow_mode_s, locked: &mut state.locked, topic_now: &mut state.topic_now, mode: &mut state.mode };
+            let mut settings = RoomSettings {
+                slow_mode_s: &mut state.slow_mode_s,
+                locked: &mut state.locked,
+                topic_now: &mut state.topic_now,
+                mode: &mut state.mode,
+                pinned: &mut state.pinned,
+                session: &mut state.session,
+            };
             f(&mut settings);
         }
         if state.mode == RoomMode::Open {
@@ -26,7 +32,7 @@ impl Room {
         }
         let frame = Self::update_frame(&def, &state);
         self.fan_out(&def.id, &mut state, &frame, Audience::All);
-        self.emit(&def.id, Event::Settings(state.settings()));
+        self.emit(&def.id, Event::Settings(Box::new(state.settings())));
     }
 
     /// The account behind a member id: someone present, or the author of a message in the log.
@@ -35,8 +41,8 @@ impl Room {
         if let Some(p) = state.members.get(member_id) {
             return Some(p.account.clone());
         }
-        if let Some((account, _)) = state.seen.get(member_id) {
-            return Some(account.clone());
+        if let Some(seen) = state.seen.get(member_id) {
+            return Some(seen.account.clone());
         }
         state.log.iter().find(|s| &s.msg.from.member_id == member_id).map(|s| s.account.clone())
     }
@@ -53,16 +59,38 @@ impl Room {
     pub(super) fn remember(&self, def: &RoomDef, state: &mut RoomState, member_id: &MemberId, account: &AccountId) {
         const SEEN_MAX: usize = 4096;
         let now = Instant::now();
-        state.seen.insert(member_id.clone(), (account.clone(), now));
+        let keep = self.retention(def).max(Duration::from_secs(3600));
+        match state.seen.get_mut(member_id) {
+            // Seen again within what the room remembers: still the same first time.
+            Some(seen) if now.duration_since(seen.last) < keep => seen.last = now,
+            _ => {
+                state.seen.insert(member_id.clone(), Seen { account: account.clone(), first: now, last: now });
+            }
+        }
         if state.seen.len() > SEEN_MAX {
-            let keep = self.retention(def).max(Duration::from_secs(3600));
-            state.seen.retain(|_, (_, at)| now.duration_since(*at) < keep);
+            state.seen.retain(|_, seen| now.duration_since(seen.last) < keep);
             if state.seen.len() > SEEN_MAX {
-                let mut ages: Vec<Instant> = state.seen.values().map(|(_, at)| *at).collect();
+                let mut ages: Vec<Instant> = state.seen.values().map(|seen| seen.last).collect();
                 ages.sort_unstable();
                 let cutoff = ages[ages.len() - SEEN_MAX / 2];
-                state.seen.retain(|_, (_, at)| *at >= cutoff);
+                state.seen.retain(|_, seen| seen.last >= cutoff);
             }
+        }
+    }
+
+    /// Whether a member joining now is new to the room, for its staff: the
+    /// room has not seen it, nor a message of its in the history, within
+    /// the history's retention (or an hour), other than in this visit — a
+    /// visit being the `FIRST_VISIT` after the room first saw it, so a
+    /// newcomer who reloads the page is still new. Derived from what the
+    /// room holds anyway; nothing is kept for it.
+    pub(super) fn is_first_visit(&self, state: &RoomState, member_id: &MemberId, account: &AccountId) -> bool {
+        /// How long one visit lasts, for this purpose: a long session.
+        const FIRST_VISIT: Duration = Duration::from_secs(3 * 3600);
+        let keep = self.retention(&self.def()).max(Duration::from_secs(3600));
+        match state.seen.get(member_id) {
+            Some(seen) if seen.last.elapsed() < keep => seen.first.elapsed() < FIRST_VISIT,
+            _ => !state.log.iter().any(|s| &s.account == account),
         }
     }
 
@@ -71,20 +99,33 @@ impl Room {
     }
 
     pub(crate) fn find_message(&self, id: &kindred_protocol::MessageId) -> Option<ChatMessage> {
-        self.state.lock().log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.clone())
+        let state = self.state.lock();
+        state.log.iter().find(|s| &s.msg.message_id == id).map(|s| Self::with_reactions(&state, s.msg.clone()))
     }
 
-    /// Remove a message from the log (and so from joins and resumes) and tell the room.
+    /// The account that wrote a message still in the log.
+    pub(crate) fn author_of(&self, id: &kindred_protocol::MessageId) -> Option<AccountId> {
+        self.state.lock().log.iter().find(|s| &s.msg.message_id == id).map(|s| s.account.clone())
+    }
+
+    /// Remove a message from the log (and so from joins and resumes) and tell
+    /// the room; a pinned message is unpinned with it.
     pub(crate) fn delete_message(&self, id: &kindred_protocol::MessageId) -> bool {
         let room = self.id();
         let mut state = self.state.lock();
         let Some(seq) = state.log.iter().find(|s| &s.msg.message_id == id).map(|s| s.msg.seq) else { return false };
         self.remove_from_log(&room, &mut state, id);
         self.emit(&room, Event::Deleted { message_id: id.clone(), seq });
+        let pinned = state.pinned.as_ref().is_some_and(|p| &p.message_id == id);
+        drop(state);
+        if pinned {
+            self.update(|s| *s.pinned = None);
+        }
         true
     }
 
     pub(super) fn remove_from_log(&self, room: &RoomId, state: &mut RoomState, id: &kindred_protocol::MessageId) {
+        state.reactions.remove(id);
         let staff = match state.log.iter().position(|s| &s.msg.message_id == id) {
             Some(at) => state.log.remove(at).is_some_and(|s| s.msg.staff),
             None => false,
@@ -98,7 +139,12 @@ impl Room {
     pub(crate) fn delete_by_account(&self, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
         let room = self.id();
         self.emit(&room, Event::Forget { account: account.clone() });
-        self.delete_by_account_here(&room, account)
+        let removed = self.delete_by_account_here(&room, account);
+        let pinned = self.state.lock().pinned.as_ref().is_some_and(|p| removed.contains(&p.message_id));
+        if pinned {
+            self.update(|s| *s.pinned = None);
+        }
+        removed
     }
 
     pub(super) fn delete_by_account_here(&self, room: &RoomId, account: &AccountId) -> Vec<kindred_protocol::MessageId> {
@@ -113,6 +159,7 @@ impl Room {
             !mine
         });
         for id in &removed {
+            state.reactions.remove(id);
             let frame = encode(&ServerMessage::MessageDeleted { room: room.clone(), message_id: id.clone() });
             self.fan_out(&room, &mut state, &frame, Audience::All);
         }
@@ -173,8 +220,8 @@ impl Room {
             self.link.send(Outgoing::Present(room.clone(), member.clone(), p.account.clone()), &self.metrics);
         }
         let key = Key::new(Kind::Member, (room, &member.member_id));
-        let frame = encode(&ServerMessage::MemberUpdate { room: room.clone(), member });
-        self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
+        let frames = Self::member_frames(&member, |member| ServerMessage::MemberUpdate { room: room.clone(), member });
+        self.fan_out_split(room, state, &frames, Audience::All, Some(key));
     }
 
     pub(crate) fn set_muted(&self, member_id: &MemberId, muted_until: Option<Option<String>>) -> bool {
@@ -241,6 +288,16 @@ impl Room {
         self.state.lock().members.values().find(|p| p.member.has_floor).map(|p| p.member.member_id.clone())
     }
 
+    /// The pinned message's id, if one is pinned.
+    pub(crate) fn pinned_id(&self) -> Option<MessageId> {
+        self.state.lock().pinned.as_ref().map(|m| m.message_id.clone())
+    }
+
+    /// Whether a facilitator's session is running.
+    pub(crate) fn has_session(&self) -> bool {
+        self.state.lock().session.is_some()
+    }
+
     pub(crate) fn hands(&self) -> Vec<MemberId> {
         self.state.lock().hands.clone()
     }
@@ -252,4 +309,6 @@ pub(crate) struct RoomSettings<'a> {
     pub locked: &'a mut bool,
     pub topic_now: &'a mut Option<String>,
     pub mode: &'a mut RoomMode,
+    pub pinned: &'a mut Option<Box<ChatMessage>>,
+    pub session: &'a mut Option<SessionInfo>,
 }

@@ -7,6 +7,7 @@
 mod conn;
 mod handler;
 mod members;
+mod reactions;
 mod remote;
 mod room;
 mod sequencer;
@@ -15,9 +16,11 @@ mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
 pub(crate) use conn::{Accounts, ConnId, Control, Outbox};
+pub(crate) use reactions::Reaction;
+use reactions::Reacts;
 pub(crate) use remote::{Aud, Event, Outgoing, RemoteMember, Replicator, Settings};
 pub(crate) use room::Room;
-use room::{Present, RoomState};
+use room::{Present, RoomState, Seen};
 
 use crate::config::Limits;
 use crate::mailbox::{Key, Kind};
@@ -25,7 +28,9 @@ use crate::refusal::Refusal;
 use crate::rooms::{RoomDef, rfc3339};
 use chrono::Utc;
 use dashmap::DashMap;
-use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, MemberId, Position, Role, RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage};
+use kindred_protocol::{
+    AccountId, ChatMessage, CloseCode, Member, MemberId, MessageId, Position, Role, RoomId, RoomInfo, RoomMode, RoomSummary, ServerMessage, SessionInfo,
+};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

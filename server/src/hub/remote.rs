@@ -24,7 +24,8 @@ pub(crate) enum Event {
         frame: String,
         audience: Aud,
     },
-    Settings(Settings),
+    /// Boxed: it holds the pinned message, and every event is as big as the biggest.
+    Settings(Box<Settings>),
     Member {
         member: Member,
     },
@@ -44,6 +45,21 @@ pub(crate) enum Event {
         member_id: MemberId,
         notice: String,
     },
+    /// A message's reaction counts, as Redis holds them after a change. The
+    /// reaction script publishes it (server/src/lua/react.lua), so the node
+    /// that made the change applies it too, in the order Redis made them.
+    Reactions {
+        message_id: MessageId,
+        counts: kindred_protocol::ReactionCounts,
+    },
+}
+
+impl Event {
+    /// Whether the node that sent the event applies it as well when it comes
+    /// back (it did not apply it when it was made).
+    pub(crate) fn for_sender_too(&self) -> bool {
+        matches!(self, Event::Reactions { .. })
+    }
 }
 
 /// [`Audience`], owned, for the wire between nodes.
@@ -85,17 +101,28 @@ pub(crate) struct Settings {
     pub locked: bool,
     pub topic_now: Option<String>,
     pub mode: RoomMode,
+    #[serde(default)]
+    pub pinned: Option<Box<ChatMessage>>,
+    #[serde(default)]
+    pub session: Option<SessionInfo>,
 }
 
 impl RoomState {
     /// The live settings, as they travel between nodes.
     pub(super) fn settings(&self) -> Settings {
-        Settings { slow_mode_s: self.slow_mode_s, locked: self.locked, topic_now: self.topic_now.clone(), mode: self.mode }
+        Settings {
+            slow_mode_s: self.slow_mode_s,
+            locked: self.locked,
+            topic_now: self.topic_now.clone(),
+            mode: self.mode,
+            pinned: self.pinned.clone(),
+            session: self.session.clone(),
+        }
     }
 
     pub(super) fn set_settings(&mut self, s: Settings) {
-        let Settings { slow_mode_s, locked, topic_now, mode } = s;
-        (self.slow_mode_s, self.locked, self.topic_now, self.mode) = (slow_mode_s, locked, topic_now, mode);
+        let Settings { slow_mode_s, locked, topic_now, mode, pinned, session } = s;
+        (self.slow_mode_s, self.locked, self.topic_now, self.mode, self.pinned, self.session) = (slow_mode_s, locked, topic_now, mode, pinned, session);
     }
 }
 
@@ -212,7 +239,7 @@ impl Room {
                 self.fan_out(&room, &mut state, &Frame::from(frame), audience.as_audience());
             }
             Event::Settings(s) => {
-                state.set_settings(s);
+                state.set_settings(*s);
                 if state.mode == RoomMode::Open {
                     state.hands.clear();
                 }
@@ -239,6 +266,7 @@ impl Room {
                     self.remove_local_member(&room, &mut state, &member_id, &Frame::from(notice));
                 }
             }
+            Event::Reactions { message_id, counts } => self.set_counts(&room, &mut state, &message_id, counts),
         }
     }
 
@@ -247,8 +275,10 @@ impl Room {
         self.remember(&self.def(), state, &member.member_id, &r.account);
         state.members.insert(member.member_id.clone(), Present { member: r.member, account: r.account, conns: 0, node: Some(r.node) });
         let key = Key::new(Kind::Presence, (room, &member.member_id));
-        let frame = encode(&ServerMessage::Presence { room: room.clone(), joined: Some(member), left: None, member_count: state.members.len() as u32 });
-        self.fan_out_keyed(room, state, &frame, Audience::All, Some(key));
+        let count = state.members.len() as u32;
+        let frames =
+            Self::member_frames(&member, |member| ServerMessage::Presence { room: room.clone(), joined: Some(member), left: None, member_count: count });
+        self.fan_out_split(room, state, &frames, Audience::All, Some(key));
     }
 
     /// Make the members other nodes hold match the shared presence list

@@ -24,6 +24,14 @@ impl Present {
     }
 }
 
+/// What a room remembers of a member it has seen (memory only, bounded; see `Room::remember`).
+pub(super) struct Seen {
+    pub(super) account: AccountId,
+    /// When the room first saw it, as far as it remembers.
+    pub(super) first: Instant,
+    pub(super) last: Instant,
+}
+
 pub(super) struct RoomState {
     pub(super) conns: HashMap<ConnId, ConnEntry>,
     pub(super) members: HashMap<MemberId, Present>,
@@ -35,6 +43,14 @@ pub(super) struct RoomState {
     pub(super) locked: bool,
     pub(super) topic_now: Option<String>,
     pub(super) mode: RoomMode,
+    /// The pinned message, as in history (without reactions).
+    pub(super) pinned: Option<Box<ChatMessage>>,
+    /// The facilitator's timed session.
+    pub(super) session: Option<SessionInfo>,
+    /// Reactions to messages still in the log, by message (see `reactions.rs`).
+    pub(super) reactions: HashMap<MessageId, Reacts>,
+    /// Each member's budget of reactions (`reactions_per_10s`), like typing's throttle.
+    pub(super) react_budget: HashMap<MemberId, crate::ratelimit::TokenBucket>,
     pub(super) last_sent: HashMap<MemberId, Instant>,
     pub(super) last_typing: HashMap<MemberId, Instant>,
     /// Structured mode: members waiting to speak, in order.
@@ -51,8 +67,9 @@ pub(super) struct RoomState {
     pub(super) presence_news: HashMap<MemberId, Instant>,
     /// Every member id the room has seen (joined, on any node), with its
     /// account and when, so a facilitator can warn, mute, ban or unban
-    /// someone who already left. Memory only; see `remember`.
-    pub(super) seen: HashMap<MemberId, (AccountId, Instant)>,
+    /// someone who already left, and staff can tell who is new. Memory
+    /// only; see `remember`.
+    pub(super) seen: HashMap<MemberId, Seen>,
     /// Connections `fan_out` found closed or too slow, not yet removed.
     pub(super) dead: Vec<ConnId>,
     /// A `fan_out` up the stack is removing `dead`: nested ones only add to it.
@@ -85,6 +102,10 @@ impl Room {
                 locked: false,
                 topic_now: None,
                 mode: RoomMode::Open,
+                pinned: None,
+                session: None,
+                reactions: HashMap::new(),
+                react_budget: HashMap::new(),
                 last_sent: HashMap::new(),
                 last_typing: HashMap::new(),
                 hands: Vec::new(),
@@ -135,7 +156,14 @@ impl Room {
     }
 
     pub(super) fn info(def: &RoomDef, state: &RoomState) -> RoomInfo {
-        RoomInfo { summary: Self::summary_of(def, state), rules: def.rules.clone(), topic_now: state.topic_now.clone(), slow_mode_s: state.slow_mode_s }
+        RoomInfo {
+            summary: Self::summary_of(def, state),
+            rules: def.rules.clone(),
+            topic_now: state.topic_now.clone(),
+            slow_mode_s: state.slow_mode_s,
+            pinned: state.pinned.clone(),
+            session: state.session.clone(),
+        }
     }
 
     /// Join the room: checks, then registration and the history snapshot
@@ -186,6 +214,7 @@ impl Room {
                     // Look-alikes clash too: a Cyrillic "Sаm" beside facilitator Sam becomes "Sаm 2".
                     state.members.values().any(|p| crate::handles::look_alike(&p.member.handle, h))
                 });
+                let first_time = !req.role.is_staff() && self.is_first_visit(&state, &req.member_id, &req.account);
                 let member = Member {
                     member_id: req.member_id.clone(),
                     handle,
@@ -194,6 +223,7 @@ impl Room {
                     muted_until: req.muted.clone().flatten(),
                     hand_raised: false,
                     has_floor: false,
+                    first_time,
                 };
                 state.members.insert(req.member_id.clone(), Present { member: member.clone(), account: req.account.clone(), conns: 1, node: None });
                 self.remember(&def, &mut state, &req.member_id, &req.account);
@@ -206,35 +236,39 @@ impl Room {
         }
 
         let visible = |s: &&Stored| staff || !s.msg.staff;
+        let with_reactions = |s: &Stored| Self::with_reactions(&state, s.msg.clone());
         let resume_from = req.since.as_ref().filter(|p| p.epoch == state.epoch && p.seq >= state.pruned_through && p.seq <= state.last_seq);
         let (history, recovered) = match resume_from {
             // A staff message shares the seq of the room message before it, so
             // one with the client's own seq may be news to it: staff get those
             // too, and dedupe by message_id.
             Some(p) => (
-                state.log.iter().filter(|s| s.msg.seq > p.seq || (staff && s.msg.staff && s.msg.seq == p.seq)).filter(visible).map(|s| s.msg.clone()).collect(),
+                state.log.iter().filter(|s| s.msg.seq > p.seq || (staff && s.msg.staff && s.msg.seq == p.seq)).filter(visible).map(with_reactions).collect(),
                 true,
             ),
             None => {
-                let window: Vec<ChatMessage> = state.log.iter().filter(visible).map(|s| s.msg.clone()).collect();
+                let window: Vec<ChatMessage> = state.log.iter().filter(visible).map(with_reactions).collect();
                 let skip = window.len().saturating_sub(self.limits.history_on_join);
                 (window.into_iter().skip(skip).collect(), req.since.is_none())
             }
         };
+        // Who is new is for the room's staff alone: this is where it leaves the server.
+        let shown = |m: &Member| if staff { m.clone() } else { Member { first_time: false, ..m.clone() } };
         let joined = Joined {
             info: Self::info(&def, &state),
-            members: state.members.values().map(|p| p.member.clone()).collect(),
-            me: me.clone(),
+            members: state.members.values().map(|p| shown(&p.member)).collect(),
+            me: shown(&me),
             history,
             epoch: state.epoch.clone(),
             seq: state.last_seq,
             recovered,
         };
         if !already_present {
-            let frame =
-                encode(&ServerMessage::Presence { room: def.id.clone(), joined: Some(me.clone()), left: None, member_count: state.members.len() as u32 });
+            let count = state.members.len() as u32;
+            let frames =
+                Self::member_frames(&me, |member| ServerMessage::Presence { room: def.id.clone(), joined: Some(member), left: None, member_count: count });
             let key = Key::new(Kind::Presence, (&def.id, &me.member_id));
-            self.fan_out_keyed(&def.id, &mut state, &frame, Audience::AllBut(&me.member_id), Some(key));
+            self.fan_out_split(&def.id, &mut state, &frames, Audience::AllBut(&me.member_id), Some(key));
         }
         if announce {
             self.emit(&def.id, Event::Joined { member: me.clone(), account: req.account.clone() });
@@ -274,6 +308,7 @@ impl Room {
     pub(super) fn forget_member(&self, room: &RoomId, state: &mut RoomState, member_id: &MemberId) {
         state.members.remove(member_id);
         state.last_typing.remove(member_id);
+        state.react_budget.remove(member_id);
         state.hands.retain(|m| m != member_id);
         let frame =
             encode(&ServerMessage::Presence { room: room.clone(), joined: None, left: Some(member_id.clone()), member_count: state.members.len() as u32 });
@@ -294,6 +329,24 @@ impl Room {
     /// [`Room::fan_out`] of a frame that supersedes older ones of its `key`
     /// still queued for a reader (presence, member state, typing, hands).
     pub(super) fn fan_out_keyed(&self, room: &RoomId, state: &mut RoomState, frame: &Frame, audience: Audience<'_>, key: Option<Key>) {
+        self.fan_out_split(room, state, &(frame.clone(), None), audience, key);
+    }
+
+    /// The frames that tell the room about `member`: one for everyone, and
+    /// when it says something for staff only (`first_time`), a second for
+    /// the staff while everyone else's copy leaves it out.
+    pub(super) fn member_frames(member: &Member, build: impl Fn(Member) -> ServerMessage) -> (Frame, Option<Frame>) {
+        if member.first_time {
+            (encode(&build(Member { first_time: false, ..member.clone() })), Some(encode(&build(member.clone()))))
+        } else {
+            (encode(&build(member.clone())), None)
+        }
+    }
+
+    /// [`Room::fan_out_keyed`] of a frame with a staff-only version: staff
+    /// connections (in scope: a facilitator joined outside its scope is not
+    /// one) get the second frame when there is one.
+    pub(super) fn fan_out_split(&self, room: &RoomId, state: &mut RoomState, frames: &(Frame, Option<Frame>), audience: Audience<'_>, key: Option<Key>) {
         let mut delivered = 0u64;
         let RoomState { conns, dead, .. } = state;
         for (id, entry) in conns.iter() {
@@ -306,6 +359,10 @@ impl Room {
             if !wanted {
                 continue;
             }
+            let frame = match (&frames.1, entry.staff) {
+                (Some(staff), true) => staff,
+                _ => &frames.0,
+            };
             match entry.outbox.tx.try_send_keyed(frame.clone(), key) {
                 Ok(()) => delivered += 1,
                 Err(crate::mailbox::TrySendError::Full) => {
@@ -337,13 +394,26 @@ impl Room {
         while let Some(front) = state.log.front() {
             if state.log.len() > max_len || front.at.elapsed() >= max_age {
                 state.pruned_through = front.msg.seq;
-                state.log.pop_front();
+                if let Some(gone) = state.log.pop_front() {
+                    state.reactions.remove(&gone.msg.message_id);
+                }
             } else {
                 break;
             }
         }
         if max_age.is_zero() || max_len == 0 {
             state.pruned_through = state.last_seq;
+        }
+        // A pinned message is kept no longer than the history keeps messages
+        // by age (one pushed out by count stays pinned: it is not old).
+        let expired = |p: &ChatMessage| {
+            chrono::DateTime::parse_from_rfc3339(&p.ts).is_ok_and(|ts| Utc::now().signed_duration_since(ts).to_std().is_ok_and(|age| age >= max_age))
+        };
+        if state.pinned.as_deref().is_some_and(expired) {
+            state.pinned = None;
+            let frame = Self::update_frame(def, state);
+            self.fan_out(&def.id, state, &frame, Audience::All);
+            self.emit(&def.id, Event::Settings(Box::new(state.settings())));
         }
     }
 

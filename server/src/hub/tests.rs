@@ -32,6 +32,7 @@ fn stored(seq: u64) -> Stored {
         cw: None,
         staff: false,
         staff_seq: None,
+        reactions: None,
     };
     Stored { msg, account: AccountId::from("a_1"), at: Instant::now() }
 }
@@ -114,6 +115,7 @@ fn remote(id: &str) -> RemoteMember {
         muted_until: None,
         hand_raised: false,
         has_floor: false,
+        first_time: false,
     };
     RemoteMember { node: Arc::from("b"), member, account: AccountId::from("a_x") }
 }
@@ -187,4 +189,55 @@ fn arrivals_during_a_load_wait_for_it() {
     // The load brought history up to 2: 2 is a duplicate, 3 goes out.
     assert_eq!(room.load("e1", 2, vec![stored(1), stored(2)]), None);
     assert_eq!(seqs(&mut rx), [3]);
+}
+
+#[test]
+fn a_pinned_message_older_than_the_retention_is_unpinned() {
+    let (room, mut rx) = cluster_room();
+    let def = room.def();
+    let mut pinned = stored(1).msg;
+    pinned.ts = rfc3339(Utc::now() - chrono::Duration::minutes(i64::from(room.limits.history_minutes) + 1));
+    room.update(|s| *s.pinned = Some(Box::new(pinned.clone())));
+    while rx.try_recv().is_some() {}
+    let mut state = room.state.lock();
+    room.prune(&def, &mut state);
+    assert!(state.pinned.is_none(), "past the retention: unpinned");
+    drop(state);
+    let frame = rx.try_recv().expect("a room_update");
+    assert!(matches!(serde_json::from_str(frame.as_str()), Ok(ServerMessage::RoomUpdate { info, .. }) if info.pinned.is_none()));
+
+    // A recent one stays, whatever the count.
+    pinned.ts = rfc3339(Utc::now());
+    room.update(|s| *s.pinned = Some(Box::new(pinned)));
+    let mut state = room.state.lock();
+    room.prune(&def, &mut state);
+    assert!(state.pinned.is_some());
+}
+
+#[test]
+fn reactions_count_once_per_member_and_kind_and_go_with_their_message() {
+    let (room, mut rx) = cluster_room();
+    room.deliver("e1", stored(1));
+    let id = MessageId::from("m1");
+    let react = |member: &str, kind: &'static str, on: bool| Reaction { message_id: id.clone(), member_id: MemberId::from(member), kind, on };
+    let counts = |rx: &mut crate::mailbox::Receiver| {
+        let mut last = None;
+        while let Some(frame) = rx.try_recv() {
+            if let Ok(ServerMessage::Reactions { counts, .. }) = serde_json::from_str(frame.as_str()) {
+                last = Some(counts);
+            }
+        }
+        last
+    };
+    assert!(room.react(&react("m_a", "hug", true)));
+    assert!(room.react(&react("m_b", "hug", true)));
+    assert!(room.react(&react("m_a", "hug", true)), "again: no change");
+    assert!(room.react(&react("m_a", "same", true)));
+    assert_eq!(counts(&mut rx), Some([("hug".to_owned(), 2), ("same".to_owned(), 1)].into()));
+    assert!(room.react(&react("m_a", "same", false)));
+    assert_eq!(counts(&mut rx), Some([("hug".to_owned(), 2)].into()));
+    assert_eq!(room.find_message(&id).and_then(|m| m.reactions), Some([("hug".to_owned(), 2)].into()));
+    assert!(room.delete_message(&id));
+    assert!(!room.react(&react("m_c", "hug", true)), "gone with the message");
+    assert!(room.state.lock().reactions.is_empty());
 }

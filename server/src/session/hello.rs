@@ -75,6 +75,7 @@ impl Session {
                 max_handle_chars: limits.max_handle_chars,
                 max_rooms_per_connection: limits.max_rooms_per_connection as u32,
                 max_cw_chars: limits.max_cw_chars,
+                reactions: limits.reactions().into_iter().map(str::to_owned).collect(),
             },
             server: ServerInfo { version: env!("CARGO_PKG_VERSION").into(), node: app.config.node.clone() },
         };

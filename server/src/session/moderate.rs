@@ -21,12 +21,12 @@ use std::time::Duration;
 const MAX_NOTE_CHARS: usize = 500;
 
 /// `key`: the text saying who may do it.
-fn forbidden(key: &str) -> ErrorBody {
+pub(super) fn forbidden(key: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Forbidden, t(key))
 }
 
 /// `key`: the text saying what is missing (`no-such-member`…).
-fn not_found(key: &str) -> ErrorBody {
+pub(super) fn not_found(key: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::NotFound, t(key))
 }
 
@@ -98,6 +98,17 @@ impl Session {
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_found("no-such-room-here").with_id(id)).await;
         };
+        // Session tools write the whole room a `room_update` (the pinned
+        // text with it) or a notice: counted like other room actions.
+        let session_tool = matches!(
+            action,
+            ModerationAction::Pin { .. } | ModerationAction::Unpin | ModerationAction::StartSession { .. } | ModerationAction::EndSession { .. }
+        );
+        if session_tool {
+            if let Err(step) = self.throttle_action(&id).await {
+                return step;
+            }
+        }
         let result = match change_room(&room, &action) {
             Some(result) => result,
             None => self.act_on_member(&room, &action).await,
@@ -213,7 +224,11 @@ impl Session {
             | ModerationAction::Lock
             | ModerationAction::Unlock
             | ModerationAction::SetTopic { .. }
-            | ModerationAction::SetMode { .. } => Ok((None, None)),
+            | ModerationAction::SetMode { .. }
+            | ModerationAction::Pin { .. }
+            | ModerationAction::Unpin
+            | ModerationAction::StartSession { .. }
+            | ModerationAction::EndSession { .. } => Ok((None, None)),
         }
     }
 
@@ -376,8 +391,15 @@ impl Session {
         let mut member_ids = std::collections::HashMap::new();
         for room in self.app.hub.rooms() {
             let room_id = room.id();
-            member_ids.insert(room_id.clone(), self.app.auth.member_id(&account, &room_id));
+            let member_id = self.app.auth.member_id(&account, &room_id);
+            member_ids.insert(room_id.clone(), member_id.clone());
             room.delete_by_account(&account);
+            // Reactions are anonymous counts, but the server knows whose they are: they go too.
+            if let Err(e) = self.app.broker.forget_reactions(&room_id, member_id, super::send::retention(&self.app, &room)).await {
+                tracing::warn!(error = %e, "reactions could not all be taken back");
+                let body = ErrorBody::new(ErrorCode::Unavailable, t("erase-incomplete")).retry_after(1000);
+                return self.error(body.with_id(id)).await;
+            }
         }
         if let Err(e) = self.app.moderation.forget(&account, &member_ids).await {
             return self.error(not_saved(&e).with_id(id)).await;
@@ -401,10 +423,56 @@ fn warning(room: &RoomId, text: String) -> ServerMessage {
 /// What the audit log says of an action: its target's id and the reason.
 type Audited = (Option<String>, Option<String>);
 
-/// A change to the room's live settings (slow mode, lock, topic, mode);
-/// `None` for the actions on members.
+/// The shortest and longest session `start_session` may start, in minutes.
+const SESSION_MINUTES: std::ops::RangeInclusive<u32> = 5..=240;
+
+/// A change to the room's live settings (slow mode, lock, topic, mode, the
+/// pinned message, the session); `None` for the actions on members.
 fn change_room(room: &crate::hub::Room, action: &ModerationAction) -> Option<Result<Audited, ErrorBody>> {
     match action {
+        ModerationAction::Pin { message_id } => {
+            // Only what the whole room sees: a staff message pinned would show it to members.
+            let Some(mut message) = room.find_message(message_id).filter(|m| !m.staff) else { return Some(Err(not_found("no-such-message"))) };
+            // Counts change; the room's copy of the message carries them.
+            message.reactions = None;
+            room.update(|s| *s.pinned = Some(Box::new(message)));
+            return Some(Ok((Some(message_id.0.clone()), None)));
+        }
+        ModerationAction::Unpin => {
+            let was = room.pinned_id();
+            room.update(|s| *s.pinned = None);
+            return Some(Ok((was.map(|id| id.0), None)));
+        }
+        ModerationAction::StartSession { minutes, .. } if !SESSION_MINUTES.contains(minutes) => {
+            let msg = f("session-minutes", &[("min", SESSION_MINUTES.start()), ("max", SESSION_MINUTES.end())]);
+            return Some(Err(ErrorBody::new(ErrorCode::BadRequest, msg)));
+        }
+        ModerationAction::StartSession { agenda: Some(agenda), .. } if agenda.chars().count() > MAX_NOTE_CHARS => {
+            return Some(Err(too_long("agenda-too-long")));
+        }
+        ModerationAction::StartSession { minutes, agenda } => {
+            let now = Utc::now();
+            let agenda = agenda.as_ref().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+            let session = kindred_protocol::SessionInfo {
+                started_at: rfc3339(now),
+                ends_at: rfc3339(now + chrono::Duration::minutes(i64::from(*minutes))),
+                agenda: agenda.clone(),
+            };
+            room.update(|s| *s.session = Some(session));
+            return Some(Ok((Some(format!("{minutes} min")), agenda)));
+        }
+        ModerationAction::EndSession { note: Some(note) } if note.chars().count() > MAX_NOTE_CHARS => return Some(Err(too_long("note-too-long"))),
+        ModerationAction::EndSession { note } => {
+            if !room.has_session() {
+                return Some(Err(not_found("no-running-session")));
+            }
+            room.update(|s| *s.session = None);
+            let note = note.as_ref().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+            let text = note.clone().unwrap_or_else(|| in_room_language(room, "session-ended"));
+            let notice = Notice { room: Some(room.id()), kind: NoticeKind::System, text, resources: None, facilitators_alerted: None };
+            room.broadcast(&encode(&ServerMessage::Notice(notice)), crate::hub::Audience::All);
+            return Some(Ok((None, note)));
+        }
         ModerationAction::SlowMode { seconds } if *seconds > 3600 => {
             return Some(Err(ErrorBody::new(ErrorCode::BadRequest, t("slow-mode-max"))));
         }

@@ -58,6 +58,7 @@ impl Session {
                 cw,
                 staff,
                 staff_seq: None,
+                reactions: None,
             },
             account,
         };
@@ -148,7 +149,7 @@ pub(super) fn retention(app: &crate::App, room: &crate::hub::Room) -> Retention 
 }
 
 /// The refusal of a muted member's message: the facilitator's reason, and until when.
-fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
+pub(super) fn muted(mute: &crate::moderation::Sanction) -> ErrorBody {
     let mut body = ErrorBody::new(ErrorCode::Muted, mute.reason.clone().unwrap_or_else(|| t("muted")));
     body.until = mute.until_text();
     if let Some(until) = mute.until {

@@ -34,7 +34,7 @@ static CATALOGUES: LazyLock<Vec<Catalogue>> =
 
 /// A language with a catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Lang(usize);
+pub(crate) struct Lang(u8);
 
 impl Lang {
     pub(crate) const EN: Lang = Lang(0);
@@ -43,12 +43,12 @@ impl Lang {
     pub(crate) fn of(locale: Option<&str>) -> Lang {
         let Some(locale) = locale else { return Lang::EN };
         let primary = locale.split(['-', '_']).next().unwrap_or("");
-        SOURCES.iter().position(|(lang, _)| lang.eq_ignore_ascii_case(locale) || lang.eq_ignore_ascii_case(primary)).map_or(Lang::EN, Lang)
+        SOURCES.iter().position(|(lang, _)| lang.eq_ignore_ascii_case(locale) || lang.eq_ignore_ascii_case(primary)).map_or(Lang::EN, |i| Lang(i as u8))
     }
 
     #[cfg(test)]
     pub(crate) fn code(self) -> &'static str {
-        SOURCES[self.0].0
+        SOURCES[usize::from(self.0)].0
     }
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn in_lang(lang: Lang, key: &str) -> String {
 
 fn text_in(lang: Lang, key: &str) -> &'static str {
     let catalogues = &*CATALOGUES;
-    match catalogues[lang.0].get(key).or_else(|| catalogues[0].get(key)) {
+    match catalogues[usize::from(lang.0)].get(key).or_else(|| catalogues[0].get(key)) {
         Some(text) => text,
         None => {
             debug_assert!(false, "no text has the key {key}");

@@ -19,6 +19,7 @@ mod rooms;
 mod safety;
 mod scenarios;
 mod session;
+mod session_tools;
 mod slow_consumer;
 mod tokens;
 mod web_client;

@@ -5,7 +5,9 @@
 //!   the append script stored (server/src/lua/append.lua writes it). Lines,
 //!   not a JSON envelope, so that Redis only concatenates strings on its one
 //!   thread; the message JSON is the one the sender's node encoded.
-//! - `E` `{envelope JSON}`: a room [`Event`] and the node it came from.
+//! - `E` `{envelope JSON}`: a room [`Event`] and the node it came from
+//!   (`reactions` events are written by server/src/lua/react.lua, from
+//!   [`reactions_event_prefix`]).
 //!
 //! On the control channel (written by the compare-and-set script,
 //! server/src/lua/cas.lua, with the prefix it is given):
@@ -65,6 +67,13 @@ pub(crate) fn encode_event(node: &str, event: Event) -> String {
     format!("E{body}")
 }
 
+/// The start of the `reactions` event the reaction script publishes for
+/// `node`: the script appends the counts object and the closing brace.
+pub(crate) fn reactions_event_prefix(node: &str, message_id: &kindred_protocol::MessageId) -> String {
+    let quoted = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    format!(r#"E{{"n":{},"e":"reactions","message_id":{},"counts":"#, quoted(node), quoted(&message_id.0))
+}
+
 /// Read a payload from a room's channel.
 pub(crate) fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
     if let Some(rest) = payload.strip_prefix('M') {
@@ -119,6 +128,16 @@ mod tests {
         assert_eq!(p.msg.text, "hi\nthere", "newlines inside the message JSON are escaped, so the body is read whole");
         assert!(matches!(decode_room("M1\n2\n3"), Err(DecodeError::Message)));
         assert!(matches!(decode_room("X"), Err(DecodeError::Unknown)));
+    }
+
+    #[test]
+    fn a_reactions_event_reads_as_the_react_script_writes_it() {
+        let payload = format!("{}{}{}", reactions_event_prefix("node-\"a\"", &"g_1".into()), r#"{"hug":2,"support":1}"#, "}");
+        let Ok(Payload::Event { node, event: Event::Reactions { message_id, counts } }) = decode_room(&payload) else { panic!("not read: {payload}") };
+        assert_eq!((node.as_str(), message_id.0.as_str()), ("node-\"a\"", "g_1"));
+        assert_eq!(counts, [("hug".to_owned(), 2), ("support".to_owned(), 1)].into());
+        let empty = format!("{}{{}}}}", reactions_event_prefix("n", &"g_2".into()));
+        assert!(matches!(decode_room(&empty), Ok(Payload::Event { event: Event::Reactions { counts, .. }, .. }) if counts.is_empty()));
     }
 
     #[test]

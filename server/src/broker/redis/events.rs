@@ -81,7 +81,7 @@ pub(super) fn on_room_payload(s: &Arc<Shared>, room: &RoomId, payload: &str) {
                 spawn_fill(s.clone(), room.clone(), from, to);
             }
         }
-        Ok(Payload::Event { node, event }) if node != *s.node => s.handler.on_event(room, &Arc::from(node.as_str()), event),
+        Ok(Payload::Event { node, event }) if node != *s.node || event.for_sender_too() => s.handler.on_event(room, &Arc::from(node.as_str()), event),
         Ok(_) => {}
         Err(e) => tracing::error!(room = %room, error = %e, "a room payload could not be read"),
     }
@@ -164,12 +164,16 @@ pub(super) fn add_event(s: &Shared, pipe: &mut redis::Pipeline, room: &RoomId, e
         }
         Event::Deleted { message_id, seq } => {
             pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg(seq).arg(seq).arg("i").arg(&message_id.0).ignore();
+            pipe.cmd("DEL").arg(keys.reacted(message_id)).ignore();
+            pipe.cmd("HDEL").arg(&keys.reactions).arg(&message_id.0).ignore();
         }
         Event::Forget { account } => {
             let account = serde_json::to_string(account).expect("serializes");
             pipe.cmd("EVAL").arg(DELETE).arg(1).arg(&keys.log).arg("-").arg("+").arg("a").arg(account).ignore();
         }
         Event::Frame { .. } | Event::Member { .. } | Event::Hands { .. } | Event::Remove { .. } => {}
+        // Published by the reaction script, never queued here.
+        Event::Reactions { .. } => return,
     }
     pipe.cmd(s.publisher.publish_command()).arg(&keys.channel).arg(codec::encode_event(&s.node, event)).ignore();
 }

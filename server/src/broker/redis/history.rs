@@ -3,6 +3,7 @@
 //! possible loss.
 
 use super::*;
+use kindred_protocol::MessageId;
 
 /// One history entry: id `seq-n`, fields m (message JSON), a (account JSON), t (ms).
 pub(super) fn parse_entry(id: &str, fields: &HashMap<String, String>) -> Option<Stored> {
@@ -46,13 +47,18 @@ pub(super) async fn load(s: &Arc<Shared>, room: &RoomId) -> Result<(), BrokerErr
         .arg("COUNT")
         .arg(s.limits.history_max_messages.max(1))
         .cmd("GET")
-        .arg(&keys.settings);
-    let ((epoch, seq), mut rows, settings): ((String, u64), Entries, Option<String>) = bounded(pipe.query_async(&mut s.publisher.clone())).await?;
+        .arg(&keys.settings)
+        .cmd("HGETALL")
+        .arg(&keys.reactions);
+    let ((epoch, seq), mut rows, settings, reactions): ((String, u64), Entries, Option<String>, HashMap<String, String>) =
+        bounded(pipe.query_async(&mut s.publisher.clone())).await?;
     rows.reverse();
     if let Some(settings) = settings.and_then(|j| serde_json::from_str(&j).ok()) {
         s.handler.on_settings(room, settings);
     }
-    if let Some((from, to)) = s.handler.on_history(room, &epoch, seq, parse_entries(rows)) {
+    let gap = s.handler.on_history(room, &epoch, seq, parse_entries(rows));
+    s.handler.on_counts(room, reactions.into_iter().filter_map(|(id, counts)| Some((MessageId(id), serde_json::from_str(&counts).ok()?))).collect());
+    if let Some((from, to)) = gap {
         spawn_fill(s.clone(), room.clone(), from, to);
     }
     Ok(())

@@ -10,6 +10,10 @@ pub(super) struct Keys {
     pub(super) members: String,
     pub(super) settings: String,
     pub(super) channel: String,
+    /// Reaction counts by message id (JSON), for a node warming the room.
+    pub(super) reactions: String,
+    /// The prefix of one message's reactions (a hash: who gave which, and a count per kind).
+    pub(super) reacted_prefix: String,
 }
 
 impl Keys {
@@ -20,7 +24,14 @@ impl Keys {
             members: format!("kindred:{{{room}}}:members"),
             settings: format!("kindred:{{{room}}}:settings"),
             channel: format!("kindred:{{{room}}}:ch"),
+            reactions: format!("kindred:{{{room}}}:rxc"),
+            reacted_prefix: format!("kindred:{{{room}}}:rx:"),
         }
+    }
+
+    /// One message's reactions: who gave which, and a count per kind.
+    pub(super) fn reacted(&self, message_id: &kindred_protocol::MessageId) -> String {
+        format!("{}{}", self.reacted_prefix, message_id.0)
     }
 
     pub(super) fn room_of_channel(channel: &str) -> Option<RoomId> {

@@ -24,8 +24,11 @@
 //!   (`SPUBLISH`/`SSUBSCRIBE`, also from inside the scripts).
 //! - **Shared state.** Presence is a hash per room whose entries name their
 //!   node; nodes heartbeat into a sorted set and the entries of a node silent
-//!   for `presence_ttl` are dropped by the others. Room settings are a
-//!   document per room. Moderation state is the moderation store's.
+//!   for `presence_ttl` are dropped by the others. Room settings (the pinned
+//!   message and the session among them) are a document per room.
+//!   Reactions are a hash per message that expires with it, changed and
+//!   counted by one script that publishes the counts. Moderation state is
+//!   the moderation store's.
 
 pub(crate) mod codec;
 mod events;
@@ -43,7 +46,7 @@ use presence::*;
 use super::{Appended, BoxFuture, Broker, BrokerError, Handler, Retention};
 use crate::api::SavedRooms;
 use crate::config::Limits;
-use crate::hub::{Accounts, Draft, Event, Hub, Outgoing, RemoteMember, Stored};
+use crate::hub::{Accounts, Draft, Event, Hub, Outgoing, Reaction, RemoteMember, Stored};
 use crate::metrics::Metrics;
 use crate::moderation::ModerationStore;
 use crate::rooms::RoomDef;
@@ -51,7 +54,7 @@ use crate::store::RedisConn;
 use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
 use codec::{Payload, Published};
 use dashmap::DashMap;
-use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, RoomId};
+use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, MemberId, MessageId, RoomId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -80,6 +83,21 @@ const APPEND: &str = include_str!("../../lua/append.lua");
 /// one message (`seq`..`seq`, `i`, message id) or everything one account
 /// wrote (`-`..`+`, `a`, account JSON). KEYS: log. ARGV: start, end, field, value.
 const DELETE: &str = include_str!("../../lua/delete.lua");
+
+/// Give (`on` 1) or take back (0) one member's reaction to a message, and
+/// when that changed anything: count, keep the counts for nodes that warm
+/// the room later, and publish them as a room event, all in one atomic step,
+/// so a reaction made through two nodes at once is counted once and every
+/// node hears the counts in the order Redis made them (the node that made
+/// the change included: it applies the counts when they come back).
+/// KEYS: the message's reactions hash (fields `kind|member` and `#kind`),
+/// the room's counts hash. ARGV: field, kind, on, expiry (ms since the Unix
+/// epoch: the message's own, when it leaves the history), retention (ms, for
+/// the counts hash), channel, PUBLISH or SPUBLISH, the event up to its
+/// counts (`codec::reactions_event_prefix`), message id, the most counts
+/// kept before the stale ones are swept, the reactions hash prefix, then
+/// every kind the server allows, in order.
+const REACT: &str = include_str!("../../lua/react.lua");
 
 const NODES_KEY: &str = "kindred:nodes";
 
@@ -135,6 +153,7 @@ struct Shared {
     rooms: SharedDoc,
     base_rooms: Vec<RoomDef>,
     append: redis::Script,
+    react: redis::Script,
     /// Cancelled once this node has taken its members out of the shared presence at shutdown.
     left: CancellationToken,
 }
@@ -248,6 +267,7 @@ impl RedisBroker {
             rooms: parts.rooms,
             base_rooms: parts.base_rooms,
             append: redis::Script::new(APPEND),
+            react: redis::Script::new(REACT),
             left: CancellationToken::new(),
         });
         tokio::spawn(dispatch(shared.clone(), pushes, parts.shutdown.clone()));
@@ -302,6 +322,54 @@ impl Broker for RedisBroker {
                     s.handler.on_message(room, &appended.epoch, Stored { msg, account: draft.account.clone(), at: instant_of(now) });
             }
             Ok(appended)
+        })
+    }
+
+    fn react<'a>(&'a self, room: &'a RoomId, reaction: Reaction, stored_ms: u64, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            if !s.ready.load(Ordering::Acquire) {
+                return Err(BrokerError::Unavailable);
+            }
+            let keys = Keys::of(room);
+            let retention_ms = retention.ms;
+            let mut invocation = s.react.key(keys.reacted(&reaction.message_id));
+            invocation
+                .key(&keys.reactions)
+                .arg(format!("{}|{}", reaction.kind, reaction.member_id))
+                .arg(reaction.kind)
+                .arg(if reaction.on { "1" } else { "0" })
+                .arg(stored_ms + retention_ms)
+                .arg(retention_ms.max(1))
+                .arg(&keys.channel)
+                .arg(s.publisher.publish_command())
+                .arg(codec::reactions_event_prefix(&s.node, &reaction.message_id))
+                .arg(&reaction.message_id.0)
+                .arg(s.limits.history_max_messages.max(1) * 2)
+                .arg(&keys.reacted_prefix);
+            for kind in s.limits.reactions() {
+                invocation.arg(kind);
+            }
+            let _changed: u8 = bounded(invocation.invoke_async(&mut s.publisher.clone())).await?;
+            Ok(())
+        })
+    }
+
+    fn forget_reactions<'a>(&'a self, room: &'a RoomId, member_id: MemberId, retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            // The messages with reactions, as Redis has them (this node may not have the room open).
+            let keys = Keys::of(room);
+            let ids: Vec<String> = bounded(redis::cmd("HKEYS").arg(&keys.reactions).query_async(&mut self.shared.publisher.clone())).await?;
+            for id in ids {
+                let message_id = MessageId(id);
+                // When it was stored, or at the latest now: the hash expires no later than the message.
+                let stored_ms = self.shared.handler.reactable(room, &message_id).unwrap_or_else(now_ms);
+                for kind in self.shared.limits.reactions() {
+                    let reaction = Reaction { message_id: message_id.clone(), member_id: member_id.clone(), kind, on: false };
+                    self.react(room, reaction, stored_ms, retention).await?;
+                }
+            }
+            Ok(())
         })
     }
 
