@@ -2,6 +2,7 @@
 //! rules and their version, capacity, schedule, retention). Live state — who
 //! is in a room, its history — belongs to the hub, not here.
 
+pub mod calendar;
 pub mod schedule;
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -5,6 +5,7 @@ mod common;
 
 mod admin_api;
 mod bad_input;
+mod calendar;
 mod cluster;
 mod coalescing;
 mod contract;
