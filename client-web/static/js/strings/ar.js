@@ -54,6 +54,8 @@ export default {
   openUntil: (when) => `مفتوحة الآن حتى ${when}`,
   nextSession: (when) => `الجلسة القادمة: ${when}`,
   yourTime: '(بتوقيتك)',
+  addToCalendar: 'أضف إلى التقويم',
+  addToCalendarLabel: (name) => `أضف إلى التقويم: ${name}`,
   closedNoSchedule: 'مغلقة حاليًا',
   directoryLocked: 'مقفلة: لا تستقبل أشخاصًا جددًا الآن',
   peopleHere: (n, cap) => {

@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Jetzt geöffnet, bis ${when}`,
   nextSession: (when) => `Nächstes Treffen: ${when}`,
   yourTime: '(deine Zeit)',
+  addToCalendar: 'Zum Kalender hinzufügen',
+  addToCalendarLabel: (name) => `Zum Kalender hinzufügen: ${name}`,
   closedNoSchedule: 'Zurzeit geschlossen',
   directoryLocked: 'Gesperrt: nimmt gerade niemanden neu auf',
   peopleHere: (n, cap) => {

@@ -54,6 +54,8 @@ export default {
   openUntil: (when) => `Open now, until ${when}`,
   nextSession: (when) => `Next session: ${when}`,
   yourTime: '(your time)',
+  addToCalendar: 'Add to calendar',
+  addToCalendarLabel: (name) => `Add to calendar: ${name}`,
   closedNoSchedule: 'Closed for now',
   directoryLocked: 'Locked: not taking new people right now',
   peopleHere: (n, cap) => {

@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Abierta ahora, hasta las ${when}`,
   nextSession: (when) => `Próxima sesión: ${when}`,
   yourTime: '(tu hora)',
+  addToCalendar: 'Añadir al calendario',
+  addToCalendarLabel: (name) => `Añadir al calendario: ${name}`,
   closedNoSchedule: 'Cerrada por ahora',
   directoryLocked: 'Cerrada: no admite personas nuevas ahora mismo',
   peopleHere: (n, cap) => {

@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Ouvert maintenant, jusqu’à ${when}`,
   nextSession: (when) => `Prochaine séance : ${when}`,
   yourTime: '(votre heure)',
+  addToCalendar: 'Ajouter à l’agenda',
+  addToCalendarLabel: (name) => `Ajouter à l’agenda : ${name}`,
   closedNoSchedule: 'Fermé pour le moment',
   directoryLocked: 'Verrouillé : n’accueille personne de nouveau pour le moment',
   peopleHere: (n, cap) => {

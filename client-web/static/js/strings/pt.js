@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Aberta agora, até ${when}`,
   nextSession: (when) => `Próximo encontro: ${when}`,
   yourTime: '(seu horário)',
+  addToCalendar: 'Adicionar ao calendário',
+  addToCalendarLabel: (name) => `Adicionar ao calendário: ${name}`,
   closedNoSchedule: 'Fechada por enquanto',
   directoryLocked: 'Trancada: não está recebendo pessoas novas agora',
   peopleHere: (n, cap) => {
