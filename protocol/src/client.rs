@@ -119,6 +119,13 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// Staff in scope: who has spoken in the room lately, as counts only
+    /// (the `participation` reply).
+    Participation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
     /// Remove every message this account wrote and end the account.
     ForgetMe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +161,7 @@ macro_rules! with_id {
             | ClientMessage::Moderate { id: $id, .. }
             | ClientMessage::ResolveReport { id: $id, .. }
             | ClientMessage::ResolveAlert { id: $id, .. }
+            | ClientMessage::Participation { id: $id, .. }
             | ClientMessage::ForgetMe { id: $id } => $body,
         }
     };
@@ -177,6 +185,7 @@ impl ClientMessage {
         "moderate",
         "resolve_report",
         "resolve_alert",
+        "participation",
         "forget_me",
     ];
 
@@ -207,6 +216,7 @@ impl ClientMessage {
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::ResolveReport { .. } => "resolve_report",
             ClientMessage::ResolveAlert { .. } => "resolve_alert",
+            ClientMessage::Participation { .. } => "participation",
             ClientMessage::ForgetMe { .. } => "forget_me",
         }
     }

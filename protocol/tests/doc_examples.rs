@@ -39,6 +39,7 @@ const SERVER_TYPES: &[&str] = &[
     "room_update",
     "removed",
     "alert",
+    "participation",
     "notice",
     "forgotten",
     "error",
@@ -67,6 +68,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::Moderate { .. } => "moderate",
         ClientMessage::ResolveReport { .. } => "resolve_report",
         ClientMessage::ResolveAlert { .. } => "resolve_alert",
+        ClientMessage::Participation { .. } => "participation",
         ClientMessage::ForgetMe { .. } => "forget_me",
     }
 }
@@ -95,6 +97,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Removed { .. } => "removed",
         ServerMessage::Alert { .. } => "alert",
         ServerMessage::AlertResolved { .. } => "alert_resolved",
+        ServerMessage::Participation { .. } => "participation",
         ServerMessage::Notice(_) => "notice",
         ServerMessage::Forgotten { .. } => "forgotten",
         ServerMessage::Error(_) => "error",

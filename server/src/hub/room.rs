@@ -57,6 +57,8 @@ pub(super) struct RoomState {
     pub(super) dead: Vec<ConnId>,
     /// A `fan_out` up the stack is removing `dead`: nested ones only add to it.
     pub(super) removing_dead: bool,
+    /// Who has spoken lately, as counts (see `participation.rs`).
+    pub(super) participation: super::participation::Participation,
 }
 
 /// One room's live state on this node.
@@ -95,6 +97,7 @@ impl Room {
                 seen: HashMap::new(),
                 dead: Vec::new(),
                 removing_dead: false,
+                participation: Default::default(),
             }),
             limits,
         }
@@ -347,6 +350,7 @@ impl Room {
         if max_age.is_zero() || max_len == 0 {
             state.pruned_through = state.last_seq;
         }
+        state.participation.prune(max_age);
     }
 
     /// Checks a member's send against the room's live rules (membership, slow mode,

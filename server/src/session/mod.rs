@@ -311,6 +311,7 @@ impl Session {
             ClientMessage::Moderate { id, room, action } => Box::pin(self.moderate(id, room, action)).await,
             ClientMessage::ResolveReport { id, room, report_id, resolution } => Box::pin(self.resolve_report(id, room, report_id, resolution)).await,
             ClientMessage::ResolveAlert { id, room, alert_id, note } => Box::pin(self.resolve_alert(id, room, alert_id, note)).await,
+            ClientMessage::Participation { id, room } => Box::pin(self.participation(id, room)).await,
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }

@@ -15,6 +15,7 @@ mod languages;
 mod logs;
 mod messages;
 mod moderation;
+mod participation;
 mod process;
 mod rooms;
 mod safety;
