@@ -16,6 +16,11 @@ use kindred_protocol::Participant;
 /// memory for a busy room with long history.
 const MAX_ENTRIES: usize = 20_000;
 
+/// The window the dominance nudge looks at, and how often one member may be nudged.
+const NUDGE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Fewer members speaking than this and no one is told they dominate.
+const NUDGE_MIN_ACTIVE: usize = 4;
+
 /// One message to the room: who, when, how long. Never what.
 pub(super) struct Spoke {
     member_id: MemberId,
@@ -34,6 +39,8 @@ pub(super) struct Participation {
     /// counts only what is new.
     counted_through: u64,
     epoch: String,
+    /// When each member was last nudged (see [`Participation::dominates`]).
+    nudged: HashMap<MemberId, Instant>,
 }
 
 impl Participation {
@@ -55,6 +62,30 @@ impl Participation {
         let ts = DateTime::parse_from_rfc3339(&msg.ts).map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc));
         let chars = u32::try_from(msg.text.chars().count()).unwrap_or(u32::MAX);
         self.spoken.push_back(Spoke { member_id: msg.from.member_id.clone(), ts, at: stored.at, chars });
+    }
+
+    /// Whether `member` (who just spoke) should get the dominance nudge now:
+    /// with at least 4 members speaking in the last 15 minutes, their share
+    /// of those messages exceeds `share`, and they were not nudged in the last
+    /// 15 minutes. Every node decides the same from the same messages, and
+    /// tells only its own connections, so no node has to tell another.
+    pub(super) fn dominates(&mut self, member: &MemberId, share: f64) -> bool {
+        let since = Utc::now() - chrono::Duration::from_std(NUDGE_WINDOW).unwrap_or_default();
+        let mut per_member: HashMap<&MemberId, u32> = HashMap::new();
+        for s in self.spoken.iter().rev().take_while(|s| s.ts >= since) {
+            *per_member.entry(&s.member_id).or_default() += 1;
+        }
+        let total: u32 = per_member.values().sum();
+        let mine = per_member.get(member).copied().unwrap_or(0);
+        if per_member.len() < NUDGE_MIN_ACTIVE || total == 0 || f64::from(mine) / f64::from(total) <= share {
+            return false;
+        }
+        if self.nudged.get(member).is_some_and(|at| at.elapsed() < NUDGE_WINDOW) {
+            return false;
+        }
+        self.nudged.retain(|_, at| at.elapsed() < NUDGE_WINDOW);
+        self.nudged.insert(member.clone(), Instant::now());
+        true
     }
 
     /// Forget what is older than the room's retention, and the oldest past [`MAX_ENTRIES`].
@@ -90,6 +121,29 @@ impl Participation {
 }
 
 impl Room {
+    /// After `member`'s message entered the log: the gentle nudge to them if
+    /// they dominate a room that asks for it (`dominance_share`), privately,
+    /// and the `participation` event to the room's staff on this node.
+    pub(super) fn nudge_if_dominating(&self, def: &RoomDef, state: &mut RoomState, member: &MemberId) {
+        let Some(share) = def.dominance_share else { return };
+        if !state.participation.dominates(member, share) {
+            return;
+        }
+        let text = crate::texts::in_lang(crate::texts::Lang::of(Some(&def.language)), "dominance-nudge");
+        let notice = ServerMessage::Notice(kindred_protocol::Notice {
+            room: Some(def.id.clone()),
+            kind: kindred_protocol::NoticeKind::System,
+            text,
+            resources: None,
+            facilitators_alerted: None,
+        });
+        self.fan_out(&def.id, state, &encode(&notice), Audience::Member(member));
+        let since = Utc::now() - chrono::Duration::minutes(60);
+        let members = state.participation.report(since, state.members.values().map(|p| &p.member));
+        let event = ServerMessage::Participation { id: None, room: def.id.clone(), since: rfc3339(since), members };
+        self.fan_out(&def.id, state, &encode(&event), Audience::Staff);
+    }
+
     /// The `participation` reply's members: everyone present in the room (on
     /// any node) with their counts from `since` (the last 60 minutes, or a
     /// session's start once rooms have sessions).

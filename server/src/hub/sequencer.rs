@@ -108,9 +108,13 @@ impl Room {
         let frame = encode_message(&stored.msg);
         let audience = if stored.msg.staff { Audience::Staff } else { Audience::All };
         state.participation.count(&state.epoch, &stored);
+        let nudge = (def.dominance_share.is_some() && !stored.msg.staff && !stored.msg.from.role.is_staff()).then(|| stored.msg.from.member_id.clone());
         state.log.push_back(stored);
         self.prune(def, state);
         self.fan_out(&def.id, state, &frame, audience);
+        if let Some(member) = nudge {
+            self.nudge_if_dominating(def, state, &member);
+        }
     }
 
     pub(super) fn drain_pending(&self, def: &RoomDef, state: &mut RoomState) -> Option<(u64, u64)> {

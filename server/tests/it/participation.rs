@@ -93,3 +93,84 @@ async fn only_staff_in_scope_may_see_participation(d: &Deployment) {
 }
 
 both_brokers!(counts_after_a_known_conversation_quietest_first_with_no_text, only_staff_in_scope_may_see_participation);
+
+/// A room that asks for the nudge: more than half of the last 15 minutes' messages.
+fn nudging(c: &mut kindred_server::config::Config) {
+    c.jwt_secret = Some(crate::common::redis_server::SECRET.into());
+    c.limits.messages_per_10s = 10_000;
+    let file: kindred_server::rooms::RoomsFile =
+        toml::from_str("[[rooms]]\nid = \"circle\"\nname = \"Circle\"\ndominance_share = 0.5\n[[rooms]]\nid = \"quiet\"\nname = \"Quiet\"\n").unwrap();
+    c.rooms = file.into_defs().unwrap();
+}
+
+fn is_nudge(m: &ServerMessage) -> bool {
+    matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::System && n.room.as_ref().is_some_and(|r| r.as_str() == "circle"))
+}
+
+/// Dee (on `b`) dominates once their share passes one half with four
+/// members speaking; they alone are told, once, and the staff (on `a`) get
+/// the `participation` event.
+async fn the_nudge_comes_past_the_threshold_once(a: &TestServer, b: &TestServer) {
+    let room = "circle";
+    let mut sam = a.staff(Role::Facilitator, Some(vec![room]), room).await;
+    let (mut ann, _) = a.member_in(room, Some("Ann")).await;
+    let (mut bo, _) = b.member_in(room, Some("Bo")).await;
+    let (mut cy, _) = a.member_in(room, Some("Cy")).await;
+    let (mut dee, dee_id) = b.member_in(room, Some("Dee")).await;
+    for c in [&mut ann, &mut bo, &mut cy] {
+        c.say(room, "hello").await;
+    }
+    // Wait until Dee's node has all three before Dee speaks.
+    dee.messages(3).await;
+    // 1/4, 2/5, 3/6: not more than half.
+    for i in 0..3 {
+        dee.say(room, &format!("thought {i}")).await;
+    }
+    let quiet = std::time::Duration::from_millis(400);
+    dee.assert_none_for("a nudge at half or less", quiet, is_nudge).await;
+    // 4/7: more than half.
+    dee.say(room, "and another thing").await;
+    let nudge = dee.expect("the nudge", is_nudge).await;
+    let ServerMessage::Notice(n) = nudge else { unreachable!() };
+    assert!(n.text.contains("space"), "kind words: {}", n.text);
+    let event = sam.expect("the participation event", |m| matches!(m, ServerMessage::Participation { id: None, .. })).await;
+    let ServerMessage::Participation { members, .. } = event else { unreachable!() };
+    assert_eq!(members.last().map(|p| (&p.member_id, p.messages)), Some((&dee_id, 4)), "{members:?}");
+    // Still dominating: no second nudge within 15 minutes.
+    dee.say(room, "one more").await;
+    dee.assert_none_for("a second nudge", quiet, is_nudge).await;
+    for c in [&mut ann, &mut bo, &mut cy] {
+        c.assert_none_for("someone else's nudge", std::time::Duration::from_millis(100), is_nudge).await;
+    }
+    // Members never get the staff event.
+    ann.assert_none_for("the staff event", std::time::Duration::from_millis(100), |m| matches!(m, ServerMessage::Participation { .. })).await;
+}
+
+mod dominance_nudge {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        let server = TestServer::with(nudging).await;
+        the_nudge_comes_past_the_threshold_once(&server, &server).await;
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let redis = crate::common::redis_server::Redis::start();
+        let mut a = crate::common::redis_server::node_with(redis.url(), false, "a", std::time::Duration::from_secs(3), nudging).await;
+        let mut b = crate::common::redis_server::node_with(redis.url(), false, "b", std::time::Duration::from_secs(3), nudging).await;
+        a.client_wait = crate::common::deployment::CROSS_NODE_WAIT;
+        b.client_wait = crate::common::deployment::CROSS_NODE_WAIT;
+        the_nudge_comes_past_the_threshold_once(&a, &b).await;
+        drop((a, b));
+    }
+}
+
+#[test]
+fn dominance_share_is_above_0_and_at_most_1() {
+    for bad in ["0", "1.5", "-0.2"] {
+        let file: kindred_server::rooms::RoomsFile = toml::from_str(&format!("[[rooms]]\nid = \"a\"\nname = \"A\"\ndominance_share = {bad}\n")).unwrap();
+        assert!(file.into_defs().is_err(), "{bad}");
+    }
+}
