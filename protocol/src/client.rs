@@ -139,6 +139,13 @@ pub enum ClientMessage {
         /// `true` adds the reaction, `false` takes it back.
         on: bool,
     },
+    /// Staff in scope: who has spoken in the room lately, as counts only
+    /// (the `participation` reply).
+    Participation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+    },
     /// Remove every message this account wrote and end the account.
     ForgetMe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +183,7 @@ macro_rules! with_id {
             | ClientMessage::ResolveAlert { id: $id, .. }
             | ClientMessage::Unsend { id: $id, .. }
             | ClientMessage::React { id: $id, .. }
+            | ClientMessage::Participation { id: $id, .. }
             | ClientMessage::ForgetMe { id: $id } => $body,
         }
     };
@@ -201,6 +209,7 @@ impl ClientMessage {
         "resolve_alert",
         "unsend",
         "react",
+        "participation",
         "forget_me",
     ];
 
@@ -233,6 +242,7 @@ impl ClientMessage {
             ClientMessage::ResolveAlert { .. } => "resolve_alert",
             ClientMessage::Unsend { .. } => "unsend",
             ClientMessage::React { .. } => "react",
+            ClientMessage::Participation { .. } => "participation",
             ClientMessage::ForgetMe { .. } => "forget_me",
         }
     }

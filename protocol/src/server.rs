@@ -158,6 +158,17 @@ pub enum ServerMessage {
         /// The resolver's display name.
         by: String,
     },
+    /// The reply to `participation` (with `id`): every member present with
+    /// how much they said since `since`, quietest first. Counts only, never text.
+    Participation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        room: RoomId,
+        /// The start of the period counted (RFC 3339): the last 60 minutes.
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
+        since: String,
+        members: Vec<Participant>,
+    },
     Notice(Notice),
     Forgotten {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,6 +463,21 @@ pub struct Notice {
     pub facilitators_alerted: Option<u32>,
 }
 
+/// One member present in a `participation` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Participant {
+    pub member_id: MemberId,
+    pub handle: String,
+    /// Messages to the room in the period (0: has not spoken yet).
+    pub messages: u32,
+    /// Their length, in code points.
+    pub chars: u64,
+    /// When the member last spoke in the period (RFC 3339); null if not.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
+    pub last_at: Option<String>,
+}
+
 /// The body of an `error` frame. Fields past `retry_after_ms` appear only
 /// with the codes that need them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -528,6 +554,7 @@ impl ServerMessage {
             | ServerMessage::AlertResolved { id, .. }
             | ServerMessage::Unsent { id, .. }
             | ServerMessage::Reacted { id, .. }
+            | ServerMessage::Participation { id, .. }
             | ServerMessage::Forgotten { id } => id.as_ref(),
             ServerMessage::Error(e) => e.id.as_ref(),
             ServerMessage::Presence { .. }
@@ -571,6 +598,7 @@ impl ServerMessage {
             ServerMessage::Removed { .. } => "removed",
             ServerMessage::Alert { .. } => "alert",
             ServerMessage::AlertResolved { .. } => "alert_resolved",
+            ServerMessage::Participation { .. } => "participation",
             ServerMessage::Notice(_) => "notice",
             ServerMessage::Forgotten { .. } => "forgotten",
             ServerMessage::Unsent { .. } => "unsent",

@@ -39,6 +39,7 @@ const SERVER_TYPES: &[&str] = &[
     "room_update",
     "removed",
     "alert",
+    "participation",
     "notice",
     "forgotten",
     "unsent",
@@ -90,6 +91,7 @@ fn client_name(m: &ClientMessage) -> &'static str {
         ClientMessage::ResolveAlert { .. } => "resolve_alert",
         ClientMessage::Unsend { .. } => "unsend",
         ClientMessage::React { .. } => "react",
+        ClientMessage::Participation { .. } => "participation",
         ClientMessage::ForgetMe { .. } => "forget_me",
     }
 }
@@ -118,6 +120,7 @@ fn server_name(m: &ServerMessage) -> &'static str {
         ServerMessage::Removed { .. } => "removed",
         ServerMessage::Alert { .. } => "alert",
         ServerMessage::AlertResolved { .. } => "alert_resolved",
+        ServerMessage::Participation { .. } => "participation",
         ServerMessage::Notice(_) => "notice",
         ServerMessage::Forgotten { .. } => "forgotten",
         ServerMessage::Unsent { .. } => "unsent",

@@ -278,6 +278,7 @@ fn client_frames() -> Vec<ClientMessage> {
         ClientMessage::ResolveAlert { id: None, room: room.clone(), alert_id: "al_1".into(), note: Some("called back".into()) },
         ClientMessage::Unsend { id: None, room: room.clone(), message_id: "m_1".into() },
         ClientMessage::React { id: Some(3.into()), room: room.clone(), message_id: "m_1".into(), reaction: "hug".into(), on: false },
+        ClientMessage::Participation { id: Some(4.into()), room: room.clone() },
         ClientMessage::ForgetMe { id: Some(i64::MAX.into()) },
     ];
     frames.extend(actions.into_iter().map(|action| ClientMessage::Moderate { id: Some(1.into()), room: room.clone(), action }));
@@ -366,6 +367,21 @@ fn server_frames() -> Vec<ServerMessage> {
             facilitators_alerted: 0,
         },
         ServerMessage::AlertResolved { id: None, room: room.clone(), alert_id: "al_1".into(), by: "Sam".into() },
+        ServerMessage::Participation {
+            id: Some(4.into()),
+            room: room.clone(),
+            since: "2026-11-22T19:01:02.123Z".into(),
+            members: vec![
+                Participant { member_id: "mb_2".into(), handle: "Still Lake 7".into(), messages: 0, chars: 0, last_at: None },
+                Participant {
+                    member_id: "mb_1".into(),
+                    handle: "Quiet Heron 42".into(),
+                    messages: 3,
+                    chars: 120,
+                    last_at: Some("2026-11-22T20:01:02.123Z".into()),
+                },
+            ],
+        },
         ServerMessage::Notice(Notice {
             room: Some(room.clone()),
             kind: NoticeKind::CrisisResources,

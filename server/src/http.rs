@@ -9,11 +9,11 @@
 use crate::App;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kindred_protocol::{ErrorCode, SUBPROTOCOL, ServerMessage};
+use kindred_protocol::{ErrorCode, RoomId, SUBPROTOCOL, ServerMessage};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/rooms/{id}/calendar.ics", get(calendar))
         .merge(crate::api::router())
         .fallback(get(static_file))
         .with_state(app)
@@ -57,6 +58,27 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         ("kindred_ready", "1 when the node accepts messages.", u64::from(app.broker.is_ready() && !app.shutdown.is_cancelled())),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// A scheduled room's sessions as an iCalendar file (see [`crate::rooms::calendar`]);
+/// 404 for an unknown room or one without a schedule.
+async fn calendar(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "No scheduled room by that id.").into_response();
+    let Some(room) = app.hub.room(&RoomId(id)) else { return not_found() };
+    let def = room.def();
+    // The room in the web client, on the address the calendar was fetched from.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()));
+    let host = host.unwrap_or("localhost");
+    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    let scheme = if app.config.is_trusted_proxy(peer.ip()) && proto == Some("https") { "https" } else { "http" };
+    let url = format!("{scheme}://{host}/#/room/{}", def.id.0);
+    match crate::rooms::calendar::ics(&def, &url, chrono::Utc::now()) {
+        Some(body) => {
+            let disposition = format!("inline; filename=\"{}.ics\"", def.id.0);
+            ([(header::CONTENT_TYPE, "text/calendar; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body).into_response()
+        }
+        None => not_found(),
+    }
 }
 
 pub(crate) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {

@@ -185,6 +185,8 @@ export class DirectoryScreen {
       when: h('p', { class: 'room-when' }),
       schedule: h('p', { class: 'room-schedule', dir: 'auto' }),
       people: h('p', { class: 'room-people' }),
+      // Scheduled rooms: the sessions as an iCalendar file any calendar app opens.
+      calendar: h('a', { class: 'room-calendar', href: `/rooms/${encodeURIComponent(room.id)}/calendar.ics`, download: `${room.id}.ics`, type: 'text/calendar', hidden: true }, t('addToCalendar')),
       join: h('button', { type: 'button', class: 'btn btn-primary room-join', onclick: () => this.app.openRoom(room.id) }, t('joinRoom')),
     };
     const el = h(
@@ -193,7 +195,7 @@ export class DirectoryScreen {
       h('div', { class: 'room-head' }, parts.name, parts.meta),
       parts.desc,
       parts.tags,
-      h('div', { class: 'room-foot' }, h('div', { class: 'room-status' }, parts.when, parts.schedule, parts.people), parts.join),
+      h('div', { class: 'room-foot' }, h('div', { class: 'room-status' }, parts.when, parts.schedule, parts.calendar, parts.people), parts.join),
     );
     return { el, parts };
   }
@@ -225,6 +227,8 @@ export class DirectoryScreen {
       parts.schedule.textContent = s?.description || '';
       parts.schedule.hidden = !s?.description;
     }
+    parts.calendar.hidden = room.kind !== 'scheduled';
+    parts.calendar.setAttribute('aria-label', t('addToCalendarLabel', room.name));
     // Locked: say so here, before the rules, and offer no Join.
     el.classList.toggle('is-locked', !!room.locked);
     if (room.locked) {

@@ -251,6 +251,7 @@ export class RoomScreen {
         break;
       case 'message':
         this.onMessage(d.message);
+        this.staff.refreshParticipation();
         break;
       case 'deleted': {
         const el = this.list.querySelector(`li[data-id="${CSS.escape(d.messageId)}"]`);
@@ -268,11 +269,13 @@ export class RoomScreen {
         this.renderHeader();
         this.renderComposerState();
         this.staff.renderHands();
+        this.staff.refreshParticipation();
         break;
       case 'info':
         this.renderHeader();
         this.renderComposerState();
         this.staff.renderInfo();
+        this.staff.refreshParticipation(0);
         break;
       case 'typing':
         this.renderTyping();

@@ -99,6 +99,10 @@ export class StaffTools {
     this.hands = h('ul', { class: 'tool-list' });
     this.floor = h('div', { class: 'floor' });
     this.reports = h('ul', { class: 'tool-list' });
+    // Who has had a chance to speak (the `participation` request): counts
+    // only, quietest first, refreshed as messages arrive.
+    this.talk = h('ol', { class: 'tool-list participation', 'aria-labelledby': 'tools-participation-title' });
+    this.talkTimer = null;
     // The staff back-channel has its own box, apart from the public composer,
     // so a note meant for co-facilitators can never be sent to the room by a
     // leftover tick, nor a welcome to staff only.
@@ -137,6 +141,7 @@ export class StaffTools {
         h('button', { type: 'submit', class: 'btn btn-secondary' }, L('toolsTopicSet')),
       ),
       h('div', { class: 'tool-section' }, h('div', { class: 'field' }, h('label', { for: 'tools-slow' }, L('toolsSlowMode')), this.slow), h('div', { class: 'field field-check' }, this.lock, h('label', { for: 'tools-lock' }, L('toolsLock'))), h('div', { class: 'field field-check' }, this.structured, h('label', { for: 'tools-structured' }, L('toolsStructured')))),
+      h('section', { class: 'tool-section', 'aria-labelledby': 'tools-participation-title' }, h('h3', { id: 'tools-participation-title' }, L('toolsParticipation')), this.talk),
     );
   }
 
@@ -159,6 +164,50 @@ export class StaffTools {
     this.renderHands();
     this.renderReports();
     this.inbox.render();
+    this.refreshParticipation(0);
+  }
+
+  /** Ask for the room's participation again, at most every second. */
+  refreshParticipation(delayMs = 1000) {
+    if (this.talkTimer || !this.room?.isStaff) return;
+    this.talkTimer = setTimeout(async () => {
+      this.talkTimer = null;
+      const r = this.room;
+      if (!r?.isStaff || !this.app.conn.online) return;
+      try {
+        const reply = await this.app.conn.request({ type: 'participation', room: r.id });
+        if (reply.room === this.roomId) this.renderParticipation(reply.members);
+      } catch {
+        /* the next message tries again */
+      }
+    }, delayMs);
+  }
+
+  /** `members` from a `participation` reply or event: a list with a bar and the numbers in words. */
+  renderParticipation(members) {
+    const r = this.room;
+    if (!r) return;
+    clear(this.talk);
+    const most = Math.max(1, ...members.map((m) => m.messages));
+    const structured = r.info?.mode === 'structured';
+    for (const m of members) {
+      const quiet = m.messages === 0;
+      const fill = h('span', { class: 'talk-fill' });
+      // Through the CSSOM: the CSP allows no inline style attributes.
+      fill.style.width = `${Math.round((100 * m.messages) / most)}%`;
+      const bar = h('span', { class: 'talk-bar', 'aria-hidden': 'true' }, fill);
+      const item = h(
+        'li',
+        { class: `tool-item talk-item${quiet ? ' is-quiet' : ''}` },
+        h('span', { class: 'talk-name', dir: 'auto', text: m.handle }),
+        bar,
+        h('span', { class: 'talk-count', text: quiet ? t('notSpokenYet') : t('participationCount', m.messages) }),
+      );
+      if (structured && !r.members.get(m.member_id)?.has_floor) {
+        item.append(h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'aria-label': `${t('giveFloor')}: ${m.handle}`, onclick: () => this.app.act({ type: 'moderate', room: r.id, action: 'give_floor', member_id: m.member_id }, { quiet: true }) }, t('giveFloor')));
+      }
+      this.talk.append(item);
+    }
   }
 
   renderInfo() {

@@ -7,6 +7,7 @@
 mod conn;
 mod handler;
 mod members;
+mod participation;
 mod reactions;
 mod remote;
 mod room;

@@ -74,6 +74,8 @@ pub(super) struct RoomState {
     pub(super) dead: Vec<ConnId>,
     /// A `fan_out` up the stack is removing `dead`: nested ones only add to it.
     pub(super) removing_dead: bool,
+    /// Who has spoken lately, as counts (see `participation.rs`).
+    pub(super) participation: super::participation::Participation,
 }
 
 /// One room's live state on this node.
@@ -116,6 +118,7 @@ impl Room {
                 seen: HashMap::new(),
                 dead: Vec::new(),
                 removing_dead: false,
+                participation: Default::default(),
             }),
             limits,
         }
@@ -415,6 +418,7 @@ impl Room {
             self.fan_out(&def.id, state, &frame, Audience::All);
             self.emit(&def.id, Event::Settings(Box::new(state.settings())));
         }
+        state.participation.prune(max_age);
     }
 
     /// Checks a member's send against the room's live rules (membership, slow mode,

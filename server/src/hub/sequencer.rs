@@ -33,6 +33,10 @@ impl Room {
             state.pending.clear();
         }
         state.log = entries.into_iter().collect();
+        let RoomState { log, participation, .. } = &mut *state;
+        for stored in log.iter() {
+            participation.count(epoch, stored);
+        }
         state.last_seq = seq;
         state.pruned_through = state.log.iter().find(|s| !s.msg.staff).map_or(seq, |s| s.msg.seq.saturating_sub(1));
         state.loading = false;
@@ -103,9 +107,14 @@ impl Room {
     pub(super) fn push_and_send(&self, def: &RoomDef, state: &mut RoomState, stored: Stored) {
         let frame = encode_message(&stored.msg);
         let audience = if stored.msg.staff { Audience::Staff } else { Audience::All };
+        state.participation.count(&state.epoch, &stored);
+        let nudge = (def.dominance_share.is_some() && !stored.msg.staff && !stored.msg.from.role.is_staff()).then(|| stored.msg.from.member_id.clone());
         state.log.push_back(stored);
         self.prune(def, state);
         self.fan_out(&def.id, state, &frame, audience);
+        if let Some(member) = nudge {
+            self.nudge_if_dominating(def, state, &member);
+        }
     }
 
     pub(super) fn drain_pending(&self, def: &RoomDef, state: &mut RoomState) -> Option<(u64, u64)> {

@@ -2,6 +2,7 @@
 //! rules and their version, capacity, schedule, retention). Live state — who
 //! is in a room, its history — belongs to the hub, not here.
 
+pub mod calendar;
 pub mod schedule;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -52,6 +53,11 @@ pub struct RoomSpec {
     pub pii: Option<crate::safety::PiiAction>,
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// Off unless set (0 < x ≤ 1): a member whose share of the room's
+    /// messages in the last 15 minutes exceeds it, with at least 4 members
+    /// speaking, gets a gentle private notice (at most every 15 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dominance_share: Option<f64>,
 }
 
 fn default_language() -> String {
@@ -80,6 +86,7 @@ pub struct RoomDef {
     pub requires_facilitator: bool,
     pub pii: Option<crate::safety::PiiAction>,
     pub schedule: Option<Schedule>,
+    pub dominance_share: Option<f64>,
 }
 
 impl RoomSpec {
@@ -107,6 +114,7 @@ impl RoomDef {
             requires_facilitator: self.requires_facilitator,
             pii: self.pii,
             schedule: self.schedule.as_ref().map(|s| s.spec.clone()),
+            dominance_share: self.dominance_share,
         }
     }
 }
@@ -131,6 +139,7 @@ impl RoomsFile {
                 anyhow::ensure!(seen.insert(spec.id.clone()), "room id {:?} appears twice", spec.id);
                 anyhow::ensure!((1..=MAX_CAPACITY).contains(&spec.capacity), "room {:?}: capacity must be 1 to {MAX_CAPACITY}", spec.id);
                 spec.check_texts().map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
+                anyhow::ensure!(spec.dominance_share.is_none_or(|x| x > 0.0 && x <= 1.0), "room {:?}: dominance_share must be above 0 and at most 1", spec.id);
                 let schedule = spec.schedule.map(Schedule::new).transpose().map_err(|e| anyhow::anyhow!("room {:?}: {e}", spec.id))?;
                 Ok(RoomDef {
                     id: RoomId(spec.id),
@@ -146,6 +155,7 @@ impl RoomsFile {
                     requires_facilitator: spec.requires_facilitator,
                     pii: spec.pii,
                     schedule,
+                    dominance_share: spec.dominance_share,
                 })
             })
             .collect()

@@ -2,7 +2,7 @@
 //! 19:00–20:30 Europe/London"): whether one is running now and when the
 //! next starts, computed in the room's own time zone so DST is right.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
@@ -109,6 +109,45 @@ impl Schedule {
             }
         }
         Status::Closed { next_open_at: None }
+    }
+
+    /// The room's time zone.
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// The start and end, in the room's local time, of the session running
+    /// at `now` or else the next one: the first instance of the recurrence a
+    /// calendar file describes. None when none starts within ~2 months.
+    pub fn current_or_next_local(&self, now: DateTime<Utc>) -> Option<(NaiveDateTime, NaiveDateTime)> {
+        let today = now.with_timezone(&self.tz).date_naive();
+        (-1..=70).map(|offset| today + Duration::days(offset)).filter(|d| self.runs_on(*d)).find_map(|date| {
+            let start = self.start_on(date)?;
+            (now < start + self.length).then(|| (date.and_time(self.start), date.and_time(self.start) + self.length))
+        })
+    }
+
+    /// The schedule as an RFC 5545 recurrence rule (the value of `RRULE`):
+    /// `FREQ=WEEKLY;BYDAY=TH`, or for weeks of the month each listed day with
+    /// its ordinal, `FREQ=MONTHLY;BYDAY=2TH,4TH` (`-1TH` for the last). The
+    /// ordinal of a weekday in its month is exactly `runs_on`'s week number
+    /// (days 1–7 hold the 1st of each weekday, 8–14 the 2nd, …).
+    pub fn rrule(&self) -> String {
+        let code = |d: &Weekday| match d {
+            Weekday::Mon => "MO",
+            Weekday::Tue => "TU",
+            Weekday::Wed => "WE",
+            Weekday::Thu => "TH",
+            Weekday::Fri => "FR",
+            Weekday::Sat => "SA",
+            Weekday::Sun => "SU",
+        };
+        if self.spec.weeks_of_month.is_empty() {
+            let days: Vec<&str> = self.days.iter().map(code).collect();
+            return format!("FREQ=WEEKLY;BYDAY={}", days.join(","));
+        }
+        let days: Vec<String> = self.spec.weeks_of_month.iter().flat_map(|w| self.days.iter().map(move |d| format!("{w}{}", code(d)))).collect();
+        format!("FREQ=MONTHLY;BYDAY={}", days.join(","))
     }
 
     /// "2nd and 4th Thursday of the month, 19:00–20:30 Europe/London".

@@ -314,6 +314,7 @@ impl Session {
             ClientMessage::ResolveAlert { id, room, alert_id, note } => Box::pin(self.resolve_alert(id, room, alert_id, note)).await,
             ClientMessage::Unsend { id, room, message_id } => Box::pin(self.unsend(id, room, message_id)).await,
             ClientMessage::React { id, room, message_id, reaction, on } => Box::pin(self.react(id, room, message_id, reaction, on)).await,
+            ClientMessage::Participation { id, room } => Box::pin(self.participation(id, room)).await,
             ClientMessage::ForgetMe { id } => Box::pin(self.forget_me(id)).await,
         }
     }

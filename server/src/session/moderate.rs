@@ -17,6 +17,9 @@ use kindred_protocol::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How far back `participation` counts when the room has no session.
+const PARTICIPATION_MINUTES: i64 = 60;
+
 /// The longest reason, note or topic a facilitator may write.
 const MAX_NOTE_CHARS: usize = 500;
 
@@ -89,6 +92,25 @@ impl Session {
                 tracing::error!(error = %e, action, "audit log write failed");
             }
         }
+    }
+
+    /// `participation`: who has spoken in the room lately, for its staff,
+    /// as counts. The period is the last 60 minutes; `since` is the hook for
+    /// a room session's start once rooms have sessions.
+    pub(super) async fn participation(&mut self, id: Option<RequestId>, room_id: RoomId) -> Step {
+        if !self.may_moderate(&room_id) {
+            return self.error(forbidden("staff-forbidden").with_id(id)).await;
+        }
+        let Some(room) = self.app.hub.room(&room_id) else {
+            return self.error(not_found("no-such-room-here").with_id(id)).await;
+        };
+        // This node hears the room only while someone here is in it.
+        if !self.rooms.contains_key(&room_id) {
+            return self.error(not_member(&room_id).with_id(id)).await;
+        }
+        let since = Utc::now() - chrono::Duration::minutes(PARTICIPATION_MINUTES);
+        let members = room.participation(since);
+        self.reply(&ServerMessage::Participation { id, room: room_id, since: rfc3339(since), members }).await
     }
 
     pub(super) async fn moderate(&mut self, id: Option<RequestId>, room_id: RoomId, action: ModerationAction) -> Step {

@@ -5,6 +5,7 @@ mod common;
 
 mod admin_api;
 mod bad_input;
+mod calendar;
 mod cluster;
 mod coalescing;
 mod contract;
@@ -14,6 +15,7 @@ mod languages;
 mod logs;
 mod messages;
 mod moderation;
+mod participation;
 mod process;
 mod rooms;
 mod safety;

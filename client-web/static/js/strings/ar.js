@@ -54,6 +54,8 @@ export default {
   openUntil: (when) => `مفتوحة الآن حتى ${when}`,
   nextSession: (when) => `الجلسة القادمة: ${when}`,
   yourTime: '(بتوقيتك)',
+  addToCalendar: 'أضف إلى التقويم',
+  addToCalendarLabel: (name) => `أضف إلى التقويم: ${name}`,
   closedNoSchedule: 'مغلقة حاليًا',
   directoryLocked: 'مقفلة: لا تستقبل أشخاصًا جددًا الآن',
   peopleHere: (n, cap) => {
@@ -253,6 +255,9 @@ export default {
   toolsStructured: 'جلسة بإشراف ميسّر (طابور رفع اليد)',
   toolsHands: 'الأيدي المرفوعة',
   toolsHandsNone: 'لا توجد أيدٍ مرفوعة.',
+  toolsParticipation: 'من تحدّث',
+  notSpokenYet: 'لم يتحدّث بعد',
+  participationCount: (n) => plural(n, { zero: 'لا رسائل', one: 'رسالة واحدة', two: 'رسالتان', few: '# رسائل', many: '# رسالة', other: '# رسالة' }),
   toolsFloorHolder: (handle) => `الكلمة مع ${handle}`,
   giveFloor: 'أعطِ الكلمة',
   endFloor: 'أنهِ الكلمة',

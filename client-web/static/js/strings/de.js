@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Jetzt geöffnet, bis ${when}`,
   nextSession: (when) => `Nächstes Treffen: ${when}`,
   yourTime: '(deine Zeit)',
+  addToCalendar: 'Zum Kalender hinzufügen',
+  addToCalendarLabel: (name) => `Zum Kalender hinzufügen: ${name}`,
   closedNoSchedule: 'Zurzeit geschlossen',
   directoryLocked: 'Gesperrt: nimmt gerade niemanden neu auf',
   peopleHere: (n, cap) => {
@@ -255,6 +257,9 @@ export default {
   toolsStructured: 'Begleitetes Treffen (Wortmeldungen)',
   toolsHands: 'Gehobene Hände',
   toolsHandsNone: 'Keine Hand gehoben.',
+  toolsParticipation: 'Wer hat gesprochen',
+  notSpokenYet: 'Hat noch nichts gesagt',
+  participationCount: (n) => plural(n, { one: '# Nachricht', other: '# Nachrichten' }),
   toolsFloorHolder: (handle) => `${handle} hat das Wort`,
   giveFloor: 'Wort erteilen',
   endFloor: 'Wort beenden',

@@ -54,6 +54,8 @@ export default {
   openUntil: (when) => `Open now, until ${when}`,
   nextSession: (when) => `Next session: ${when}`,
   yourTime: '(your time)',
+  addToCalendar: 'Add to calendar',
+  addToCalendarLabel: (name) => `Add to calendar: ${name}`,
   closedNoSchedule: 'Closed for now',
   directoryLocked: 'Locked: not taking new people right now',
   peopleHere: (n, cap) => {
@@ -258,6 +260,9 @@ export default {
   toolsStructured: 'Facilitated session (raise-hand queue)',
   toolsHands: 'Raised hands',
   toolsHandsNone: 'No hands raised.',
+  toolsParticipation: 'Who has spoken',
+  notSpokenYet: 'Hasn’t spoken yet',
+  participationCount: (n) => plural(n, { one: '# message', other: '# messages' }),
   toolsFloorHolder: (handle) => `${handle} has the floor`,
   giveFloor: 'Give floor',
   endFloor: 'End floor',

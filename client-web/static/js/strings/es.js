@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Abierta ahora, hasta las ${when}`,
   nextSession: (when) => `Próxima sesión: ${when}`,
   yourTime: '(tu hora)',
+  addToCalendar: 'Añadir al calendario',
+  addToCalendarLabel: (name) => `Añadir al calendario: ${name}`,
   closedNoSchedule: 'Cerrada por ahora',
   directoryLocked: 'Cerrada: no admite personas nuevas ahora mismo',
   peopleHere: (n, cap) => {
@@ -255,6 +257,9 @@ export default {
   toolsStructured: 'Sesión facilitada (turno de palabra)',
   toolsHands: 'Manos levantadas',
   toolsHandsNone: 'No hay manos levantadas.',
+  toolsParticipation: 'Quién ha hablado',
+  notSpokenYet: 'Aún no ha hablado',
+  participationCount: (n) => plural(n, { one: '# mensaje', other: '# mensajes' }),
   toolsFloorHolder: (handle) => `${handle} tiene la palabra`,
   giveFloor: 'Dar la palabra',
   endFloor: 'Terminar turno',

@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Ouvert maintenant, jusqu’à ${when}`,
   nextSession: (when) => `Prochaine séance : ${when}`,
   yourTime: '(votre heure)',
+  addToCalendar: 'Ajouter à l’agenda',
+  addToCalendarLabel: (name) => `Ajouter à l’agenda : ${name}`,
   closedNoSchedule: 'Fermé pour le moment',
   directoryLocked: 'Verrouillé : n’accueille personne de nouveau pour le moment',
   peopleHere: (n, cap) => {
@@ -255,6 +257,9 @@ export default {
   toolsStructured: 'Séance animée (file de mains levées)',
   toolsHands: 'Mains levées',
   toolsHandsNone: 'Aucune main levée.',
+  toolsParticipation: 'Qui a parlé',
+  notSpokenYet: 'N’a pas encore parlé',
+  participationCount: (n) => plural(n, { one: '# message', other: '# messages' }),
   toolsFloorHolder: (handle) => `${handle} a la parole`,
   giveFloor: 'Donner la parole',
   endFloor: 'Reprendre la parole',

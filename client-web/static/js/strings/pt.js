@@ -52,6 +52,8 @@ export default {
   openUntil: (when) => `Aberta agora, até ${when}`,
   nextSession: (when) => `Próximo encontro: ${when}`,
   yourTime: '(seu horário)',
+  addToCalendar: 'Adicionar ao calendário',
+  addToCalendarLabel: (name) => `Adicionar ao calendário: ${name}`,
   closedNoSchedule: 'Fechada por enquanto',
   directoryLocked: 'Trancada: não está recebendo pessoas novas agora',
   peopleHere: (n, cap) => {
@@ -254,6 +256,9 @@ export default {
   toolsStructured: 'Encontro mediado (fila de mãos levantadas)',
   toolsHands: 'Mãos levantadas',
   toolsHandsNone: 'Nenhuma mão levantada.',
+  toolsParticipation: 'Quem já falou',
+  notSpokenYet: 'Ainda não falou',
+  participationCount: (n) => plural(n, { one: '# mensagem', other: '# mensagens' }),
   toolsFloorHolder: (handle) => `${handle} está com a palavra`,
   giveFloor: 'Dar a palavra',
   endFloor: 'Encerrar a vez',
