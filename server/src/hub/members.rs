@@ -298,6 +298,12 @@ impl Room {
         self.state.lock().session.is_some()
     }
 
+    /// When the running session started, if one is running.
+    pub(crate) fn session_started_at(&self) -> Option<chrono::DateTime<Utc>> {
+        let started = self.state.lock().session.as_ref()?.started_at.clone();
+        chrono::DateTime::parse_from_rfc3339(&started).ok().map(|t| t.with_timezone(&Utc))
+    }
+
     pub(crate) fn hands(&self) -> Vec<MemberId> {
         self.state.lock().hands.clone()
     }

@@ -108,7 +108,8 @@ impl Session {
         if !self.rooms.contains_key(&room_id) {
             return self.error(not_member(&room_id).with_id(id)).await;
         }
-        let since = Utc::now() - chrono::Duration::minutes(PARTICIPATION_MINUTES);
+        // The current session, or with none the last hour.
+        let since = room.session_started_at().unwrap_or_else(|| Utc::now() - chrono::Duration::minutes(PARTICIPATION_MINUTES));
         let members = room.participation(since);
         self.reply(&ServerMessage::Participation { id, room: room_id, since: rfc3339(since), members }).await
     }

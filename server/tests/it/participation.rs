@@ -92,7 +92,31 @@ async fn only_staff_in_scope_may_see_participation(d: &Deployment) {
     admin.refused(ClientMessage::Participation { id: None, room: RoomId::from("nowhere") }, ErrorCode::NotFound).await;
 }
 
-both_brokers!(counts_after_a_known_conversation_quietest_first_with_no_text, only_staff_in_scope_may_see_participation);
+/// With a session running, the view covers the session, not the last hour:
+/// what was said before it started is not counted.
+async fn a_running_session_is_the_window(d: &Deployment) {
+    let (mut sam, _) = d.a().staff_in(Role::Facilitator, Some(vec![ROOM]), ROOM).await;
+    let (mut ann, ann_id) = d.b().member_in(ROOM, Some("Ann")).await;
+    sees_join(&mut sam, &[&ann_id]).await;
+    ann.say(ROOM, "Before the session.").await;
+    sam.expect("Ann's first message", |m| matches!(m, ServerMessage::Message(_))).await;
+    let start = kindred_protocol::ModerationAction::StartSession { minutes: 60, agenda: None };
+    assert!(matches!(sam.moderate(ROOM, start).await, ServerMessage::Moderated { .. }));
+    let update = sam.expect("the session", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.session.is_some())).await;
+    let ServerMessage::RoomUpdate { info, .. } = update else { unreachable!() };
+    let started_at = info.session.expect("a session").started_at;
+    // Ann's node must know of the session before her message, or it could count
+    // it either way; her own copy of the update says it does.
+    ann.expect("the session, on Ann's node", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.session.is_some())).await;
+    ann.say(ROOM, "During the session.").await;
+    sam.expect("Ann's second message", |m| matches!(m, ServerMessage::Message(msg) if msg.text == "During the session.")).await;
+    let ServerMessage::Participation { since, members, .. } = sam.request(participation()).await else { panic!("expected participation") };
+    assert_eq!(since, started_at, "the window is the session");
+    let ann_row = members.iter().find(|m| m.member_id == ann_id).expect("Ann is listed");
+    assert_eq!(ann_row.messages, 1, "only what Ann said during the session");
+}
+
+both_brokers!(counts_after_a_known_conversation_quietest_first_with_no_text, only_staff_in_scope_may_see_participation, a_running_session_is_the_window);
 
 /// A room that asks for the nudge: more than half of the last 15 minutes' messages.
 fn nudging(c: &mut kindred_server::config::Config) {
