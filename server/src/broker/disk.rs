@@ -291,24 +291,8 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kindred_protocol::{MemberId, Role, Sender};
 
-    fn stored(seq: u64, account: &str) -> Stored {
-        let msg = ChatMessage {
-            room: RoomId::from("grief"),
-            message_id: MessageId(format!("m{seq}")),
-            seq,
-            from: Sender { member_id: MemberId::from("m_1"), handle: "Ann".into(), role: Role::Member },
-            text: format!("text {seq}"),
-            ts: "2026-11-30T10:00:00.000Z".into(),
-            reply_to: None,
-            cw: None,
-            staff: false,
-            staff_seq: None,
-            reactions: None,
-        };
-        Stored { msg, account: AccountId::from(account), at: Instant::now() }
-    }
+    use crate::hub::tests::stored_by as stored;
 
     /// Append and wait for the writer's answer.
     fn append(disk: &Disk, seq: u64, account: &str, retention: Retention) -> bool {

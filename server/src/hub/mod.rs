@@ -13,7 +13,7 @@ mod remote;
 mod room;
 mod sequencer;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::frame::{Frame, encode, encode_message};
 pub(crate) use conn::{Accounts, ConnId, Control, Outbox};

@@ -21,6 +21,11 @@ async fn a_close_request_reaches_a_waiting_or_a_late_session_and_the_first_wins(
 }
 
 fn stored(seq: u64) -> Stored {
+    stored_by(seq, "a_1")
+}
+
+/// Message `m{seq}` in grief, written by `account` (for other modules' tests too).
+pub(crate) fn stored_by(seq: u64, account: &str) -> Stored {
     let msg = ChatMessage {
         room: RoomId::from("grief"),
         message_id: MessageId(format!("m{seq}")),
@@ -34,7 +39,7 @@ fn stored(seq: u64) -> Stored {
         staff_seq: None,
         reactions: None,
     };
-    Stored { msg, account: AccountId::from("a_1"), at: Instant::now() }
+    Stored { msg, account: AccountId::from(account), at: Instant::now() }
 }
 
 /// A cluster room with one staff connection; returns the room and what the connection receives.

@@ -430,3 +430,15 @@ pub fn joined_parts(joined: &ServerMessage) -> (&kindred_protocol::Member, &[kin
 pub fn look(handle: &str) -> String {
     kindred_server::handles::look(handle)
 }
+
+/// Wait until `c` sees `members` join the room, in any order (one on its own
+/// node may overtake one from another): only then does its node know them,
+/// as a facilitator's screen lists someone before acting on them.
+pub async fn sees_join(c: &mut TestClient, members: &[&MemberId]) {
+    let mut unseen: Vec<&MemberId> = members.to_vec();
+    while !unseen.is_empty() {
+        let seen = c.expect("the members' presence", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if unseen.contains(&&j.member_id))).await;
+        let ServerMessage::Presence { joined: Some(j), .. } = seen else { unreachable!() };
+        unseen.retain(|id| **id != j.member_id);
+    }
+}

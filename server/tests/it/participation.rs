@@ -8,16 +8,6 @@ use kindred_protocol::{ClientMessage, ErrorCode, MemberId, Role, RoomId, ServerM
 
 const ROOM: &str = "grief";
 
-/// Wait until `c` has seen `members` join the room (its node knows them).
-async fn sees_join(c: &mut TestClient, members: &[&MemberId]) {
-    let mut unseen: Vec<&MemberId> = members.to_vec();
-    while !unseen.is_empty() {
-        let seen = c.expect("the members' presence", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if unseen.contains(&&j.member_id))).await;
-        let ServerMessage::Presence { joined: Some(j), .. } = seen else { unreachable!() };
-        unseen.retain(|id| **id != j.member_id);
-    }
-}
-
 fn participation() -> ClientMessage {
     ClientMessage::Participation { id: None, room: RoomId::from(ROOM) }
 }

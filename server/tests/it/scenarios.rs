@@ -18,18 +18,6 @@ const ROOM: &str = "grief";
 /// How long a client must stay free of a frame meant for someone else.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// Wait until `c` sees `members` join the room, in any order (one on its own
-/// node may overtake one from another): only then does its node know them,
-/// as a facilitator's screen lists someone before acting on them.
-async fn sees_join(c: &mut TestClient, members: &[&MemberId]) {
-    let mut unseen: Vec<&MemberId> = members.to_vec();
-    while !unseen.is_empty() {
-        let seen = c.expect("the members' presence", |m| matches!(m, ServerMessage::Presence { joined: Some(j), .. } if unseen.contains(&&j.member_id))).await;
-        let ServerMessage::Presence { joined: Some(j), .. } = seen else { unreachable!() };
-        unseen.retain(|id| **id != j.member_id);
-    }
-}
-
 /// The next `member_update` about `member` that satisfies `state`.
 async fn member_update(c: &mut TestClient, member: &MemberId, what: &str, state: impl Fn(&kindred_protocol::Member) -> bool) -> kindred_protocol::Member {
     match c.expect(what, |m| matches!(m, ServerMessage::MemberUpdate { member: u, .. } if u.member_id == *member && state(u))).await {
