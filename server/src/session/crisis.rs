@@ -62,6 +62,9 @@ impl Session {
             let body = ErrorBody::new(ErrorCode::Forbidden, t("alerts-forbidden"));
             return self.error(body.with_id(id)).await;
         }
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
+        }
         if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
             let body = ErrorBody::new(ErrorCode::BadRequest, f("note-too-long", &[("max", &MAX_NOTE_CHARS)]));
             return self.error(body.with_id(id)).await;

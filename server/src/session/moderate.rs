@@ -95,11 +95,14 @@ impl Session {
     }
 
     /// `participation`: who has spoken in the room lately, for its staff,
-    /// as counts. The period is the last 60 minutes; `since` is the hook for
-    /// a room session's start once rooms have sessions.
+    /// as counts: since the running session started, or over the last hour.
     pub(super) async fn participation(&mut self, id: Option<RequestId>, room_id: RoomId) -> Step {
         if !self.may_moderate(&room_id) {
             return self.error(forbidden("staff-forbidden").with_id(id)).await;
+        }
+        // A reply as long as the room: counted like other room actions.
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
         }
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_found("no-such-room-here").with_id(id)).await;
@@ -121,16 +124,11 @@ impl Session {
         let Some(room) = self.app.hub.room(&room_id) else {
             return self.error(not_found("no-such-room-here").with_id(id)).await;
         };
-        // Session tools write the whole room a `room_update` (the pinned
-        // text with it) or a notice: counted like other room actions.
-        let session_tool = matches!(
-            action,
-            ModerationAction::Pin { .. } | ModerationAction::Unpin | ModerationAction::StartSession { .. } | ModerationAction::EndSession { .. }
-        );
-        if session_tool {
-            if let Err(step) = self.throttle_action(&id).await {
-                return step;
-            }
+        // Every action writes to others (the room, its staff, a member, the
+        // audit log): a staff token, trusted or stolen, has the same budget
+        // of room actions as anyone.
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
         }
         let result = match change_room(&room, &action) {
             Some(result) => result,
@@ -352,6 +350,9 @@ impl Session {
     pub(super) async fn resolve_report(&mut self, id: Option<RequestId>, room_id: RoomId, report_id: ReportId, resolution: ReportResolution) -> Step {
         if !self.may_moderate(&room_id) {
             return self.error(forbidden("reports-forbidden").with_id(id)).await;
+        }
+        if let Err(step) = self.throttle_action(&id).await {
+            return step;
         }
         match self.app.moderation.resolve_report(&room_id, &report_id).await {
             Ok(Some(_)) => {

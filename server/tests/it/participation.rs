@@ -108,6 +108,47 @@ async fn a_running_session_is_the_window(d: &Deployment) {
 
 both_brokers!(counts_after_a_known_conversation_quietest_first_with_no_text, only_staff_in_scope_may_see_participation, a_running_session_is_the_window);
 
+/// Every staff request writes to someone. A scripted or stolen staff token
+/// gets `rate_limited` like a member, and the member it points at gets no
+/// more warnings than the budget lets through.
+#[tokio::test]
+async fn staff_requests_have_the_room_action_budget() {
+    let server = TestServer::start().await;
+    let (mut ann, ann_id) = server.member_in(ROOM, Some("Ann")).await;
+    let mut views = server.staff(Role::Facilitator, Some(vec![ROOM]), ROOM).await;
+    let budget = server.app.config.limits.actions_per_10s as usize;
+    let mut shown = 0;
+    let refusal = loop {
+        match views.request(participation()).await {
+            ServerMessage::Participation { .. } => shown += 1,
+            ServerMessage::Error(e) => break e,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(shown <= budget, "{shown} participation views in a row and none refused");
+    };
+    assert_eq!(refusal.code, ErrorCode::RateLimited, "{refusal:?}");
+    assert!(refusal.retry_after_ms.is_some_and(|ms| ms > 0), "{refusal:?}");
+
+    let mut sam = server.staff(Role::Facilitator, Some(vec![ROOM]), ROOM).await;
+    let warn = || kindred_protocol::ModerationAction::Warn { member_id: ann_id.clone(), reason: "Please keep it kind.".into() };
+    let mut warned = 0;
+    for _ in 0..budget + 5 {
+        match sam.moderate(ROOM, warn()).await {
+            ServerMessage::Moderated { .. } => warned += 1,
+            ServerMessage::Error(e) => {
+                assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(warned < budget + 5, "no warning refused");
+    for _ in 0..warned {
+        ann.expect("a warning", |m| matches!(m, ServerMessage::Notice(n) if n.kind == kindred_protocol::NoticeKind::Warning)).await;
+    }
+    ann.assert_none_for("a warning past the budget", std::time::Duration::from_millis(300), |m| matches!(m, ServerMessage::Notice(_))).await;
+}
+
 /// A room that asks for the nudge: more than half of the last 15 minutes' messages.
 fn nudging(c: &mut kindred_server::config::Config) {
     c.jwt_secret = Some(crate::common::redis_server::SECRET.into());
