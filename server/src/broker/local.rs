@@ -30,6 +30,9 @@ struct Stream {
     delivered: u64,
     /// The hub's room holds this stream's history (it was loaded into it).
     loaded: bool,
+    /// What the disk held when the stream was opened, kept for the hub's
+    /// room until it takes it (dropped by an append: the disk is then ahead).
+    unloaded: Option<Vec<Stored>>,
 }
 
 impl LocalBroker {
@@ -51,10 +54,10 @@ impl LocalBroker {
             None => None,
         };
         let stream = match stored {
-            Some((p, _)) => Stream { epoch: p.epoch, seq: p.seq, staff_seq: p.staff_seq, delivered: p.seq, loaded: false },
+            Some((p, entries)) => Stream { epoch: p.epoch, seq: p.seq, staff_seq: p.staff_seq, delivered: p.seq, loaded: false, unloaded: Some(entries) },
             None => {
                 let (epoch, seq) = self.handler.position(room).unwrap_or_else(|| (crate::hub::new_epoch(), 0));
-                Stream { epoch, seq, staff_seq: 0, delivered: seq, loaded: true }
+                Stream { epoch, seq, staff_seq: 0, delivered: seq, loaded: true, unloaded: None }
             }
         };
         Ok(self.streams.entry(room.clone()).or_insert_with(|| Arc::new(Mutex::new(stream))).clone())
@@ -68,6 +71,7 @@ impl Broker for LocalBroker {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let mut s = stream.lock();
+        s.unloaded = None;
         let mut msg = draft.msg.clone();
         // Staff back-channel messages take no seq of their own, so members
         // see a room sequence without holes; they sort after the seq they follow.
@@ -136,15 +140,16 @@ impl Broker for LocalBroker {
         let mut s = stream.lock();
         let behind = self.handler.position(room).is_some_and(|(epoch, seq)| epoch != s.epoch || seq != s.delivered);
         if !s.loaded || behind {
-            let entries = match &self.disk {
-                Some(disk) => match disk.load(room, retention) {
+            let entries = match (s.unloaded.take(), &self.disk) {
+                (Some(entries), _) => entries,
+                (None, Some(disk)) => match disk.load(room, retention) {
                     Ok(stored) => stored.map(|(_, entries)| entries).unwrap_or_default(),
                     Err(e) => {
                         tracing::error!(room = %room, error = %e, "a room's history could not be read");
                         return Box::pin(std::future::ready(Err(BrokerError::Unavailable)));
                     }
                 },
-                None => Vec::new(),
+                (None, None) => Vec::new(),
             };
             self.handler.on_loading(room);
             let _no_gap = self.handler.on_history(room, &s.epoch, s.delivered, entries);
