@@ -1,8 +1,9 @@
 //! Kindred wire protocol v1: every message a client and the server exchange
-//! over the WebSocket at `/ws`, as typed serde values. No I/O lives here, so
-//! the server, the load generator and third-party Rust clients share one
+//! over the WebSocket at `/ws`, as typed serde values. The types do no I/O,
+//! so the server, the load generator and third-party Rust clients share one
 //! definition; `docs/protocol.md` is its human reference and is tested
-//! against these types.
+//! against these types. The `client` feature adds a connection that
+//! reconnects and resumes by itself.
 //!
 //! Crate map:
 //! - [`ids`]: newtypes for every identifier on the wire.
@@ -12,8 +13,12 @@
 //! - [`errors`]: [`ErrorCode`] and [`CloseCode`], with whether a retry can help.
 //! - `schema` (feature `schema`): the JSON Schema of every frame, the
 //!   machine-readable twin of `docs/protocol.md`.
+//! - `connection` (feature `client`): a client that reconnects and resumes
+//!   by itself; see `docs/clients.md`.
 
 pub mod client;
+#[cfg(feature = "client")]
+pub mod connection;
 pub mod errors;
 pub mod ids;
 pub mod moderation;

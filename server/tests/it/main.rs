@@ -6,6 +6,7 @@ mod common;
 mod admin_api;
 mod bad_input;
 mod calendar;
+mod clients;
 mod cluster;
 mod coalescing;
 mod contract;

@@ -23,8 +23,13 @@ impl Process {
     /// `kindred serve --listen 127.0.0.1:0` with more flags and environment;
     /// returns once it printed where it listens.
     pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Process::spawn_at("127.0.0.1:0", args, env)
+    }
+
+    /// The same on a given address: a server back where its clients left it.
+    pub(crate) fn spawn_at(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(args)
             .env_remove("KINDRED_JWT_SECRET")
             .envs(env.iter().copied())
