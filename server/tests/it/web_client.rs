@@ -46,6 +46,11 @@ async fn the_embedded_client_is_served_with_a_strict_csp() {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
     assert!(page.contains("<html"), "index.html is served at /");
+    // The page imports the client library from /sdk/, embedded from client-web/sdk/.
+    let sdk = crate::session::http_get(server.addr, "/sdk/kindred-client.js").await;
+    assert!(sdk.starts_with("HTTP/1.1 200"), "{sdk}");
+    assert!(sdk.to_lowercase().contains("content-type: text/javascript"), "{sdk}");
+    assert!(sdk.contains("export class KindredClient"), "the client library is served at /sdk/");
     let missing = crate::session::http_get(server.addr, "/../../etc/passwd").await;
     assert!(missing.starts_with("HTTP/1.1 404") || missing.starts_with("HTTP/1.1 400"), "{missing}");
 }
