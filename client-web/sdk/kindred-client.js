@@ -128,6 +128,7 @@ export class KindredClient {
     this._lastFrameAt = 0;
     this._connectedAt = 0;
     this._retryAfterMs = 0;
+    this._finalError = null;
   }
 
   // ---- public API ------------------------------------------------------
@@ -202,7 +203,8 @@ export class KindredClient {
   }
 
   /**
-   * Leave a room (and stop resuming it).
+   * Leave a room. It is forgotten at once, connected or not: it is not
+   * resumed after a reconnect (a connection that ended left every room).
    * @param {string} room
    * @returns {Promise<object>} the left frame
    */
@@ -234,6 +236,7 @@ export class KindredClient {
    *   `error` reply, a `timeout`, or `disconnected` (not connected, or lost before the reply)
    */
   request(frame, { timeoutMs = this._opts.requestTimeoutMs } = {}) {
+    if (frame.type === 'leave') this._rooms.delete(frame.room);
     if (!this.connected) return Promise.reject(localError('disconnected', 'not connected'));
     return this._request(frame, timeoutMs);
   }
@@ -527,8 +530,6 @@ export class KindredClient {
         // The caller's: its history is in the reply. Let the caller see `joined` before the room's next frames.
         setTimeout(() => this._release(room, held, true));
       }
-    } else if (reply.type === 'left') {
-      this._rooms.delete(reply.room);
     }
     resolve(reply);
   }
