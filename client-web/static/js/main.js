@@ -230,12 +230,13 @@ class App {
     if (state.id === this.activeRoom) announce(j.recovered ? t('backOnline') : t('backOnlineGap'));
   }
 
-  /** Rooms that could not be joined again (banned meanwhile, new rules, closed…). */
+  /** Rooms that could not be joined again (banned meanwhile, new rules, closed…, or no answer). */
   onReconnected({ rooms }) {
     for (const { room, error } of rooms) {
       if (!error || error.code === 'disconnected') continue;
-      if (room === this.activeRoom) this.onJoinError(room, error, { resumed: true });
-      else this.store.dropRoom(room);
+      if (room !== this.activeRoom) this.store.dropRoom(room);
+      else if (error.code === 'timeout') this.enterRoom(room); // still inactive since the drop: joins anew with since
+      else this.onJoinError(room, error, { resumed: true });
     }
   }
 
