@@ -1,8 +1,6 @@
-// A member keeps its place across a server restart: the client reconnects
-// on its own, resumes the room with `since`, and shows every message once,
-// with none missing, in order. (The embedded server keeps history in memory,
-// so after a restart the room has a new epoch: the client keeps what the
-// member already read and continues with the new history after it.)
+// A member keeps its place across a server restart: the client (the client
+// library, kindred-client.js) reconnects on its own, resumes the room with
+// `since`, and shows every message once, with none missing, in order.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +19,10 @@ test('after a server restart a member reconnects with no gap and no duplicates',
   await joinRoom(a.page, 'pet-loss');
   await joinRoom(b.page, 'pet-loss');
   const handleA = await a.page.evaluate(() => window.kindred.store.room(window.kindred.activeRoom).me.handle);
+  // What reconnects and resumes here is the client library: the page loads it from /sdk/ and connects with it.
+  const loaded = await a.page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+  assert.ok(loaded.includes('/sdk/kindred-client.js'), `the page loads the client library: ${loaded.join(', ')}`);
+  assert.equal(await a.page.evaluate(() => window.kindred.conn.client.constructor.name), 'KindredClient');
 
   const before = ['I lost my cat last week.', 'She was nineteen.', 'The house is so quiet now.'];
   for (const text of before) await sendMessage(a.page, text);

@@ -109,12 +109,29 @@ export class KindredServer {
     });
   }
 
-  /** Stop and start again on the same port with the same data dir. */
-  async restart() {
+  /** Kill the process at once (SIGKILL: no close frames, nothing flushed on the way out). Keeps port and data dir. */
+  async kill() {
+    const proc = this.proc;
+    this.proc = null;
+    this.url = null;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    await new Promise((resolvePromise) => {
+      proc.once('exit', resolvePromise);
+      proc.kill('SIGKILL');
+    });
+  }
+
+  /** Stop (or with `kill`, SIGKILL) and start again on the same port with the same data dir. */
+  async restart({ kill = false } = {}) {
     const port = this.port;
-    await this.stop();
+    await (kill ? this.kill() : this.stop());
     this.port = port;
     return this.start();
+  }
+
+  /** The WebSocket endpoint. */
+  get wsUrl() {
+    return this.url && `${this.url.replace(/^http/, 'ws')}/ws`;
   }
 
   /** Stop and remove the data dir if we made it. */

@@ -22,7 +22,8 @@ pub struct ServeArgs {
     /// Where state that outlives a restart is kept (the signing secret among it).
     #[arg(long, env = "KINDRED_DATA_DIR", default_value = "kindred-data")]
     pub data_dir: PathBuf,
-    /// Serve the web client from this directory instead of the copy built into the binary.
+    /// Serve the web client from this directory (`client-web/static`) instead of the copy built into the
+    /// binary; its client library, `/sdk/kindred-client.js`, is read from the `sdk/` directory beside it.
     #[arg(long, env = "KINDRED_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
     /// Signing secret for session and facilitator tokens (at least 32 bytes). Without it a

@@ -1,6 +1,10 @@
 //! The web client: served from the copy embedded at build time, or from a
 //! directory on disk (`--web-dir`, for working on the client), always with
 //! a strict Content-Security-Policy.
+//!
+//! The client library it is built on lives once, in `client-web/sdk/` (it is
+//! published to npm from there), and is served at [`SDK_FILE`]: embedded like
+//! the rest, or read from disk from `sdk/` beside the web dir.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -11,6 +15,9 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// Scripts, styles and connections from this origin only; nothing inline, no frames.
 pub(crate) const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Where the page imports the client library from.
+const SDK_FILE: &str = "sdk/kindred-client.js";
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next().unwrap_or("") {
@@ -32,7 +39,7 @@ pub(crate) async fn serve(web_dir: Option<PathBuf>, uri: Uri) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let body = match &web_dir {
-        Some(dir) => match tokio::fs::read(dir.join(path)).await {
+        Some(dir) => match tokio::fs::read(if path == SDK_FILE { dir.join("..").join(path) } else { dir.join(path) }).await {
             Ok(bytes) => Body::from(bytes),
             Err(_) => return StatusCode::NOT_FOUND.into_response(),
         },

@@ -20,7 +20,6 @@ class App {
     this.store = new Store();
     this.wishedHandle = null;
     this.activeRoom = null;
-    this.hadWelcome = false;
     this.takeTokenFromUrl();
     this.conn = new Connection({ credentials: () => this.credentials(), locale: lang });
     this.directory = new DirectoryScreen(this);
@@ -129,6 +128,8 @@ class App {
     c.addEventListener('closed', () => {
       for (const r of this.store.joined.values()) r.active = false;
     });
+    c.addEventListener('rejoined', (e) => this.onRejoined(e.detail));
+    c.addEventListener('reconnected', (e) => this.onReconnected(e.detail));
     c.addEventListener('frame', (e) => this.onFrame(e.detail));
     this.store.addEventListener('session', () => this.renderSession());
     languageEvents.addEventListener('change', () => this.relocalize());
@@ -177,8 +178,6 @@ class App {
   }
 
   onWelcome(w) {
-    const again = this.hadWelcome;
-    this.hadWelcome = true;
     if (w.role === 'member' && w.session_token) storage.memberToken = w.session_token;
     if (w.role === 'member' && this.wishedHandle) storage.handleChosen = true;
     this.wishedHandle = null;
@@ -186,7 +185,7 @@ class App {
     if (this.store.isStaff) this.syncAlerts();
     else if (this.store.alerts.byId.size) this.store.clearAlerts();
     if (this.directory.el.hidden === false) this.directory.refresh();
-    this.resumeRooms(again);
+    this.reconcileRooms();
   }
 
   /**
@@ -206,51 +205,47 @@ class App {
     }
   }
 
-  /** After a reconnect, join every room again from where we were: no gap, no duplicate. */
-  async resumeRooms(again) {
+  /**
+   * At each welcome: the client library resumes the rooms it is in by itself
+   * (see onRejoined). Forget any other room, except the one on screen, which
+   * is entered (again): a join that was lost, or a new identity's session.
+   */
+  reconcileRooms() {
+    const resumed = new Set(this.conn.rooms);
     const active = this.activeRoom;
-    const rooms = [...this.store.joined.values()];
-    const tasks = rooms.map(async (r) => {
-      if (r.active) return;
-      try {
-        const req = { type: 'join', room: r.id, since: r.position() };
-        let j;
-        try {
-          j = await this.conn.request(req);
-        } catch (err) {
-          // The member already accepted exactly this version of the rules in
-          // this session (a server that forgot it, say after a restart):
-          // accept it again rather than interrupt the conversation.
-          const accepted = r.info?.rules_version;
-          if (err.code !== 'rules_not_accepted' || accepted === undefined || err.body?.rules_version !== accepted) throw err;
-          j = await this.conn.request({ ...req, accept_rules: accepted });
-        }
-        const state = this.store.applyJoined(j);
-        state.active = true;
-        this.room.flushOutbox(r.id);
-        if (again && r.id === active) {
-          const text = j.recovered ? t('backOnline') : t('backOnlineGap');
-          announce(text);
-        }
-      } catch (err) {
-        if (err.code === 'disconnected' || err.code === 'timeout') return;
-        if (r.id === active) this.onJoinError(r.id, err, { resumed: true });
-        else this.store.dropRoom(r.id);
-      }
-    });
-    await Promise.all(tasks);
-    // A room in the address bar whose join was given up while offline.
-    if (active && this.joining !== active && !this.store.room(active)?.active && !rooms.some((r) => r.id === active) && this.routeRoom() === active) {
+    for (const r of [...this.store.joined.values()]) if (!resumed.has(r.id) && r.id !== active) this.store.dropRoom(r.id);
+    if (active && !resumed.has(active) && this.joining !== active && this.routeRoom() === active) {
+      const r = this.store.room(active);
+      if (r) r.active = false;
       this.enterRoom(active);
+    }
+  }
+
+  /** A room joined again after a reconnect; its missed messages follow, once and in order. */
+  onRejoined(j) {
+    if (!this.store.room(j.room.id)) return;
+    const state = this.store.applyJoined(j, { withHistory: false });
+    state.active = true;
+    this.room.flushOutbox(state.id);
+    if (state.id === this.activeRoom) announce(j.recovered ? t('backOnline') : t('backOnlineGap'));
+  }
+
+  /** Rooms that could not be joined again (banned meanwhile, new rules, closed…, or no answer). */
+  onReconnected({ rooms }) {
+    for (const { room, error } of rooms) {
+      if (!error || error.code === 'disconnected') continue;
+      if (room !== this.activeRoom) this.store.dropRoom(room);
+      else if (error.code === 'timeout') this.enterRoom(room); // still inactive since the drop: joins anew with since
+      else this.onJoinError(room, error, { resumed: true });
     }
   }
 
   onHelloError(body) {
     const code = body?.code;
-    if (code === 'invalid_handle') {
+    if (this.wishedHandle && (code === 'invalid_handle' || code === 'bad_request')) {
       this.wishedHandle = null;
       this.toast(t('errInvalidHandle'));
-    } else if (code === 'unauthorized' || code === 'forbidden' || code === 'banned') {
+    } else if (code === 'unauthorized' || code === 'forbidden') {
       if (storage.staffToken) {
         storage.staffToken = null;
         this.toast(t('errStaffToken'));
@@ -264,7 +259,7 @@ class App {
 
   onFrame(f) {
     if (f.type === 'error') {
-      this.toast(this.errorText({ code: f.code, body: f }, {}));
+      this.toast(this.errorText({ code: f.code, frame: f }, {}));
       return;
     }
     this.store.apply(f);
@@ -320,9 +315,8 @@ class App {
     const id = this.activeRoom;
     this.activeRoom = null;
     if (!id) return;
-    const r = this.store.room(id);
     this.store.dropRoom(id);
-    if (r?.active && this.conn.online) this.conn.request({ type: 'leave', room: id }).catch(() => {});
+    this.conn.leave(id);
   }
 
   summary(id) {
@@ -348,7 +342,7 @@ class App {
       await this.conn.whenOnline(60000);
     } catch {
       this.joining = null;
-      return; // resumeRooms() joins once we are connected
+      return; // reconcileRooms() enters it once we are connected
     }
     if (this.activeRoom !== id) {
       this.joining = null;
@@ -363,7 +357,7 @@ class App {
         this.joining = null;
       });
       if (this.activeRoom !== id) {
-        this.conn.request({ type: 'leave', room: id }).catch(() => {});
+        this.conn.leave(id);
         return;
       }
       const state = this.store.applyJoined(j);
@@ -372,19 +366,16 @@ class App {
       this.room.show(id);
     } catch (err) {
       if (this.activeRoom !== id) return;
-      if (err.code === 'disconnected' || err.code === 'timeout') {
-        this.store.ensureRoom(id); // so resumeRooms() tries again after reconnecting
-        return;
-      }
+      if (err.code === 'disconnected' || err.code === 'timeout') return; // entered again at the next welcome (reconcileRooms)
       this.onJoinError(id, err, {});
     }
   }
 
   onJoinError(id, err, { resumed }) {
-    const body = err.body || {};
+    const body = err.frame || {};
     const name = this.store.room(id)?.info?.name || this.summary(id)?.name || id;
     // A locked room takes nobody new: don't have them read and accept the rules first.
-    if (err.code === 'rules_not_accepted' && this.summary(id)?.locked) err = { code: 'room_locked', body: {} };
+    if (err.code === 'rules_not_accepted' && this.summary(id)?.locked) err = { code: 'room_locked', frame: {} };
     if (err.code === 'rules_not_accepted') {
       this.showScreen('rules');
       this.rules.show({ roomId: id, name, version: body.rules_version, rules: body.rules, language: this.summary(id)?.language, updated: !!resumed || !!this.store.room(id)?.info });
@@ -416,7 +407,7 @@ class App {
 
   /** Kind words for an error code. */
   errorText(err, { room, roomName, sending = false } = {}) {
-    const body = err.body || {};
+    const body = err.frame || {};
     if (sending && (err.code === 'disconnected' || err.code === 'timeout')) return t('notSentOffline');
     const name = roomName || room?.info?.name || '';
     const secs = Math.max(1, Math.ceil((body.retry_after_ms || 1000) / 1000));
@@ -547,7 +538,6 @@ class App {
   }
 
   startAgain() {
-    this.hadWelcome = false;
     this.conn.restart();
     this.route();
   }

@@ -1,312 +1,173 @@
-// The wire: one WebSocket to /ws speaking kindred.v1. Owns the hello, request
-// ids and promise replies, the app-level heartbeat and reconnecting with
-// backoff and jitter. It knows nothing about rooms or screens; resuming rooms
-// after a reconnect is the app's job, started from the `welcome` event.
+// The page's connection. The protocol itself (hello, request ids, heartbeats,
+// reconnecting with backoff and jitter, resuming every joined room with each
+// message once and in order) is the client library's, kindred-client, served
+// at /sdk/ from client-web/sdk/. This thin wrapper adds what only a page
+// needs: a status for the banner, trying again at once when the network or the
+// tab comes back, and a new client when the identity changes.
 
-export const SUBPROTOCOL = 'kindred.v1';
-
-/** Close codes after which reconnecting cannot help. */
-const FINAL_CLOSES = new Set([4403]);
-/** The token was refused: reconnect, but the app must change credentials first. */
-const UNAUTHORIZED_CLOSE = 4401;
-
-/** An `error` reply (or a local failure such as `disconnected` / `timeout`). */
-export class ProtocolError extends Error {
-  constructor(body) {
-    super(body.message || body.code);
-    this.code = body.code;
-    this.body = body;
-  }
-}
+import { KindredClient, KindredError } from '../sdk/kindred-client.js';
 
 export function wsUrl(loc = location) {
   return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
 }
 
+const notConnected = () => new KindredError({ code: 'disconnected', message: 'not connected' });
+
 /**
  * Events (all CustomEvent, data in `detail`):
- * - `status`  {status: 'connecting'|'online'|'reconnecting'|'offline'|'stopped'|'banned', retryInMs?, reason?}
- * - `welcome` the welcome frame (every successful hello, first and after reconnects)
- * - `hello_error` the error body of a refused hello
- * - `frame`   every server frame that is not the reply to a request
- * - `closed`  {code, reason}
+ * - `status`  {status: 'connecting'|'online'|'reconnecting'|'offline'|'stopped'|'banned', retryInMs?, restarting?}
+ * - `welcome` the welcome frame (every session: the first and after reconnects)
+ * - `hello_error` the error frame of a refused token or handle (hello, or 4401 later);
+ *   the app changes its credentials, and the connection starts over with them
+ * - `rejoined` the `joined` of a room the client joined again after a reconnect;
+ *   its missed messages follow as `frame`s
+ * - `reconnected` {rooms: [{room, recovered, error?}]} once every room was tried again
+ * - `closed`  {code, reason, willReconnect}
+ * - `frame`   every other server frame that is not the reply to a request
  */
 export class Connection extends EventTarget {
   /**
    * @param {object} opts
-   * @param {() => {token?: string, handle?: string}} opts.credentials asked at every hello
+   * @param {() => {token?: string, handle?: string}} opts.credentials asked for each new client
    * @param {string} [opts.url]
    * @param {string} [opts.locale]
    */
-  constructor({ credentials, url = wsUrl(), locale = 'en', requestTimeoutMs = 15000, baseDelayMs = 500, maxDelayMs = 20000 }) {
+  constructor({ credentials, url = wsUrl(), locale = 'en' }) {
     super();
     this.credentials = credentials;
     this.url = url;
-    this.locale = locale;
-    this.requestTimeoutMs = requestTimeoutMs;
-    this.baseDelayMs = baseDelayMs;
-    this.maxDelayMs = maxDelayMs;
-    this.ws = null;
+    this._locale = locale;
+    /** @type {KindredClient | null} one per identity */
+    this.client = null;
     this.status = 'idle';
-    this.welcome = null;
-    this.pending = new Map();
-    this.nextId = 1;
-    this.attempt = 0;
-    this.retryTimer = null;
-    this.heartbeatTimer = null;
-    this.lastFrameAt = 0;
-    this.stopped = false;
-    this.onlineWaiters = [];
-    this._wake = () => {
-      if (this.status === 'reconnecting' || this.status === 'offline') this.reconnectNow();
-    };
-    window.addEventListener('online', this._wake);
+    window.addEventListener('online', () => this.reconnectNow());
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible') this._wake();
+      if (document.visibilityState === 'visible') this.reconnectNow();
     });
     window.addEventListener('offline', () => {
       if (this.status !== 'online') this._setStatus('offline');
     });
   }
 
-  /** Open the connection (and keep it open until stop()). */
-  start() {
-    this.stopped = false;
-    if (!this.ws) this._open();
+  /** The language of the server's texts, from the next hello on. */
+  get locale() {
+    return this._locale;
   }
 
-  /** Close for good: no reconnect (after forget_me, or when banned). */
+  set locale(code) {
+    this._locale = code;
+    if (this.client) this.client.locale = code;
+  }
+
+  /** Open the connection (and keep it open until stop()). */
+  start() {
+    if (!this.client) this._connect();
+  }
+
+  /** Close for good: no reconnect (after forget_me). */
   stop() {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
-    this._drop(1000, 'client stopped');
+    this._drop();
     this._setStatus('stopped');
   }
 
-  /** Drop the current socket and connect again at once (new credentials). */
+  /** Start over with a new client, asking for the credentials again. */
   restart() {
-    this.stopped = false;
-    this.attempt = 0;
-    clearTimeout(this.retryTimer);
-    this._drop(1000, 'client restart');
-    this._open();
+    this._drop();
+    this._connect();
   }
 
+  /** Waiting to reconnect: try now. */
   reconnectNow() {
-    if (this.stopped) return;
-    clearTimeout(this.retryTimer);
-    if (!this.ws) this._open();
+    this.client?.reconnectNow();
   }
 
   get online() {
-    return this.status === 'online';
+    return !!this.client?.connected;
+  }
+
+  /** The rooms the client is in and resumes after a reconnect. */
+  get rooms() {
+    return this.client?.rooms || [];
   }
 
   /** Resolves when the connection is ready (welcome received), or rejects after timeoutMs. */
   whenOnline(timeoutMs = 30000) {
-    if (this.online) return Promise.resolve(this.welcome);
-    return new Promise((resolve, reject) => {
-      const w = { resolve, reject };
-      w.timer = setTimeout(() => {
-        this.onlineWaiters = this.onlineWaiters.filter((x) => x !== w);
-        reject(new ProtocolError({ code: 'disconnected', message: 'not connected' }));
-      }, timeoutMs);
-      this.onlineWaiters.push(w);
+    if (!this.client) return Promise.reject(notConnected());
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(notConnected()), timeoutMs);
     });
+    return Promise.race([this.client.connect(), late]).finally(() => clearTimeout(timer));
   }
 
-  /**
-   * Send a request with a fresh id; resolves with the reply frame, rejects
-   * with a ProtocolError for an `error` reply, a timeout, or a lost connection.
-   */
-  request(msg, { timeoutMs = this.requestTimeoutMs } = {}) {
-    if (!this.online) {
-      return Promise.reject(new ProtocolError({ code: 'disconnected', message: 'not connected' }));
-    }
-    return this._request(msg, timeoutMs);
+  /** A request; resolves with the reply, rejects with a KindredError (an `error` reply, `timeout`, `disconnected`). */
+  request(msg) {
+    return this.client ? this.client.request(msg) : Promise.reject(notConnected());
   }
 
   /** Fire-and-forget (typing, raise_hand); false when not connected. */
   send(msg) {
-    if (!this.online || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(msg));
-    return true;
+    return !!this.client?.notify(msg);
   }
 
-  _request(msg, timeoutMs) {
-    const id = `c${this.nextId++}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new ProtocolError({ code: 'timeout', message: 'no reply in time' }));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      try {
-        this.ws.send(JSON.stringify({ ...msg, id }));
-      } catch (e) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(new ProtocolError({ code: 'disconnected', message: String(e) }));
-      }
-    });
+  /** Leave a room, and don't join it again after a reconnect (even if offline now). */
+  leave(room) {
+    this.client?.leave(room).catch(() => {});
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   _setStatus(status, extra = {}) {
     this.status = status;
-    this.dispatchEvent(new CustomEvent('status', { detail: { status, ...extra } }));
+    this._emit('status', { status, ...extra });
   }
 
-  _open() {
-    clearTimeout(this.retryTimer);
-    if (navigator.onLine === false) {
-      this._setStatus('offline');
-      this._scheduleReconnect();
-      return;
-    }
-    this._setStatus(this.welcome ? 'reconnecting' : 'connecting', { retryInMs: 0 });
-    let ws;
-    try {
-      ws = new WebSocket(this.url, [SUBPROTOCOL]);
-    } catch {
-      this._scheduleReconnect();
-      return;
-    }
-    this.ws = ws;
-    ws.onopen = () => this._hello(ws);
-    ws.onmessage = (ev) => this._onMessage(ev);
-    ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
-    ws.onerror = () => {
-      /* onclose follows and handles it */
-    };
+  _drop() {
+    const client = this.client;
+    this.client = null;
+    client?.close();
   }
 
-  async _hello(ws) {
+  _connect() {
     const { token, handle } = this.credentials() || {};
-    const hello = { type: 'hello', locale: this.locale };
-    if (token) hello.token = token;
-    if (handle) hello.handle = handle;
-    let welcome;
-    try {
-      welcome = await this._request(hello, this.requestTimeoutMs);
-    } catch (err) {
-      if (ws !== this.ws) return;
-      if (err.code !== 'disconnected' && err.code !== 'timeout') {
-        this.dispatchEvent(new CustomEvent('hello_error', { detail: err.body }));
-      }
-      // Retry with whatever credentials the app now gives.
-      this._drop(4000, 'hello refused');
-      this._scheduleReconnect();
-      return;
-    }
-    if (ws !== this.ws) return;
-    this.welcome = welcome;
-    this.attempt = 0;
-    this._startHeartbeat(welcome.heartbeat_s);
-    this._setStatus('online');
-    for (const w of this.onlineWaiters) {
-      clearTimeout(w.timer);
-      w.resolve(welcome);
-    }
-    this.onlineWaiters = [];
-    this.dispatchEvent(new CustomEvent('welcome', { detail: welcome }));
+    const client = new KindredClient(this.url, { token, handle, locale: this._locale });
+    this.client = client;
+    // Events of a client that has been replaced are not ours any more.
+    const on = (type, fn) => client.on(type, (detail) => client === this.client && fn(detail));
+    on('welcome', (w) => {
+      this._setStatus('online');
+      this._emit('welcome', w);
+    });
+    on('joined', (j) => this._emit('rejoined', j));
+    on('reconnected', (r) => this._emit('reconnected', r));
+    on('reconnecting', ({ delayMs, code }) => this._setStatus(navigator.onLine === false ? 'offline' : 'reconnecting', { retryInMs: delayMs, restarting: code === 1012 }));
+    on('closed', (c) => this._onClosed(c));
+    on('frame', (f) => {
+      if (f.type === 'welcome' || f.type === 'joined') return;
+      if (f.type === 'notice' && f.kind === 'shutdown') this._setStatus('online', { restarting: true });
+      this._emit('frame', f);
+    });
+    this._setStatus(navigator.onLine === false ? 'offline' : 'connecting');
+    client.connect().catch(() => {
+      /* the outcome comes as a `closed` event */
+    });
   }
 
-  _onMessage(ev) {
-    this.lastFrameAt = Date.now();
-    if (typeof ev.data !== 'string') return;
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (!frame || typeof frame.type !== 'string') return;
-    const waiter = frame.id !== undefined && frame.id !== null ? this.pending.get(String(frame.id)) : undefined;
-    if (waiter) {
-      this.pending.delete(String(frame.id));
-      clearTimeout(waiter.timer);
-      if (frame.type === 'error') waiter.reject(new ProtocolError(frame));
-      else waiter.resolve(frame);
-      return;
-    }
-    if (frame.type === 'pong') return;
-    if (frame.type === 'notice' && frame.kind === 'shutdown') {
-      this.dispatchEvent(new CustomEvent('status', { detail: { status: 'online', restarting: true } }));
-    }
-    this.dispatchEvent(new CustomEvent('frame', { detail: frame }));
-  }
-
-  _startHeartbeat(seconds) {
-    clearInterval(this.heartbeatTimer);
-    const periodMs = Math.max(5, Number(seconds) || 25) * 1000;
-    this.lastFrameAt = Date.now();
-    this.heartbeatTimer = setInterval(() => {
-      // Nothing heard for two periods: the socket is dead even if the browser has not noticed.
-      if (Date.now() - this.lastFrameAt > periodMs * 2 + 5000) {
-        const ws = this.ws;
-        this._drop(4000, 'heartbeat timeout');
-        this._onClose(ws, 4000, 'heartbeat timeout');
-        return;
-      }
-      this.send({ type: 'ping' });
-    }, periodMs);
-  }
-
-  /** Detach and close the socket without waiting for its close event. */
-  _drop(code, reason) {
-    const ws = this.ws;
-    if (!ws) return;
-    this.ws = null;
-    clearInterval(this.heartbeatTimer);
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try {
-      ws.close(code >= 4000 || code === 1000 ? code : 1000, reason);
-    } catch {
-      /* already closed */
-    }
-    this._failPending();
-  }
-
-  _failPending() {
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new ProtocolError({ code: 'disconnected', message: 'connection lost' }));
-      this.pending.delete(id);
-    }
-  }
-
-  _onClose(ws, code, reason) {
-    if (ws && ws === this.ws) {
-      this.ws = null;
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    } else if (ws && this.ws && ws !== this.ws) {
-      return; // an old socket
-    }
-    clearInterval(this.heartbeatTimer);
-    this._failPending();
-    this.dispatchEvent(new CustomEvent('closed', { detail: { code, reason } }));
-    if (this.stopped) return;
-    if (FINAL_CLOSES.has(code)) {
-      this.stopped = true;
+  _onClosed({ code, reason, willReconnect, error }) {
+    this._emit('closed', { code, reason, willReconnect });
+    if (willReconnect) return;
+    if (code === 4403) {
       this._setStatus('banned');
-      return;
+    } else if (code === 4401 || (error && error.code !== 'closed')) {
+      // The token or the handle was refused: the app changes its credentials, then a new client starts over.
+      const before = JSON.stringify(this.credentials() || {});
+      this._emit('hello_error', error?.frame || { code: 'unauthorized', message: reason });
+      if (JSON.stringify(this.credentials() || {}) !== before) this.restart();
+      else this._setStatus('stopped');
+    } else {
+      this._setStatus('stopped');
     }
-    if (code === UNAUTHORIZED_CLOSE) {
-      this.dispatchEvent(new CustomEvent('hello_error', { detail: { code: 'unauthorized', message: reason } }));
-    }
-    this._scheduleReconnect(code === 1012);
-  }
-
-  _scheduleReconnect(restarting = false) {
-    if (this.stopped) return;
-    clearTimeout(this.retryTimer);
-    // Full jitter: a random delay up to an exponentially growing cap, so a
-    // room full of clients does not reconnect in one thundering herd.
-    const cap = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** this.attempt);
-    const delay = Math.round(250 + Math.random() * cap);
-    this.attempt = Math.min(this.attempt + 1, 10);
-    const status = navigator.onLine === false ? 'offline' : 'reconnecting';
-    this._setStatus(status, { retryInMs: delay, restarting });
-    this.retryTimer = setTimeout(() => this._open(), delay);
   }
 }

@@ -813,10 +813,10 @@ export class RoomScreen {
       this.text.focus();
     } catch (err) {
       this.feedback.textContent = this.app.errorText(err, { room: r, sending: true });
-      if (err.code === 'slow_mode' && err.body?.retry_after_ms) this.slowUntil = Date.now() + err.body.retry_after_ms;
-      if (err.body?.retry_after_ms) {
+      if (err.code === 'slow_mode' && err.retryAfterMs) this.slowUntil = Date.now() + err.retryAfterMs;
+      if (err.retryAfterMs) {
         clearTimeout(this.feedbackTimer);
-        this.feedbackTimer = setTimeout(() => { this.feedback.textContent = ''; }, Math.min(err.body.retry_after_ms + 500, 60000));
+        this.feedbackTimer = setTimeout(() => { this.feedback.textContent = ''; }, Math.min(err.retryAfterMs + 500, 60000));
       }
     } finally {
       this.sending = false;

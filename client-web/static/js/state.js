@@ -202,9 +202,12 @@ export class RoomState {
   /**
    * Apply a `joined` reply. Returns {reset, added}: reset when the local
    * history was replaced (first join, new epoch, or a gap that could not be
-   * filled), added = messages that are new to this client.
+   * filled), added = messages that are new to this client. Without
+   * `withHistory` (a resume by the client library, which then delivers the
+   * missed messages one by one) only the room, its members and where a gap is
+   * are taken from it.
    */
-  applyJoined(j) {
+  applyJoined(j, { withHistory = true } = {}) {
     this.info = j.room;
     this.me = j.me;
     this.members = new Map((j.members || []).map((m) => [m.member_id, m]));
@@ -242,7 +245,7 @@ export class RoomState {
     }
     this.epoch = j.epoch;
     const added = [];
-    for (const m of history) if (this.addMessage(m)) added.push(m);
+    if (withHistory) for (const m of history) if (this.addMessage(m)) added.push(m);
     this.seq = Math.max(this.seq, Number(j.seq) || 0);
     this.gap = gap;
     return { reset, added, gap };
@@ -414,10 +417,10 @@ export class Store extends EventTarget {
     return r;
   }
 
-  applyJoined(j) {
+  applyJoined(j, options) {
     const id = j.room.id;
     const r = this.ensureRoom(id);
-    const result = r.applyJoined(j);
+    const result = r.applyJoined(j, options);
     this.emitRoom(r, 'reset', result);
     return r;
   }

@@ -46,6 +46,11 @@ async fn the_embedded_client_is_served_with_a_strict_csp() {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
     assert!(page.contains("<html"), "index.html is served at /");
+    // The page imports the client library from /sdk/, embedded from client-web/sdk/.
+    let sdk = crate::session::http_get(server.addr, "/sdk/kindred-client.js").await;
+    assert!(sdk.starts_with("HTTP/1.1 200"), "{sdk}");
+    assert!(sdk.to_lowercase().contains("content-type: text/javascript"), "{sdk}");
+    assert!(sdk.contains("export class KindredClient"), "the client library is served at /sdk/");
     let missing = crate::session::http_get(server.addr, "/../../etc/passwd").await;
     assert!(missing.starts_with("HTTP/1.1 404") || missing.starts_with("HTTP/1.1 400"), "{missing}");
 }
@@ -63,7 +68,15 @@ fn browser_tests_pass_in_headless_chromium() {
         let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().expect("npm runs");
         assert!(status.success(), "`npm ci` in client-web failed");
     }
+    // The client library's tests use Node's global WebSocket, behind a flag before Node 22.
+    let node_major = Command::new("node").arg("--version").output().ok().and_then(|o| {
+        let version = String::from_utf8_lossy(&o.stdout).trim().trim_start_matches('v').to_owned();
+        version.split('.').next().and_then(|major| major.parse::<u32>().ok())
+    });
+    let websocket_flag: &[&str] = if node_major.is_some_and(|major| major < 22) { &["--experimental-websocket"] } else { &[] };
+    ensure_packages("redis-server", &["redis-server"]);
     let output = Command::new("node")
+        .args(websocket_flag)
         .args(["--test", "--test-concurrency=1", "tests/"])
         .current_dir(&web)
         .env("KINDRED_BIN", env!("CARGO_BIN_EXE_kindred"))
