@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Frames longer than this go out as a text frame and continuations of at
 /// most this many bytes each (RFC 6455 §5.4; every client reassembles them).
-pub(crate) const FRAGMENT: usize = 2048;
+pub(crate) const FRAGMENT: usize = 1024;
 
 /// A buffer this big or smaller is kept between flushes; a larger one is freed.
 const KEEP: usize = 1024;
