@@ -1,8 +1,8 @@
 //! A frame as the hub hands it to connections: encoded once, its bytes
 //! shared by every mailbox it is queued in.
 
-use axum::extract::ws::Utf8Bytes;
 use kindred_protocol::{ChatMessage, ServerMessage};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded frame, shared by every mailbox it is queued in.
 pub(crate) type Frame = Utf8Bytes;

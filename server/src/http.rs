@@ -7,17 +7,23 @@
 //! its `X-Forwarded-For` names.
 
 use crate::App;
+use crate::wire::Wire;
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::TokioIo;
 use kindred_protocol::{ErrorCode, RoomId, SUBPROTOCOL, ServerMessage};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// See `max_write_buffer_size` below.
+/// tungstenite's cap on its own write buffer, which holds at most the frame a
+/// blocked socket did not take (frames are at most a fragment, see `wire`):
+/// only a guard. The mailbox bound and the write timeout limit a slow client.
 const MAX_WRITE_BUFFER: usize = 8 << 20;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -126,10 +132,19 @@ pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, mut request: Request) -> Response {
+    let Some(accept) = upgrade_accept(request.method(), request.headers()) else {
+        let msg = "Connect here with a WebSocket (GET, Connection: upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13).";
+        return refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg);
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return refuse(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadRequest, "This connection cannot be upgraded to a WebSocket.");
+    };
+    let headers = request.headers();
     let offered: Vec<&str> =
         headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
-    if !offered.is_empty() && !offered.contains(&SUBPROTOCOL) {
+    let offered_protocol = offered.contains(&SUBPROTOCOL);
+    if !offered.is_empty() && !offered_protocol {
         let msg = format!("This server speaks {SUBPROTOCOL}; none of the offered protocol versions.");
         return refuse(StatusCode::BAD_REQUEST, ErrorCode::UnsupportedVersion, &msg);
     }
@@ -147,23 +162,47 @@ async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<S
     }
     let limits = &app.config.limits;
     let frame_max = limits.max_frame_bytes as usize;
-    let tracker = app.tracker.clone();
-    upgrade
-        .protocols([SUBPROTOCOL])
+    // tungstenite hands every frame straight to the wire (write buffer 0),
+    // which batches them and frees its buffer after each write (see `wire`).
+    let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(limits.write_buffer_bytes)
-        // Only a cap for when writes fail: the mailbox bound and the write timeout are
-        // what limit a slow client. It must fit the largest frame we send: a `joined`
-        // with a full history and a big room's member list runs to hundreds of KiB.
+        .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(frame_max)
-        .max_frame_size(frame_max)
-        .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                let _forwarded = forwarded;
-                crate::session::run(app, socket).await;
-            })
-        })
+        .max_message_size(Some(frame_max))
+        .max_frame_size(Some(frame_max));
+    let (flush_at, tracker) = (limits.write_buffer_bytes, app.tracker.clone());
+    tokio::spawn(tracker.track_future(async move {
+        let _forwarded = forwarded;
+        // The client went away between the response and the upgrade.
+        let Ok(upgraded) = on_upgrade.await else { return };
+        // A blocked socket holds back the session after two batches' worth.
+        let wire = Wire::new(TokioIo::new(upgraded), flush_at, 2 * flush_at);
+        let socket = WebSocketStream::from_raw_socket(wire, Role::Server, Some(config)).await;
+        crate::session::run(app, socket).await;
+    }));
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if offered_protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
+    response
+}
+
+/// The `Sec-WebSocket-Accept` for a valid WebSocket upgrade request (RFC 6455 §4.2.1).
+fn upgrade_accept(method: &Method, headers: &HeaderMap) -> Option<HeaderValue> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let valid = method == Method::GET
+        && has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
+        && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| valid)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
 /// The client a trusted proxy forwarded for: the right-most address in

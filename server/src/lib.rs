@@ -37,6 +37,7 @@ pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod texts;
 pub(crate) mod web;
+pub(crate) mod wire;
 
 use auth::Auth;
 use broker::Broker;

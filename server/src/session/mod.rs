@@ -12,9 +12,8 @@ use crate::metrics::Metrics;
 use crate::ratelimit::TokenBucket;
 use crate::rooms::rfc3339;
 use crate::texts::{f, t};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chrono::Utc;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use kindred_protocol::{
     ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member, MessageId, Notice, NoticeKind, RequestId, RoomId, Sender,
     ServerInfo, ServerMessage,
@@ -23,7 +22,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+/// A client's WebSocket, on our own write buffer (see `wire`).
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<crate::wire::Wire<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
 
 mod crisis;
 mod hello;
@@ -51,7 +54,7 @@ type Step = Result<(), End>;
 pub(crate) struct Session {
     app: Arc<App>,
     conn: ConnId,
-    socket: WebSocket,
+    socket: Socket,
     rx: crate::mailbox::Receiver,
     outbox: Outbox,
     /// Boxed: every idle connection carries this struct in its future, and
@@ -119,7 +122,7 @@ impl MyRooms {
 }
 
 /// Serve one upgraded connection until it closes.
-pub(crate) async fn run(app: Arc<App>, socket: WebSocket) {
+pub(crate) async fn run(app: Arc<App>, socket: Socket) {
     let (tx, rx) = crate::mailbox::mailbox(app.config.limits.mailbox_frames);
     let limits = &app.config.limits;
     let session = Session {
@@ -178,7 +181,7 @@ impl Session {
                 code = control.closed() => Err(End::Close(code, close_reason(code))),
                 () = self.rx.ready(), if !self.holding => self.on_mailbox().await,
                 () = hold_ends(&mut self.hold), if self.holding => self.on_hold_end().await,
-                incoming = self.socket.recv() => Box::pin(self.on_frame(incoming)).await,
+                incoming = self.socket.next() => Box::pin(self.on_frame(incoming)).await,
                 _ = heartbeat.tick() => self.heartbeat(limits).await,
                 _ = &mut deadline, if deadline_armed => match self.identity {
                     None => Err(End::Close(CloseCode::Policy, "no hello")),
@@ -220,11 +223,15 @@ impl Session {
             }
             Box::pin(self.close(code, reason)).await;
         }
+        // tungstenite may end a connection with its last frame still in the
+        // wire (the answer to a client's close): send it before the socket goes.
+        let timeout = self.app.config.limits.write_timeout();
+        let _ = tokio::time::timeout(timeout, Box::pin(tokio::io::AsyncWriteExt::flush(self.socket.get_mut()))).await;
         Metrics::add(&self.app.metrics.connections_closed, 1);
         tracing::debug!(conn = self.conn.0, "connection closed");
     }
 
-    async fn on_frame(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Step {
+    async fn on_frame(&mut self, incoming: Option<Result<Message, tungstenite::Error>>) -> Step {
         let msg = match incoming {
             None => return Err(End::Gone),
             Some(Ok(msg)) => msg,
@@ -238,7 +245,7 @@ impl Session {
                 self.error(ErrorBody::new(ErrorCode::BadRequest, t("binary-frame"))).await?;
                 Err(End::Close(CloseCode::Policy, "binary frame"))
             }
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
             Message::Close(_) => {
                 // tungstenite queued the answering close frame (RFC 6455 §5.5.1); send it.
                 let timeout = self.app.config.limits.write_timeout();
@@ -400,11 +407,10 @@ fn close_reason(code: CloseCode) -> &'static str {
 }
 
 /// A read error: an oversized frame gets 1009; anything else means the socket is gone.
-fn read_error(error: axum::Error) -> End {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => End::Close(CloseCode::TooBig, "frame too big"),
-        Some(tungstenite::Error::Protocol(_)) | Some(tungstenite::Error::Utf8(_)) => End::Close(CloseCode::Policy, "protocol error"),
+fn read_error(error: tungstenite::Error) -> End {
+    match error {
+        tungstenite::Error::Capacity(_) => End::Close(CloseCode::TooBig, "frame too big"),
+        tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => End::Close(CloseCode::Policy, "protocol error"),
         _ => End::Gone,
     }
 }
@@ -421,22 +427,24 @@ mod tests {
         // Never polled: a WebSocket cannot be made without a real upgrade, so measure the
         // state machine through a function with the same body type.
         let fut = async move {
-            let socket: axum::extract::ws::WebSocket = unreachable_socket().await;
+            let socket: super::Socket = unreachable_socket().await;
             super::run(app, socket).await
         };
         let size = size_of_future(&fut);
         eprintln!(
             "session future: {size} bytes; Session {} bytes; WebSocket {} bytes",
             std::mem::size_of::<super::Session>(),
-            std::mem::size_of::<axum::extract::ws::WebSocket>()
+            std::mem::size_of::<super::Socket>()
         );
         // Measured 5,432 bytes before the rare handlers were boxed and the
         // deadlines merged; 2,576 before the session's language became
-        // task-local (`texts::scope`, 16 bytes more).
-        assert!(size <= 2616, "the session future is {size} bytes");
+        // task-local (`texts::scope`, 16 bytes more); 2,608 before the socket
+        // had its own write buffer (`wire`: 24 bytes here for no buffer kept
+        // between writes, where tungstenite's kept the largest frame).
+        assert!(size <= 2640, "the session future is {size} bytes");
     }
 
-    async fn unreachable_socket() -> axum::extract::ws::WebSocket {
+    async fn unreachable_socket() -> super::Socket {
         std::future::pending().await
     }
 }

@@ -8,19 +8,24 @@ impl Session {
     /// Send a close frame, then let the peer answer it, so unread input does
     /// not turn our close into a reset that could swallow the close frame.
     pub(super) async fn close(&mut self, code: CloseCode, reason: &'static str) {
-        let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(reason) };
+        let frame = CloseFrame { code: code.code().into(), reason: Utf8Bytes::from_static(reason) };
         let timeout = self.app.config.limits.write_timeout();
         if tokio::time::timeout(timeout, self.socket.send(Message::Close(Some(frame)))).await.is_err() {
             return;
         }
-        let drain = async { while let Some(Ok(_)) = self.socket.recv().await {} };
+        let drain = async { while let Some(Ok(_)) = self.socket.next().await {} };
         // The peer may never answer; the socket is dropped either way.
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
     pub(super) async fn write(&mut self, frame: Frame) -> Step {
         let timeout = self.app.config.limits.write_timeout();
-        match tokio::time::timeout(timeout, self.socket.send(Message::Text(frame))).await {
+        let socket = &mut self.socket;
+        let send = async {
+            feed(socket, frame).await?;
+            socket.flush().await
+        };
+        match tokio::time::timeout(timeout, send).await {
             Ok(Ok(())) => {
                 Metrics::add(&self.app.metrics.socket_writes, 1);
                 Ok(())
@@ -99,10 +104,10 @@ impl Session {
         let socket = &mut self.socket;
         let rx = &mut self.rx;
         let write = async {
-            socket.feed(Message::Text(first)).await?;
+            feed(socket, first).await?;
             for _ in 1..MAX_BATCH {
                 match rx.try_recv() {
-                    Some(frame) => socket.feed(Message::Text(frame)).await?,
+                    Some(frame) => feed(socket, frame).await?,
                     None => break,
                 }
             }
@@ -138,6 +143,22 @@ impl Session {
             _ => Err(End::Gone),
         }
     }
+}
+
+/// Queue a text frame on the socket; a large one in fragments, so that
+/// tungstenite's own buffer never grows past one fragment (see `wire`).
+async fn feed(socket: &mut Socket, frame: Frame) -> Result<(), tungstenite::Error> {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    if frame.len() <= crate::wire::FRAGMENT {
+        return socket.feed(Message::Text(frame)).await;
+    }
+    let bytes = bytes::Bytes::from(frame);
+    for start in (0..bytes.len()).step_by(crate::wire::FRAGMENT) {
+        let end = (start + crate::wire::FRAGMENT).min(bytes.len());
+        let opcode = OpCode::Data(if start == 0 { Data::Text } else { Data::Continue });
+        socket.feed(Message::Frame(tungstenite::protocol::frame::Frame::message(bytes.slice(start..end), opcode, end == bytes.len()))).await?;
+    }
+    Ok(())
 }
 
 /// Completes when the hold's timer runs out (never, with no timer).

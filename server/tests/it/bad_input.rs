@@ -220,3 +220,38 @@ async fn an_id_or_type_of_the_wrong_kind_is_a_bad_request_and_the_connection_sta
     c.expect_error(ErrorCode::BadRequest).await;
     assert_eq!(c.closed(WAIT).await, Closed::Code(1008));
 }
+
+/// The server does the WebSocket handshake itself (see `wire`): a request
+/// to /ws that is not an upgrade gets a clear error, not a hang or a 500.
+#[tokio::test]
+async fn a_plain_request_to_the_websocket_path_is_refused_clearly() {
+    let server = TestServer::start().await;
+    let reply = crate::session::http_get(server.addr, "/ws").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("\"code\":\"bad_request\"") && reply.contains("WebSocket"), "{reply}");
+    // And the server goes on taking real WebSockets.
+    let (mut a, _) = server.member(None).await;
+    a.join("grief").await;
+}
+
+/// A `joined` far larger than a fragment (a long history of long messages)
+/// goes out in fragments and arrives as one message, whole, in a room that
+/// goes on after it.
+#[tokio::test]
+async fn a_large_reply_arrives_whole() {
+    let server = TestServer::with(|c| c.limits.messages_per_10s = 1000).await;
+    let (mut writer, _) = server.member(None).await;
+    writer.join("grief").await;
+    let text = "I keep thinking about the last thing I said to her. ".repeat(30);
+    for _ in 0..40 {
+        writer.say("grief", &text).await;
+    }
+    let (mut reader, _) = server.member(None).await;
+    let joined = reader.join("grief").await;
+    let (_, history, _, _, _) = joined_parts(&joined);
+    assert_eq!(history.len(), 40);
+    assert!(history.iter().all(|m| m.text == text), "every message whole");
+    assert!(serde_json::to_string(&joined).unwrap().len() > 20 * 2048, "spans many fragments");
+    writer.say("grief", "still here").await;
+    reader.expect("the next message", |m| matches!(m, ServerMessage::Message(msg) if msg.text == "still here")).await;
+}
