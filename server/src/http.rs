@@ -154,7 +154,7 @@ async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<S
     // Any other peer was counted at accept.
     let mut forwarded = None;
     if app.config.is_trusted_proxy(peer.ip()) {
-        let client = forwarded_client(&headers, &app.config).unwrap_or(peer.ip());
+        let client = forwarded_client(headers, &app.config).unwrap_or(peer.ip());
         let Some(guard) = admit_ip(&app, client) else {
             return refuse(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "Too many connections from this address.");
         };
