@@ -60,6 +60,10 @@ pub struct Options {
     pub handle: Option<String>,
     /// The language of the server's texts (`en`, `es`, `fr`, `de`, `pt`, `ar`).
     pub locale: Option<String>,
+    /// Other nodes of the same cluster. Each reconnect tries the next
+    /// address in turn (the first one given to `connect`, then these), so a
+    /// node that died is left behind; any node serves every room.
+    pub failover: Vec<String>,
     /// How long a request waits for its reply, a wait to reconnect included.
     pub request_timeout: Duration,
     /// The first reconnect waits up to this long; each failure doubles it…
@@ -74,6 +78,7 @@ impl Default for Options {
             token: None,
             handle: None,
             locale: None,
+            failover: Vec::new(),
             request_timeout: Duration::from_secs(15),
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(20),
@@ -323,7 +328,9 @@ enum Ended {
 
 /// The task that owns the socket.
 struct Driver {
-    url: String,
+    /// Where to connect: the first address, then the failover ones, in turn.
+    urls: Vec<String>,
+    current: usize,
     options: Options,
     /// What `hello` presents after a reconnect: the same member or staff member.
     session_token: String,
@@ -343,7 +350,8 @@ impl Driver {
             _ => (String::new(), 25),
         };
         let heartbeat = Duration::from_secs(u64::from(heartbeat_s.max(1)));
-        Driver { url, options, session_token, heartbeat, events, rooms: HashMap::new(), pending: HashMap::new(), queued: Vec::new(), next_id: 1 }
+        let urls = std::iter::once(url).chain(options.failover.iter().cloned()).collect();
+        Driver { urls, current: 0, options, session_token, heartbeat, events, rooms: HashMap::new(), pending: HashMap::new(), queued: Vec::new(), next_id: 1 }
     }
 
     async fn run(mut self, mut socket: Socket, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -416,7 +424,9 @@ impl Driver {
     /// Connect, `hello` as the same account, and join every room again with
     /// `since`. Err(Some): the hello was refused for good; Err(None): try again.
     async fn reconnect(&mut self) -> Result<Socket, Option<ErrorBody>> {
-        let mut socket = open(&self.url).await.map_err(|_| None)?;
+        // Each try goes to the next address: a node that died is left behind.
+        self.current = (self.current + 1) % self.urls.len();
+        let mut socket = open(&self.urls[self.current]).await.map_err(|_| None)?;
         let hello = ClientMessage::Hello { id: None, token: Some(self.session_token.clone()), handle: None, locale: self.options.locale.clone() };
         match timeout(self.options.request_timeout, handshake(&mut socket, hello)).await {
             Ok(Ok(_welcome)) => {}

@@ -18,12 +18,12 @@ const ROOM: &str = "grief";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A reconnect in tests waits at most about a quarter of a second.
-fn quick() -> Options {
+pub(crate) fn quick() -> Options {
     Options { base_delay: Duration::from_millis(50), max_delay: Duration::from_millis(200), ..Options::default() }
 }
 
 /// Join, accepting the room's rules when asked, as a client would after showing them.
-async fn join(client: &Client) -> ServerMessage {
+pub(crate) async fn join(client: &Client) -> ServerMessage {
     join_room(client, ROOM).await
 }
 
@@ -34,7 +34,7 @@ async fn join_room(client: &Client, room: &str) -> ServerMessage {
     }
 }
 
-async fn next(events: &mut Events, what: &str) -> Event {
+pub(crate) async fn next(events: &mut Events, what: &str) -> Event {
     tokio::time::timeout(WAIT, events.next())
         .await
         .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))

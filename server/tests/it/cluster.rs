@@ -813,3 +813,43 @@ async fn out_of_scope_a_facilitator_is_a_member_on_the_other_node_too() {
         }
     }
 }
+
+/// The Rust client library fails over: its node is SIGKILLed, it reconnects
+/// to the next address it was given, and every message acked on the other
+/// node, before and after, reaches it once and in order, resumed from Redis.
+#[tokio::test]
+async fn the_rust_client_fails_over_to_another_node_and_misses_nothing() {
+    use crate::clients::{join, next, quick};
+    use kindred_protocol::connection::{Client, Event, Options};
+    let redis = Redis::start();
+    let data = TempDir::new();
+    let mut doomed = NodeProcess::start(&redis, "doomed", &data);
+    doomed.wait_ready().await;
+    let survivor = node(&redis, "survivor").await;
+    let options = Options { failover: vec![survivor.url()], ..quick() };
+    let (reader, mut events) = Client::connect(doomed.url(), options).await.expect("connects to the first node");
+    join(&reader).await;
+    let (mut sol, _) = survivor.member_in(ROOM, Some("Sol")).await;
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        acked.push(sol.say(ROOM, &format!("before {n}")).await.0);
+    }
+    let mut seen = Vec::new();
+    if let Event::Frame(ServerMessage::Message(m)) = next(&mut events, "a first message").await {
+        seen.push(m.message_id.0);
+    }
+    doomed.kill();
+    for n in 0..5 {
+        acked.push(sol.say(ROOM, &format!("after {n}")).await.0);
+    }
+    let mut recovered = None;
+    while seen.len() < acked.len() || recovered.is_none() {
+        match next(&mut events, "the rest, on the other node").await {
+            Event::Frame(ServerMessage::Message(m)) => seen.push(m.message_id.0),
+            Event::Reconnected { rooms } => recovered = Some(rooms.iter().all(|r| r.recovered)),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, acked, "every acked message once, in order");
+    assert_eq!(recovered, Some(true), "history in Redis: the resume is complete");
+}
