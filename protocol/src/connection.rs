@@ -299,10 +299,7 @@ impl Room {
         if same_history && !msg.staff && self.position.as_ref().is_some_and(|p| msg.seq <= p.seq) {
             return false;
         }
-        match &mut self.position {
-            Some(p) if p.epoch == epoch => p.seq = p.seq.max(msg.seq),
-            _ => self.position = Some(Position { epoch: epoch.to_owned(), seq: msg.seq }),
-        }
+        self.advance(epoch, msg.seq);
         self.recent.push_back(msg.message_id.clone());
         self.recent_set.insert(msg.message_id.clone());
         if self.recent.len() > RECENT_IDS {
@@ -311,6 +308,14 @@ impl Room {
             }
         }
         true
+    }
+
+    /// The room's history is known up to `seq` of `epoch` (a new epoch starts over).
+    fn advance(&mut self, epoch: &str, seq: u64) {
+        match &mut self.position {
+            Some(p) if p.epoch == epoch => p.seq = p.seq.max(seq),
+            _ => self.position = Some(Position { epoch: epoch.to_owned(), seq }),
+        }
     }
 }
 
@@ -566,18 +571,11 @@ impl Driver {
                 out.push(msg.clone());
             }
         }
-        match &mut state.position {
-            Some(p) if p.epoch == *epoch => p.seq = p.seq.max(*seq),
-            _ => state.position = Some(Position { epoch: epoch.clone(), seq: *seq }),
-        }
-        for msg in state.held.take().unwrap_or_default() {
-            if state.take(&msg, epoch) {
-                out.push(msg);
-            }
-        }
+        state.advance(epoch, *seq);
         for msg in out {
             self.emit(Event::Frame(ServerMessage::Message(msg)));
         }
+        self.release_held(room);
     }
 
     /// Deliver what came while a join was in flight, in the history the room had.

@@ -141,8 +141,7 @@ async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<S
         return refuse(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadRequest, "This connection cannot be upgraded to a WebSocket.");
     };
     let headers = request.headers();
-    let offered: Vec<&str> =
-        headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect();
+    let offered: Vec<&str> = tokens(headers, header::SEC_WEBSOCKET_PROTOCOL).collect();
     let offered_protocol = offered.contains(&SUBPROTOCOL);
     if !offered.is_empty() && !offered_protocol {
         let msg = format!("This server speaks {SUBPROTOCOL}; none of the offered protocol versions.");
@@ -192,11 +191,14 @@ async fn websocket(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<S
     response
 }
 
+/// The comma-separated values of a header, across all its lines.
+fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
 /// The `Sec-WebSocket-Accept` for a valid WebSocket upgrade request (RFC 6455 §4.2.1).
 fn upgrade_accept(method: &Method, headers: &HeaderMap) -> Option<HeaderValue> {
-    let has = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+    let has = |name: header::HeaderName, token: &str| tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token));
     let valid = method == Method::GET
         && has(header::CONNECTION, "upgrade")
         && has(header::UPGRADE, "websocket")

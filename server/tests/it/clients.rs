@@ -90,7 +90,7 @@ async fn every_acked_message_arrives_once_in_order_across_a_sigkill() {
     }
     // The reader has seen some of them, not necessarily all, when the server dies.
     let mut seen = vec![next_message(&mut events).await.message_id.0];
-    let listen = server.url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let listen = server.addr().to_owned();
     drop(server);
 
     let server = Process::spawn_at(&listen, &args, &[]);
@@ -135,7 +135,7 @@ async fn a_lost_history_is_reported_not_recovered() {
     let server = Process::spawn(&args, &[]);
     let (reader, mut events) = Client::connect(&server.url, quick()).await.expect("connects");
     join_room(&reader, "ephemeral").await;
-    let listen = server.url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let listen = server.addr().to_owned();
     drop(server);
     let _server = Process::spawn_at(&listen, &args, &[]);
     loop {

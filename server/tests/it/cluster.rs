@@ -155,7 +155,7 @@ impl NodeProcess {
     }
 
     async fn wait_ready(&self) {
-        let addr: std::net::SocketAddr = self.url().trim_start_matches("ws://").trim_end_matches("/ws").parse().unwrap();
+        let addr: std::net::SocketAddr = self.0.addr().parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         while !crate::session::http_get(addr, "/readyz").await.starts_with("HTTP/1.1 200") {
             assert!(Instant::now() < deadline, "node process never became ready");

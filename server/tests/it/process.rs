@@ -45,6 +45,13 @@ impl Process {
     }
 }
 
+impl Process {
+    /// `host:port` it listens on (to start it again on the same address).
+    pub(crate) fn addr(&self) -> &str {
+        self.url.trim_start_matches("ws://").trim_end_matches("/ws")
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
