@@ -140,6 +140,11 @@ pub struct Limits {
     pub history_minutes: u32,
     /// Messages sent with `joined` when not resuming. Default 50.
     pub history_on_join: usize,
+    /// One node: longest wait, in milliseconds, for more messages to share
+    /// one commit (one fsync) of the history log, taken only while commits
+    /// are already shared; 0 commits what is queued as soon as the last
+    /// commit is done. Default 2.
+    pub history_commit_ms: u32,
     /// Rooms one connection may be in at once. Default 10.
     pub max_rooms_per_connection: usize,
     /// WebSocket read buffer per connection, in bytes. Default 512: most
@@ -185,6 +190,7 @@ impl Default for Limits {
             history_max_messages: 500,
             history_minutes: 360,
             history_on_join: 50,
+            history_commit_ms: 2,
             max_rooms_per_connection: 10,
             read_buffer_bytes: 512,
             write_buffer_bytes: 16 * 1024,

@@ -114,7 +114,9 @@ impl App {
         let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
             None => {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
-                let disk = Arc::new(broker::disk::Disk::open(&config.data_dir)?);
+                let options =
+                    broker::disk::Options { commit_window: std::time::Duration::from_millis(config.limits.history_commit_ms.into()), ..Default::default() };
+                let disk = Arc::new(broker::disk::Disk::open(&config.data_dir, options)?);
                 let erasing = disk.clone();
                 let link = hub::Replicator::local_erasing(move |room, erasure| erasing.erase(room, erasure));
                 let hub = Hub::new(rooms, limits, metrics.clone(), link);

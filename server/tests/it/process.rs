@@ -217,25 +217,36 @@ async fn a_room_keeping_no_history_writes_nothing_to_disk() {
     let mut a = TestClient::connect(&server.url).await;
     a.hello(None, None).await;
     a.join("ephemeral").await;
-    let before = std::fs::read(data.0.join("history.redb")).unwrap();
+    let before = history_bytes(&data.0);
     let secret = "a line that must never reach the disk";
     for _ in 0..20 {
         a.say("ephemeral", secret).await;
     }
     drop(server);
-    let after = std::fs::read(data.0.join("history.redb")).unwrap();
-    assert_eq!(before.len(), after.len(), "the history file did not grow");
-    assert!(!after.windows(secret.len()).any(|w| w == secret.as_bytes()), "the text is not in the file");
+    let after = history_bytes(&data.0);
+    assert_eq!(before.len(), after.len(), "the history log did not grow");
+    assert!(!after.windows(secret.len()).any(|w| w == secret.as_bytes()), "the text is not in the log");
 }
 
-/// A history file that is not one fails start-up with an error naming the file, never a panic.
+/// Every segment of the history log, oldest first, end to end.
+fn history_bytes(data_dir: &std::path::Path) -> Vec<u8> {
+    let mut paths: Vec<_> = std::fs::read_dir(data_dir.join("history")).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    paths.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Damage in the history log, before the segment the last run was writing,
+/// fails start-up with an error naming the file, never a panic.
 #[tokio::test]
-async fn a_damaged_history_file_fails_start_up_with_a_clear_error() {
+async fn a_damaged_history_log_fails_start_up_with_a_clear_error() {
     let data = TempDir::new();
-    std::fs::write(data.0.join("history.redb"), b"this is not a database, it was truncated by a full disk").unwrap();
+    let history = data.0.join("history");
+    std::fs::create_dir_all(&history).unwrap();
+    std::fs::write(history.join("0000000000000001.log"), b"this is not a log, it was overwritten by a full disk").unwrap();
+    std::fs::write(history.join("0000000000000002.log"), b"").unwrap();
     let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data.0).env_remove("KINDRED_JWT_SECRET").output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("history.redb") && stderr.contains("cannot be opened"), "{stderr}");
+    assert!(stderr.contains("0000000000000001.log") && stderr.contains("is damaged at byte 0"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
