@@ -847,17 +847,21 @@ mod tests {
         disk.close();
     }
 
-    #[test]
-    fn an_interrupted_write_at_the_end_is_cut_off_and_the_log_goes_on() {
-        let dir = Dir::new();
+    /// Messages 1 to 3 in grief, the log closed; its newest segment.
+    fn three_messages_written(dir: &Dir) -> PathBuf {
         let disk = Disk::open(&dir.0, Options::default()).unwrap();
         for seq in 1..=3 {
             assert!(append(&disk, seq, "a_1", LONG));
         }
         disk.close();
-        drop(disk);
+        dir.segments().pop().unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_write_at_the_end_is_cut_off_and_the_log_goes_on() {
+        let dir = Dir::new();
+        let newest = three_messages_written(&dir);
         // A crash mid-write: half a record at the end of the newest segment.
-        let newest = dir.segments().pop().unwrap();
         let bytes = std::fs::read(&newest).unwrap();
         let mut file = OpenOptions::new().append(true).open(&newest).unwrap();
         file.write_all(&bytes[bytes.len() - 40..bytes.len() - 10]).unwrap();
@@ -876,13 +880,7 @@ mod tests {
     #[test]
     fn damage_before_the_newest_segment_fails_with_the_file_and_offset() {
         let dir = Dir::new();
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
-        for seq in 1..=3 {
-            assert!(append(&disk, seq, "a_1", LONG));
-        }
-        disk.close();
-        drop(disk);
-        let damaged = dir.segments().pop().unwrap();
+        let damaged = three_messages_written(&dir);
         let mut bytes = std::fs::read(&damaged).unwrap();
         let at = bytes.len() - 20;
         bytes[at] ^= 0x55;
