@@ -924,3 +924,60 @@ mod tests {
         disk.close();
     }
 }
+
+/// How many appends a second the log takes from many concurrent senders,
+/// the rest of the server left out (docs/benchmarks.md). Not run by the
+/// test command: `cargo test --release -p kindred-server --lib
+/// broker::disk::throughput -- --ignored --nocapture`.
+#[cfg(test)]
+mod throughput {
+    use super::*;
+    use crate::hub::tests::stored_by as stored;
+
+    #[test]
+    #[ignore = "a measurement: run it in release, alone on the machine"]
+    fn appends_per_second_from_4000_senders_in_2000_rooms() {
+        const SENDERS: u64 = 4000;
+        const EACH: u64 = 25;
+        let dir = std::env::temp_dir().join(format!("kindred-throughput-{:x}", rand::random::<u64>()));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let disk = Arc::new(Disk::open(&dir, Options::default()).unwrap());
+            let keep = Retention { max_messages: 500, ms: 3_600_000 };
+            let start = Instant::now();
+            let senders: Vec<_> = (0..SENDERS)
+                .map(|k| {
+                    let disk = disk.clone();
+                    tokio::spawn(async move {
+                        // Two senders a room, taking turns: seqs 1, 3, 5… and 2, 4, 6…
+                        let room = RoomId::new(format!("r{}", k / 2));
+                        for i in 0..EACH {
+                            let seq = i * 2 + k % 2 + 1;
+                            let (done, stored_on_disk) = tokio::sync::oneshot::channel();
+                            let mut message = stored(seq, "a_1");
+                            message.msg.room = room.clone();
+                            message.msg.text = "x".repeat(64);
+                            disk.queue(Op::Append(Box::new(Append {
+                                room: room.clone(),
+                                at: Appended { epoch: "e1".into(), seq, staff_seq: None },
+                                stream: Position { epoch: "e1".into(), seq, staff_seq: 0 },
+                                stored: message,
+                                retention: keep,
+                                done: Some(done),
+                                then: Box::new(|_, _| {}),
+                            })));
+                            assert_eq!(stored_on_disk.await, Ok(true));
+                        }
+                    })
+                })
+                .collect();
+            for sender in senders {
+                sender.await.unwrap();
+            }
+            let n = SENDERS * EACH;
+            println!("{n} appends in {:.2?}: {:.0} a second", start.elapsed(), n as f64 / start.elapsed().as_secs_f64());
+            disk.close();
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
