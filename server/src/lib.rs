@@ -116,7 +116,7 @@ impl App {
                 let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
                 let options =
                     broker::disk::Options { commit_window: std::time::Duration::from_millis(config.limits.history_commit_ms.into()), ..Default::default() };
-                let disk = Arc::new(broker::disk::Disk::open(&config.data_dir, options)?);
+                let disk = Arc::new(broker::disk::Disk::open(&config.data_dir, options, metrics.clone())?);
                 let erasing = disk.clone();
                 let link = hub::Replicator::local_erasing(move |room, erasure| erasing.erase(room, erasure));
                 let hub = Hub::new(rooms, limits, metrics.clone(), link);

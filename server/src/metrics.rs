@@ -29,6 +29,13 @@ pub struct Metrics {
     pub alert_webhook_failures: AtomicU64,
     /// Message accepted → alert written to the first staff connection.
     pub alert_delivery: Histogram,
+    /// One node: messages written to the history log, and the commits (each one fsync) that wrote them.
+    pub history_appends: AtomicU64,
+    pub history_commits: AtomicU64,
+    /// One node: one commit of the history log (its write and fsync).
+    pub history_commit: FineHistogram,
+    /// One node: a message handed to the history log → on disk (what durability adds before `sent`).
+    pub history_wait: FineHistogram,
     /// One counter per code, in the order of `ErrorCode::ALL`.
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -77,6 +84,14 @@ impl Metrics {
             "kindred_alert_delivery_seconds",
             "From a crisis message accepted to its alert written to the first staff connection.",
         );
+        counter(&mut out, "kindred_history_appends_total", "One node: messages written to the history log.", &self.history_appends);
+        counter(&mut out, "kindred_history_commits_total", "One node: commits of the history log, each one write and one fsync.", &self.history_commits);
+        self.history_commit.0.render(&mut out, "kindred_history_commit_seconds", "One node: one commit of the history log (write and fsync).");
+        self.history_wait.0.render(
+            &mut out,
+            "kindred_history_wait_seconds",
+            "One node: a message handed to the history log until it is on disk (what durability adds before sent).",
+        );
         let _ = writeln!(out, "# HELP kindred_errors_total Error frames sent, by code.\n# TYPE kindred_errors_total counter");
         for (code, value) in ErrorCode::ALL.iter().zip(&self.errors) {
             let _ = writeln!(out, "kindred_errors_total{{code=\"{}\"}} {}", code.as_str(), value.load(Ordering::Relaxed));
@@ -101,16 +116,26 @@ pub struct Histogram {
 impl Default for Histogram {
     fn default() -> Self {
         const BOUNDS_US: &[u64] = &[1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000];
-        Histogram {
-            bounds_us: BOUNDS_US,
-            counts: (0..=BOUNDS_US.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+        Histogram::with_bounds(BOUNDS_US)
+    }
+}
+
+/// A [`Histogram`] with buckets from 100 µs, for disk writes.
+#[derive(Debug)]
+pub struct FineHistogram(pub Histogram);
+
+impl Default for FineHistogram {
+    fn default() -> Self {
+        const BOUNDS_US: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+        FineHistogram(Histogram::with_bounds(BOUNDS_US))
     }
 }
 
 impl Histogram {
+    fn with_bounds(bounds_us: &'static [u64]) -> Histogram {
+        Histogram { bounds_us, counts: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(), sum_us: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
     pub fn observe(&self, d: std::time::Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
         let i = self.bounds_us.iter().position(|b| us <= *b).unwrap_or(self.bounds_us.len());

@@ -6,10 +6,10 @@
 //!
 //! - **Group commit.** Appends queue to one writer thread. It writes all
 //!   that is queued to the current segment with one `write` and one
-//!   `fdatasync`, then hands the batch to delivery (a task on the runtime),
-//!   which delivers those messages to the hub in queue order (each room's
-//!   `seq` order) and answers their senders while the writer goes on with
-//!   the next batch.
+//!   `fdatasync`, then hands the batch to delivery (a task on the runtime,
+//!   woken once per commit), which delivers those messages to the hub in
+//!   queue order (each room's `seq` order) and answers their senders while
+//!   the writer goes on with the next batch.
 //! - **Records.** `[length: u32][xxh3 of the JSON: u64][JSON]`, little
 //!   endian: a message (with its room's stream position and retention), a
 //!   deletion, a `forget_me`, or a checkpoint of every room's position, which
@@ -32,6 +32,7 @@
 
 use super::{Appended, Retention};
 use crate::hub::Stored;
+use crate::metrics::Metrics;
 use kindred_protocol::{AccountId, ChatMessage, MessageId, RoomId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -64,9 +65,7 @@ pub(crate) struct Append {
     pub stream: Position,
     pub stored: Stored,
     pub retention: Retention,
-    /// Told whether it is on disk as soon as the commit is done.
-    pub done: Option<tokio::sync::oneshot::Sender<bool>>,
-    /// Then runs in queue order, from delivery.
+    /// Runs in queue order, from delivery, once the commit is done.
     pub then: Box<dyn FnOnce(bool, Stored) + Send>,
 }
 
@@ -136,7 +135,7 @@ impl Disk {
     /// writer thread and its delivery. Damage the replay cannot put down to an
     /// interrupted write is an error naming the file: the server does not
     /// start over a history it cannot read.
-    pub(crate) fn open(data_dir: &Path, options: Options) -> Result<Disk, DiskError> {
+    pub(crate) fn open(data_dir: &Path, options: Options, metrics: Arc<Metrics>) -> Result<Disk, DiskError> {
         if data_dir.join("history.redb").exists() {
             tracing::warn!("history.redb (the history store of earlier builds) is no longer read; delete it once it is not needed");
         }
@@ -171,7 +170,7 @@ impl Disk {
         let writer = std::thread::Builder::new()
             .name("kindred-history".into())
             .spawn(move || {
-                write_loop(log, &ops, &flag, &deliver, options.commit_window);
+                write_loop(log, &ops, &flag, &deliver, options.commit_window, &metrics);
                 let (ack, acked) = mpsc::sync_channel(1);
                 if deliver.send(Delivery::Flushed(ack)).is_ok() {
                     let _gone = acked.recv();
@@ -697,7 +696,14 @@ fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 /// refused, and so is everything after it (refusing is safe, the sender
 /// retries; writing on after a hole would deliver a room's messages with a
 /// gap). The node reports unready so that operators and load balancers see it.
-fn write_loop(mut log: Log, ops: &mpsc::Receiver<Op>, failed: &AtomicBool, deliver: &tokio::sync::mpsc::UnboundedSender<Delivery>, window: Duration) {
+fn write_loop(
+    mut log: Log,
+    ops: &mpsc::Receiver<Op>,
+    failed: &AtomicBool,
+    deliver: &tokio::sync::mpsc::UnboundedSender<Delivery>,
+    window: Duration,
+    metrics: &Metrics,
+) {
     let mut swept = Instant::now();
     let (mut closing, mut busy) = (false, false);
     while !closing {
@@ -726,9 +732,23 @@ fn write_loop(mut log: Log, ops: &mpsc::Receiver<Op>, failed: &AtomicBool, deliv
         }
         closing = batch.iter().any(|op| matches!(op, Op::Close));
         busy = batch.len() > 1;
+        let began = Instant::now();
         let stored = !failed.load(Ordering::Acquire)
             && match log.write(&batch) {
-                Ok(()) => true,
+                Ok(()) => {
+                    let done = Instant::now();
+                    if batch.iter().any(|op| matches!(op, Op::Append(_) | Op::Delete { .. } | Op::Forget { .. })) {
+                        metrics.history_commit.0.observe(done - began);
+                        Metrics::add(&metrics.history_commits, 1);
+                    }
+                    for op in &batch {
+                        if let Op::Append(append) = op {
+                            metrics.history_wait.0.observe(done.saturating_duration_since(append.stored.at));
+                            Metrics::add(&metrics.history_appends, 1);
+                        }
+                    }
+                    true
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "history could not be written; this node refuses messages until it is restarted");
                     failed.store(true, Ordering::Release);
@@ -738,12 +758,7 @@ fn write_loop(mut log: Log, ops: &mpsc::Receiver<Op>, failed: &AtomicBool, deliv
         let mut appends = Vec::new();
         for op in batch {
             match op {
-                Op::Append(mut append) => {
-                    if let Some(done) = append.done.take() {
-                        let _sender_gone = done.send(stored);
-                    }
-                    appends.push(*append);
-                }
+                Op::Append(append) => appends.push(*append),
                 Op::Load { room, retention, reply } => {
                     let _gone = reply.send(log.load(&room, retention));
                 }
@@ -805,7 +820,7 @@ mod tests {
         let then = Box::new(move |ok, _| tx.send(ok).unwrap());
         let mut stored = stored(seq, account);
         stored.msg.room = room.clone();
-        disk.queue(Op::Append(Box::new(Append { room, at, stream, stored, retention, done: None, then })));
+        disk.queue(Op::Append(Box::new(Append { room, at, stream, stored, retention, then })));
         rx.recv().unwrap()
     }
 
@@ -826,7 +841,7 @@ mod tests {
     fn what_is_stored_trimmed_and_erased_stays_so_after_a_reopen() {
         let dir = Dir::new();
         let keep = Retention { max_messages: 4, ms: 3_600_000 };
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
+        let disk = Disk::open(&dir.0, Options::default(), Arc::default()).unwrap();
         for seq in 1..=8 {
             assert!(append(&disk, seq, if seq % 2 == 0 { "a_even" } else { "a_odd" }, keep));
         }
@@ -837,7 +852,7 @@ mod tests {
         disk.close();
         drop(disk);
 
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
+        let disk = Disk::open(&dir.0, Options::default(), Arc::default()).unwrap();
         assert_eq!(seqs(&disk, keep), [5], "deleted and forgotten messages do not come back");
         let (position, _) = disk.load(&RoomId::from("grief"), keep).unwrap().unwrap();
         assert_eq!(position, Position { epoch: "e1".into(), seq: 8, staff_seq: 0 }, "the stream goes on from where it was");
@@ -849,7 +864,7 @@ mod tests {
 
     /// Messages 1 to 3 in grief, the log closed; its newest segment.
     fn three_messages_written(dir: &Dir) -> PathBuf {
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
+        let disk = Disk::open(&dir.0, Options::default(), Arc::default()).unwrap();
         for seq in 1..=3 {
             assert!(append(&disk, seq, "a_1", LONG));
         }
@@ -867,12 +882,12 @@ mod tests {
         file.write_all(&bytes[bytes.len() - 40..bytes.len() - 10]).unwrap();
         drop(file);
 
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
+        let disk = Disk::open(&dir.0, Options::default(), Arc::default()).unwrap();
         assert_eq!(seqs(&disk, LONG), [1, 2, 3], "every stored message is there, nothing more");
         assert!(append(&disk, 4, "a_1", LONG), "the log takes new messages");
         disk.close();
         drop(disk);
-        let disk = Disk::open(&dir.0, Options::default()).unwrap();
+        let disk = Disk::open(&dir.0, Options::default(), Arc::default()).unwrap();
         assert_eq!(seqs(&disk, LONG), [1, 2, 3, 4]);
         disk.close();
     }
@@ -889,7 +904,7 @@ mod tests {
         let number = segment_number(damaged.file_name().unwrap().to_str().unwrap()).unwrap();
         std::fs::write(dir.0.join("history").join(segment_name(number + 1)), b"").unwrap();
 
-        let Err(e) = Disk::open(&dir.0, Options::default()) else { panic!("damage is found") };
+        let Err(e) = Disk::open(&dir.0, Options::default(), Arc::default()) else { panic!("damage is found") };
         let text = e.to_string();
         assert!(text.contains(damaged.to_str().unwrap()) && text.contains("damaged at byte"), "{text}");
     }
@@ -898,7 +913,7 @@ mod tests {
     fn old_segments_are_compacted_and_nothing_deleted_comes_back() {
         let dir = Dir::new();
         let options = Options { segment_bytes: 4096, commit_window: Duration::ZERO };
-        let disk = Disk::open(&dir.0, options).unwrap();
+        let disk = Disk::open(&dir.0, options, Arc::default()).unwrap();
         // A quiet room keeps its five messages, written first.
         for seq in 1..=5 {
             assert!(append_to(&disk, "quiet", seq, "a_quiet", LONG));
@@ -916,7 +931,7 @@ mod tests {
         disk.close();
         drop(disk);
 
-        let disk = Disk::open(&dir.0, options).unwrap();
+        let disk = Disk::open(&dir.0, options, Arc::default()).unwrap();
         assert_eq!(seqs_of(&disk, "quiet", LONG), [1, 3, 4, 5], "a deleted message does not come back after compaction");
         assert_eq!(seqs_of(&disk, "busy", two), [399, 400]);
         let (position, _) = disk.load(&RoomId::from("busy"), two).unwrap().unwrap();
@@ -942,7 +957,7 @@ mod throughput {
         let dir = std::env::temp_dir().join(format!("kindred-throughput-{:x}", rand::random::<u64>()));
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
-            let disk = Arc::new(Disk::open(&dir, Options::default()).unwrap());
+            let disk = Arc::new(Disk::open(&dir, Options::default(), Arc::default()).unwrap());
             let keep = Retention { max_messages: 500, ms: 3_600_000 };
             let start = Instant::now();
             let senders: Vec<_> = (0..SENDERS)
@@ -963,8 +978,9 @@ mod throughput {
                                 stream: Position { epoch: "e1".into(), seq, staff_seq: 0 },
                                 stored: message,
                                 retention: keep,
-                                done: Some(done),
-                                then: Box::new(|_, _| {}),
+                                then: Box::new(move |ok, _| {
+                                    let _ = done.send(ok);
+                                }),
                             })));
                             assert_eq!(stored_on_disk.await, Ok(true));
                         }

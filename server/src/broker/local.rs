@@ -97,38 +97,25 @@ impl Broker for LocalBroker {
         let (done, stored_on_disk) = tokio::sync::oneshot::channel();
         let position = Position { epoch: s.epoch.clone(), seq: s.seq, staff_seq: s.staff_seq };
         let (handler, to, at) = (self.handler.clone(), room.clone(), appended.clone());
-        // The sender's task hands its message to the hub once it is on disk
-        // (no hop through delivery); delivery hands over every message again
-        // in queue order, so none is left out if the sender has gone. The
-        // hub's sequencer orders the two and drops the copy. Not a staff
-        // message: it takes no seq of its own to be ordered by (as in redis.rs).
-        // Either way under the stream lock, with `delivered` moved first, so
-        // that `activate` sees the hub and the stream agree.
-        let own = (!stored.msg.staff).then(|| stored.clone());
-        let hand_over = move |stream: &Mutex<Stream>, stored: Stored| {
-            let mut s = stream.lock();
-            s.delivered = s.delivered.max(at.seq);
-            let _no_gap_on_one_node = handler.on_message(&to, &at.epoch, stored);
-        };
+        // Delivery (a task on the runtime, woken once per commit) hands the
+        // messages to the hub in queue order and then answers their senders:
+        // one wake-up from the writer's thread per commit, not one per message.
         let then = {
-            let (stream, hand_over) = (stream.clone(), hand_over.clone());
+            let stream = stream.clone();
             move |ok: bool, stored: Stored| {
                 if ok {
-                    hand_over(&stream, stored);
+                    let mut s = stream.lock();
+                    s.delivered = s.delivered.max(at.seq);
+                    let _no_gap_on_one_node = handler.on_message(&to, &at.epoch, stored);
                 }
+                let _sender_gone = done.send(ok);
             }
         };
-        let append = Append { room: room.clone(), at: appended.clone(), stream: position, stored, retention, done: Some(done), then: Box::new(then) };
-        disk.queue(Op::Append(Box::new(append)));
+        disk.queue(Op::Append(Box::new(Append { room: room.clone(), at: appended.clone(), stream: position, stored, retention, then: Box::new(then) })));
         drop(s);
         Box::pin(async move {
             match stored_on_disk.await {
-                Ok(true) => {
-                    if let Some(own) = own {
-                        hand_over(&stream, own);
-                    }
-                    Ok(appended)
-                }
+                Ok(true) => Ok(appended),
                 Ok(false) | Err(_) => Err(BrokerError::Unavailable),
             }
         })

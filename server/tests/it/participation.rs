@@ -90,6 +90,9 @@ async fn a_running_session_is_the_window(d: &Deployment) {
     sees_join(&mut sam, &[&ann_id]).await;
     ann.say(ROOM, "Before the session.").await;
     sam.expect("Ann's first message", |m| matches!(m, ServerMessage::Message(_))).await;
+    // Times are to the millisecond, and a message stamped in the millisecond the
+    // session starts counts as said in it: let the clock move past Ann's message.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let start = kindred_protocol::ModerationAction::StartSession { minutes: 60, agenda: None };
     assert!(matches!(sam.moderate(ROOM, start).await, ServerMessage::Moderated { .. }));
     let update = sam.expect("the session", |m| matches!(m, ServerMessage::RoomUpdate { info, .. } if info.session.is_some())).await;

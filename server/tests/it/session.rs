@@ -254,6 +254,11 @@ async fn metrics_count_messages_deliveries_and_errors() {
     assert_eq!(value("kindred_errors_total{code=\"not_member\"}"), 1);
     assert_eq!(value("kindred_connections"), 2);
     assert_eq!(value("kindred_room_members"), 2);
+    // On the history log before `sent`: one append, in one commit.
+    assert_eq!(value("kindred_history_appends_total"), 1);
+    assert_eq!(value("kindred_history_commits_total"), 1);
+    assert_eq!(value("kindred_history_wait_seconds_count"), 1);
+    assert_eq!(value("kindred_history_commit_seconds_count"), 1);
 }
 
 #[tokio::test]
