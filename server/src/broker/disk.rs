@@ -292,9 +292,9 @@ fn encode(buf: &mut Vec<u8>, record: &Record<'_>) -> u32 {
 
 /// The record at the start of `bytes`, and its length with the header.
 fn decode(bytes: &[u8]) -> Result<(Recorded, usize), &'static str> {
-    let Some((header, rest)) = bytes.split_first_chunk::<HEADER>() else { return Err("a record cut short") };
-    let len = u32::from_le_bytes(header[..4].try_into().expect("four bytes")) as usize;
-    let sum = u64::from_le_bytes(header[4..].try_into().expect("eight bytes"));
+    let Some((len, rest)) = bytes.split_first_chunk::<4>() else { return Err("a record cut short") };
+    let Some((sum, rest)) = rest.split_first_chunk::<8>() else { return Err("a record cut short") };
+    let (len, sum) = (u32::from_le_bytes(*len) as usize, u64::from_le_bytes(*sum));
     if len == 0 {
         return Err("a record of length zero");
     }
