@@ -336,6 +336,11 @@ struct Segment {
 }
 
 impl Segment {
+    fn hold(&mut self, len: u32) {
+        self.live += 1;
+        self.live_bytes += u64::from(len);
+    }
+
     fn take(&mut self, entry: &Live) {
         self.live -= 1;
         self.live_bytes -= u64::from(entry.len);
@@ -402,9 +407,7 @@ impl Log {
         for (room, r) in replayed {
             let live: VecDeque<Live> = r.live.into_values().collect();
             for entry in &live {
-                let segment = log.segments.get_mut(&entry.segment).expect("replayed from a segment");
-                segment.live += 1;
-                segment.live_bytes += u64::from(entry.len);
+                log.segments.get_mut(&entry.segment).expect("replayed from a segment").hold(entry.len);
             }
             log.rooms.insert(room, RoomLog { position: r.position, keep: r.keep, live });
         }
@@ -459,9 +462,7 @@ impl Log {
                 Op::Append(append) => {
                     let Append { room, at, stream, stored, retention, .. } = &**append;
                     let entry = Live { seq: at.seq, at: now, segment: number, offset, len, id: stored.msg.message_id.clone(), account: stored.account.clone() };
-                    let segment = self.segments.get_mut(&number).expect("the current segment");
-                    segment.live += 1;
-                    segment.live_bytes += u64::from(len);
+                    self.segments.get_mut(&number).expect("the current segment").hold(len);
                     let r = self.rooms.entry(room.clone()).or_default();
                     r.position = stream.clone();
                     r.keep = keep_of(*retention);
@@ -587,11 +588,8 @@ impl Log {
         self.commit()?;
         for (room, i, offset) in moved {
             let entry = &mut self.rooms.get_mut(&room).expect("a room of the index").live[i];
-            let len = u64::from(entry.len);
             self.segments.get_mut(&from).expect("the segment copied from").take(entry);
-            let target = self.segments.get_mut(&current).expect("the current segment");
-            target.live += 1;
-            target.live_bytes += len;
+            self.segments.get_mut(&current).expect("the current segment").hold(entry.len);
             entry.segment = current;
             entry.offset = offset;
         }
