@@ -121,6 +121,11 @@ impl Broker for LocalBroker {
         })
     }
 
+    /// The seq is taken under the stream's lock when `append` is called.
+    fn pipelines(&self) -> bool {
+        true
+    }
+
     /// One node: the room counts reactions in memory (they do not outlive a restart).
     fn react<'a>(&'a self, room: &'a RoomId, reaction: Reaction, _stored_ms: u64, _retention: Retention) -> BoxFuture<'a, Result<(), BrokerError>> {
         self.handler.on_reaction(room, &reaction);

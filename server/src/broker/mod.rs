@@ -63,6 +63,15 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// every other node, in `seq` order.
     fn append<'a>(&'a self, room: &'a RoomId, draft: &'a Draft, retention: Retention) -> BoxFuture<'a, Result<Appended, BrokerError>>;
 
+    /// Whether one connection's appends may be in flight together: the
+    /// message takes its place in the room when `append` is called, so a
+    /// sender's messages keep their order however many wait for a commit.
+    /// Otherwise (Redis: a script reloaded after a restart could let a later
+    /// message overtake) a connection hands over one message at a time.
+    fn pipelines(&self) -> bool {
+        false
+    }
+
     /// Make the room ready for a local member to join: bring the node's copy
     /// of its history up to the broker's (in a cluster: subscribe and load
     /// history and presence unless this node already has).

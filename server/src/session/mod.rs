@@ -18,6 +18,7 @@ use kindred_protocol::{
     ChatMessage, ClientMessage, CloseCode, ErrorBody, ErrorCode, Limits as WireLimits, Member, MessageId, Notice, NoticeKind, RequestId, RoomId, Sender,
     ServerInfo, ServerMessage,
 };
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -36,6 +37,7 @@ mod send;
 mod words;
 mod writer;
 
+use send::{Pending, oldest_stored};
 use writer::hold_ends;
 
 /// The most mailbox frames written before one flush.
@@ -82,6 +84,9 @@ pub(crate) struct Session {
     hold: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A hold is running: queued frames wait for its end.
     holding: bool,
+    /// Messages handed to the broker whose `sent` waits for their commit,
+    /// oldest first (see `send`).
+    pending: VecDeque<Pending>,
 }
 
 /// The rooms a connection is in (at most `max_rooms_per_connection`, usually
@@ -142,6 +147,7 @@ pub(crate) async fn run(app: Arc<App>, socket: Socket) {
         last_flush: Instant::now(),
         hold: None,
         holding: false,
+        pending: VecDeque::new(),
         app,
     };
     crate::texts::scope(session.serve()).await;
@@ -179,8 +185,11 @@ impl Session {
                     Err(End::Close(CloseCode::Restarting, "server restarting"))
                 }
                 code = control.closed() => Err(End::Close(code, close_reason(code))),
-                () = self.rx.ready(), if !self.holding => self.on_mailbox().await,
-                () = hold_ends(&mut self.hold), if self.holding => self.on_hold_end().await,
+                // The answer to a message goes out before the room's frames
+                // that follow it (its own copy among them) while it is pending.
+                stored = oldest_stored(&mut self.pending), if !self.pending.is_empty() => Box::pin(self.on_stored(stored)).await,
+                () = self.rx.ready(), if !self.holding && self.pending.is_empty() => self.on_mailbox().await,
+                () = hold_ends(&mut self.hold), if self.holding && self.pending.is_empty() => self.on_hold_end().await,
                 incoming = self.socket.next() => Box::pin(self.on_frame(incoming)).await,
                 _ = heartbeat.tick() => self.heartbeat(limits).await,
                 _ = &mut deadline, if deadline_armed => match self.identity {
@@ -203,6 +212,12 @@ impl Session {
             }
         };
 
+        // Messages still on their way to the broker are stored either way;
+        // a peer that is still there hears that they were.
+        let answerable = matches!(end, End::Close(code, _) if code != CloseCode::TooSlow);
+        if !answerable || Box::pin(self.settle()).await.is_err() {
+            Box::pin(self.abandon_pending()).await;
+        }
         for room in self.rooms.keys() {
             self.app.hub.leave(room, self.conn);
         }
@@ -266,6 +281,12 @@ impl Session {
             Ok(request) => request,
             Err(e) => return Box::pin(self.on_unparsable(text, e)).await,
         };
+        // Only messages are pipelined: any other request waits for them to be
+        // stored and answered, so it sees them (an unsend, a report) and its
+        // answer comes after theirs.
+        if !matches!(request, ClientMessage::Send { .. }) {
+            Box::pin(self.settle()).await?;
+        }
         let id = request.id().cloned();
         if id.as_ref().is_some_and(|id| !id.is_valid()) {
             let msg = f("request-id-too-long", &[("max", &RequestId::MAX_LEN)]);

@@ -35,7 +35,9 @@ impl Session {
         }
     }
 
+    /// Answer a request, after the answers to the messages before it.
     pub(super) async fn reply(&mut self, msg: &ServerMessage) -> Step {
+        Box::pin(self.settle()).await?;
         self.write(encode(msg)).await
     }
 
@@ -94,17 +96,21 @@ impl Session {
         self.write_with_queued(None).await
     }
 
-    /// Write `reply` (if any) and then what the mailbox holds (up to a
+    /// Write `replies` (if any) and then what the mailbox holds (up to a
     /// batch), with one flush: a sender's `sent` and its own copy of the
     /// message, already queued by the hub, go out in one `send`.
-    pub(super) async fn write_with_queued(&mut self, reply: Option<Frame>) -> Step {
-        let Some(first) = reply.or_else(|| self.rx.try_recv()) else { return Ok(()) };
+    pub(super) async fn write_with_queued(&mut self, replies: impl IntoIterator<Item = Frame, IntoIter: Send>) -> Step {
+        let mut replies = replies.into_iter();
+        let Some(first) = replies.next().or_else(|| self.rx.try_recv()) else { return Ok(()) };
         let limits = &self.app.config.limits;
         let control = &self.outbox.control;
         let socket = &mut self.socket;
         let rx = &mut self.rx;
         let write = async {
             feed(socket, first).await?;
+            for frame in replies {
+                feed(socket, frame).await?;
+            }
             for _ in 1..MAX_BATCH {
                 match rx.try_recv() {
                     Some(frame) => feed(socket, frame).await?,

@@ -86,6 +86,56 @@ async fn messages_reach_everyone_in_one_order(d: &Deployment) {
     }
 }
 
+/// Messages are pipelined (the server reads on while they are stored), but
+/// every answer still comes in the order of the requests: a refusal in the
+/// middle of a burst comes between the `sent`s around it, and a request
+/// after a burst (`leave` then `join`; `forget_me`) sees every message of it stored.
+async fn answers_come_in_request_order_and_a_request_after_a_burst_sees_it_stored(d: &Deployment) {
+    let (mut mo, _) = d.a().member_in(ROOM, Some("Mo")).await;
+    let mut asked = Vec::new();
+    for i in 0..11 {
+        let mut frame = chat(ROOM, &if i == 5 { " ".to_string() } else { format!("burst {i}") });
+        let id = mo.next_id();
+        frame.set_id(Some(id.clone()));
+        asked.push(id);
+        mo.send(&frame).await;
+    }
+    let mut leave = ClientMessage::Leave { id: None, room: RoomId::from(ROOM) };
+    let leave_id = mo.next_id();
+    leave.set_id(Some(leave_id.clone()));
+    mo.send(&leave).await;
+    asked.push(leave_id);
+
+    let mut answered = Vec::new();
+    while answered.len() < asked.len() {
+        let answer = mo.expect("an answer", |m| matches!(m, ServerMessage::Sent { .. } | ServerMessage::Error(_) | ServerMessage::Left { .. })).await;
+        if let ServerMessage::Error(e) = &answer {
+            assert_eq!(e.code, ErrorCode::BadRequest, "{e:?}");
+        }
+        answered.push(answer.id().cloned().expect("every request had an id"));
+    }
+    assert_eq!(answered, asked, "answers out of request order");
+    assert!(matches!(mo.request(ClientMessage::Ping { id: None }).await, ServerMessage::Pong { .. }));
+
+    let joined = mo.join(ROOM).await;
+    let (_, history, ..) = joined_parts(&joined);
+    let texts: Vec<&str> = history.iter().rev().take(10).rev().map(|m| m.text.as_str()).collect();
+    let burst: Vec<String> = (0..11).filter(|i| *i != 5).map(|i| format!("burst {i}")).collect();
+    assert_eq!(texts, burst, "the join after the burst missed some of it");
+
+    // A `forget_me` right behind a burst (no `sent` waited for) forgets all
+    // of it: none of it is stored after the erasure.
+    send_burst(&mut mo, "last words", 5).await;
+    let reply = mo.request(ClientMessage::ForgetMe { id: None }).await;
+    assert!(matches!(reply, ServerMessage::Forgotten { .. }), "{reply:?}");
+    for node in [d.a(), d.b()] {
+        let (mut newcomer, _) = node.member(None).await;
+        let joined = newcomer.join(ROOM).await;
+        let left: Vec<&str> = joined_parts(&joined).1.iter().map(|m| m.text.as_str()).filter(|t| t.contains("burst") || t.contains("last words")).collect();
+        assert!(left.is_empty(), "forgotten messages are still in the history: {left:?}");
+    }
+}
+
 async fn a_reconnecting_member_resumes_with_exactly_what_it_missed(d: &Deployment) {
     let (mut ann, welcome) = d.a().member(Some("Ann")).await;
     let joined = ann.join(ROOM).await;
@@ -354,6 +404,7 @@ async fn a_phone_number_is_refused_and_never_delivered(d: &Deployment) {
 
 both_brokers!(
     messages_reach_everyone_in_one_order,
+    answers_come_in_request_order_and_a_request_after_a_burst_sees_it_stored,
     a_reconnecting_member_resumes_with_exactly_what_it_missed,
     a_warning_reaches_the_member_alone,
     a_muted_member_cannot_send_until_unmuted,
