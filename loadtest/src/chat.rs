@@ -14,6 +14,7 @@ use crate::report::{Report, Resources};
 use crate::stats::{Counts, Stats};
 use futures_util::StreamExt;
 use kindred_protocol::{ClientMessage, RequestId, RoomId, ServerMessage};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -271,6 +272,7 @@ pub async fn run(plan: Plan, dialer: Dialer) -> anyhow::Result<Report> {
         deliveries_per_s: counts.deliveries as f64 / window.max(1e-9),
         latency_kind: if plan.measure_setup { "session_setup" } else { "end_to_end" }.into(),
         latency,
+        ack_latency: stats.total_ack_latency(),
         server,
         generator,
         alerts: alert_report,
@@ -324,6 +326,8 @@ async fn member(
     let sampled = k % plan.sample_every.max(1) == 0;
     let mut ticker: Option<tokio::time::Interval> = None;
     let mut next_id: i64 = 100;
+    // Sampled senders time each `send` to its `sent`: (request id, send time).
+    let mut asked: VecDeque<(i64, u64)> = VecDeque::new();
     let mut go_open = sender;
     loop {
         tokio::select! {
@@ -363,6 +367,9 @@ async fn member(
                     return;
                 }
                 stats.sent.fetch_add(1, Relaxed);
+                if sampled {
+                    asked.push_back((next_id, now));
+                }
                 if crisis {
                     crisis_sent = true;
                     stats.alerts.sent.fetch_add(1, Relaxed);
@@ -370,7 +377,12 @@ async fn member(
                 }
             }
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => on_text(k, &text, sampled, plan.full_parse, stats),
+                Some(Ok(Message::Text(text))) => {
+                    if sampled && client::tag(&text) == Some("sent") {
+                        on_sent(k, &text, &mut asked, stats);
+                    }
+                    on_text(k, &text, sampled, plan.full_parse, stats)
+                }
                 Some(Ok(Message::Close(frame))) => {
                     stats.dropped.fetch_add(1, Relaxed);
                     stats.close(frame.map_or(1005, |f| f.code.into()));
@@ -385,6 +397,22 @@ async fn member(
                     return;
                 }
             },
+        }
+    }
+}
+
+/// Time a `sent` against its `send` (answers come in request order; a
+/// request refused with an `error` is dropped from the queue by the next `sent`).
+fn on_sent(k: usize, text: &str, asked: &mut VecDeque<(i64, u64)>, stats: &Stats) {
+    let Some(id) = client::int_id(text) else { return };
+    while let Some(&(first, at)) = asked.front() {
+        if first > id {
+            return;
+        }
+        asked.pop_front();
+        if first == id {
+            stats.ack_latency(k, client::unix_nanos().saturating_sub(at) / 1000);
+            return;
         }
     }
 }

@@ -251,6 +251,13 @@ pub fn tag(text: &str) -> Option<&str> {
     Some(&rest[..rest.find('"')?])
 }
 
+/// The integer `id` of a reply, read without parsing the frame.
+pub fn int_id(text: &str) -> Option<i64> {
+    let rest = &text[text.find("\"id\":")? + 5..];
+    let end = rest.find(|c: char| !c.is_ascii_digit() && c != '-').unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// The marker that starts a load-test message's text, followed by the send
 /// time in unix nanoseconds as 16 letters `a`–`p` (one per hex digit). Letters,
 /// not digits: a long run of digits reads as a phone number to content filters.
@@ -287,6 +294,14 @@ pub fn stamp_of(frame: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use kindred_protocol::{ChatMessage, Role, Sender};
+
+    #[test]
+    fn the_id_of_a_sent_reply_as_the_server_encodes_it() {
+        let sent = ServerMessage::Sent { id: Some(RequestId::Int(4711)), room: "grief".into(), message_id: "m1".into(), seq: 9 };
+        assert_eq!(int_id(&serde_json::to_string(&sent).unwrap()), Some(4711));
+        let unnamed = ServerMessage::Sent { id: None, room: "grief".into(), message_id: "m1".into(), seq: 9 };
+        assert_eq!(int_id(&serde_json::to_string(&unnamed).unwrap()), None);
+    }
 
     #[test]
     fn a_stamp_survives_the_server_encoding() {

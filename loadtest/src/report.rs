@@ -45,6 +45,8 @@ pub struct Report {
     /// `end_to_end` (send → receive) or `session_setup` (connect → `joined`).
     pub latency_kind: String,
     pub latency: Percentiles,
+    /// `send` → `sent` on the sampled senders (none for scenarios that do not send).
+    pub ack_latency: Percentiles,
     pub errors: BTreeMap<String, u64>,
     pub close_codes: BTreeMap<String, u64>,
     pub server: Option<Resources>,
@@ -188,6 +190,16 @@ impl Report {
             &format!("latency {} (ms)", self.latency_kind),
             format!("p50 {:.2} · p90 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ({} samples)", l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.samples),
         );
+        let a = &self.ack_latency;
+        if a.samples > 0 {
+            row(
+                "latency send → sent (ms)",
+                format!(
+                    "p50 {:.2} · p90 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ({} samples)",
+                    a.p50_ms, a.p90_ms, a.p99_ms, a.p999_ms, a.max_ms, a.samples
+                ),
+            );
+        }
         let list = |m: &BTreeMap<String, u64>| {
             if m.is_empty() { "none".to_owned() } else { m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ") }
         };

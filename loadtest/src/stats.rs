@@ -47,6 +47,8 @@ pub struct Stats {
     errors: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<String, u64>>,
     shards: Vec<Mutex<Shard>>,
+    /// `send` → its `sent`, on the sampled senders (sharded like `shards`).
+    acks: Vec<Mutex<Histogram<u64>>>,
 }
 
 impl Default for Stats {
@@ -71,6 +73,7 @@ impl Stats {
             errors: Mutex::new(BTreeMap::new()),
             closes: Mutex::new(BTreeMap::new()),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard { total: histogram(), interval: histogram() })).collect(),
+            acks: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
         }
     }
 }
@@ -136,6 +139,14 @@ impl Stats {
         let _ = shard.interval.record(v);
     }
 
+    /// Record how long one `send` waited for its `sent`, if the measured window is open.
+    pub fn ack_latency(&self, conn: usize, micros: u64) {
+        if self.measuring.load(Relaxed) {
+            // Clamped into the histogram's bounds, so recording cannot fail.
+            let _ = self.acks[conn % SHARDS].lock().record(micros.clamp(1, MAX_MICROS));
+        }
+    }
+
     /// Forget every latency sample (the start of the measured window).
     pub fn reset_latency(&self) {
         for shard in &self.shards {
@@ -143,6 +154,19 @@ impl Stats {
             s.total.reset();
             s.interval.reset();
         }
+        for shard in &self.acks {
+            shard.lock().reset();
+        }
+    }
+
+    /// `send` → `sent` percentiles over the whole measured window.
+    pub fn total_ack_latency(&self) -> Percentiles {
+        let mut all = histogram();
+        for shard in &self.acks {
+            // Same bounds everywhere, so adding cannot fail.
+            let _ = all.add(&*shard.lock());
+        }
+        Percentiles::of(&all)
     }
 
     /// Percentiles over the whole measured window.
@@ -210,5 +234,20 @@ mod tests {
         assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
         assert_eq!(stats.take_interval_latency().samples, 100);
         assert_eq!(stats.take_interval_latency().samples, 0);
+    }
+
+    #[test]
+    fn ack_latency_is_kept_only_while_measuring_and_reset_with_the_rest() {
+        let stats = Stats::default();
+        stats.ack_latency(0, 500);
+        assert_eq!(stats.total_ack_latency().samples, 0);
+        stats.measuring.store(true, Relaxed);
+        stats.ack_latency(1, 2000);
+        stats.ack_latency(2, 4000);
+        let p = stats.total_ack_latency();
+        assert_eq!(p.samples, 2);
+        assert!((p.max_ms - 4.0).abs() < 0.01, "{p:?}");
+        stats.reset_latency();
+        assert_eq!(stats.total_ack_latency().samples, 0);
     }
 }
