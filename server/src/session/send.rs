@@ -3,7 +3,7 @@
 //! limits every repeated request shares.
 
 use super::*;
-use crate::broker::{Appended, BoxFuture, BrokerError, Retention};
+use crate::broker::{BoxFuture, Retention};
 use crate::refusal::Refusal;
 use futures_util::FutureExt;
 
@@ -18,16 +18,18 @@ pub(super) struct Pending {
     message_id: MessageId,
     /// Personal details to warn of once it is sent.
     pii: Option<&'static str>,
-    stored: BoxFuture<'static, Result<Appended, BrokerError>>,
+    /// The message's seq once it is stored; `None`: the broker could not store it.
+    stored: BoxFuture<'static, Option<u64>>,
 }
 
 /// Completes when the oldest pending message is stored or refused (never,
-/// with none). Cancel-safe: the append stays where it is.
-pub(super) async fn oldest_stored(pending: &mut VecDeque<Pending>) -> Result<Appended, BrokerError> {
-    match pending.front_mut() {
-        Some(oldest) => (&mut oldest.stored).await,
-        None => std::future::pending().await,
-    }
+/// with none). Cancel-safe: the append stays where it is. A `poll_fn`, not
+/// an `async fn`: every connection's session future holds it.
+pub(super) fn oldest_stored(pending: &mut VecDeque<Pending>) -> impl Future<Output = Option<u64>> + '_ {
+    std::future::poll_fn(move |cx| match pending.front_mut() {
+        Some(oldest) => oldest.stored.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 impl Session {
@@ -98,7 +100,7 @@ impl Session {
         if !verdict.crisis {
             let app = self.app.clone();
             let (room, message_id) = (room_id.clone(), draft.msg.message_id.clone());
-            let mut stored: BoxFuture<'static, _> = Box::pin(async move { app.broker.append(&room_id, &draft, retention).await });
+            let mut stored: BoxFuture<'static, _> = Box::pin(async move { app.broker.append(&room_id, &draft, retention).await.ok().map(|at| at.seq) });
             // The first poll hands the message to the broker now, in the order
             // messages arrive; what is left is waiting for its commit.
             if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(stored.as_mut().poll(cx))).await {
@@ -134,18 +136,18 @@ impl Session {
 
     /// The oldest pending message is stored (or refused): answer it, and
     /// those after it whose commits have landed too, in one write.
-    pub(super) async fn on_stored(&mut self, stored: Result<Appended, BrokerError>) -> Step {
+    pub(super) async fn on_stored(&mut self, stored: Option<u64>) -> Step {
         let mut frames = Vec::new();
         let mut warn = None;
         let mut next = Some(stored);
         while let Some(stored) = next.take() {
             let Some(p) = self.pending.pop_front() else { break };
             frames.push(match stored {
-                Ok(at) => {
+                Some(seq) => {
                     Metrics::add(&self.app.metrics.messages_in, 1);
-                    encode(&ServerMessage::Sent { id: p.id, room: p.room.clone(), message_id: p.message_id, seq: at.seq })
+                    encode(&ServerMessage::Sent { id: p.id, room: p.room.clone(), message_id: p.message_id, seq })
                 }
-                Err(_unavailable) => {
+                None => {
                     let body = ErrorBody::new(ErrorCode::Unavailable, t("send-unavailable")).retry_after(1000);
                     self.app.metrics.error(body.code);
                     encode(&ServerMessage::Error(body.with_id(p.id)))
@@ -174,8 +176,13 @@ impl Session {
         Ok(())
     }
 
-    /// The connection is gone: let what is pending be stored, answering no one.
-    pub(super) async fn abandon_pending(&mut self) {
+    /// The connection is ending: messages still on their way to the broker
+    /// are stored either way; a peer that can still be written to
+    /// (`answerable`) hears that they were.
+    pub(super) async fn finish_pending(&mut self, answerable: bool) {
+        if answerable && self.settle().await.is_ok() {
+            return;
+        }
         while let Some(p) = self.pending.pop_front() {
             let _unanswerable = p.stored.await;
         }
