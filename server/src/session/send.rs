@@ -119,10 +119,7 @@ impl Session {
                 (draft.msg.seq, draft.msg.staff_seq) = (at.seq, at.staff_seq);
                 draft
             }
-            Err(_unavailable) => {
-                let body = ErrorBody::new(ErrorCode::Unavailable, t("send-unavailable")).retry_after(1000);
-                return self.error(body.with_id(id)).await;
-            }
+            Err(_unavailable) => return self.error(not_stored().with_id(id)).await,
         };
         Metrics::add(&self.app.metrics.messages_in, 1);
         let sent = ServerMessage::Sent { id, room: room_id.clone(), message_id: msg.message_id.clone(), seq: msg.seq };
@@ -148,9 +145,8 @@ impl Session {
                     encode(&ServerMessage::Sent { id: p.id, room: p.room.clone(), message_id: p.message_id, seq })
                 }
                 None => {
-                    let body = ErrorBody::new(ErrorCode::Unavailable, t("send-unavailable")).retry_after(1000);
-                    self.app.metrics.error(body.code);
-                    encode(&ServerMessage::Error(body.with_id(p.id)))
+                    self.app.metrics.error(ErrorCode::Unavailable);
+                    encode(&ServerMessage::Error(not_stored().with_id(p.id)))
                 }
             });
             // A warning follows its own `sent`, before the next one.
@@ -243,6 +239,11 @@ fn check_shape(limits: &crate::config::Limits, text: &str, cw: Option<String>, r
         return Err(Refusal::NotAMessageId);
     }
     Ok(cw)
+}
+
+/// The refusal of a message the broker could not store: try again shortly.
+fn not_stored() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Unavailable, t("send-unavailable")).retry_after(1000)
 }
 
 /// How much of a room's history its broker keeps.
