@@ -74,8 +74,9 @@ async fn record(app: &App, by: &str, action: &str, room: Option<&RoomId>, detail
 const CLOSED_NOTE: &str = "This room has closed. Thank you for being here.";
 
 /// Rooms made or changed through the API, and rooms closed through it: a
-/// file in the data dir on one node, a shared document in a cluster.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// file in the data dir on one node, a shared document in a cluster
+/// (`store::Document::Rooms`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct SavedRooms {
     #[serde(default)]
     pub rooms: Vec<RoomSpec>,
@@ -84,18 +85,6 @@ pub(crate) struct SavedRooms {
 }
 
 impl SavedRooms {
-    fn path(app: &App) -> std::path::PathBuf {
-        app.config.data_dir.join("rooms.json")
-    }
-
-    pub(crate) fn load(data_dir: &std::path::Path) -> anyhow::Result<SavedRooms> {
-        match std::fs::read(data_dir.join("rooms.json")) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedRooms::default()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Apply the saved changes to the configured directory.
     pub(crate) fn apply(self, defs: &mut Vec<RoomDef>) -> anyhow::Result<()> {
         defs.retain(|d| !self.closed.contains(&d.id));
@@ -106,9 +95,6 @@ impl SavedRooms {
         }
         Ok(())
     }
-
-    /// The Redis key of the rooms document (cluster).
-    pub(crate) const REDIS_KEY: &'static str = "kindred:{control}:rooms";
 
     /// Make `hub` hold the configured rooms (`base`) with these changes
     /// applied: rooms added, changed (only when they differ) and closed.
@@ -137,20 +123,16 @@ impl SavedRooms {
         }
     }
 
+    /// Store a change; in a cluster every node applies it when it hears the new version.
     async fn change(app: &App, f: impl Fn(&mut SavedRooms)) -> Result<(), ApiError> {
-        if let Some(doc) = &app.shared_rooms {
-            let unavailable = |e: crate::store::Unavailable| ApiError(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string());
-            doc.update(|saved: &mut SavedRooms| f(saved)).await.map_err(unavailable)?;
-            return Ok(());
-        }
-        // One writer at a time: the audit lock is not needed, the file is small.
-        static LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-        let _guard = LOCK.lock();
-        let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e);
-        let mut saved = SavedRooms::load(&app.config.data_dir).map_err(|e| internal(e.to_string()))?;
-        f(&mut saved);
-        let bytes = serde_json::to_vec_pretty(&saved).expect("rooms serialize");
-        crate::store::write_atomic(&Self::path(app), &bytes, false).map_err(|e| internal(e.to_string()))
+        app.saved_rooms.update(f).await.map_err(|e| {
+            let status = match e.code() {
+                ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError(status, e.code(), e.to_string())
+        })?;
+        Ok(())
     }
 }
 

@@ -29,6 +29,7 @@ pub(crate) mod listen;
 pub(crate) mod mailbox;
 pub(crate) mod metrics;
 pub(crate) mod moderation;
+pub(crate) mod node;
 pub(crate) mod ratelimit;
 pub(crate) mod refusal;
 pub mod rooms;
@@ -78,8 +79,8 @@ pub struct App {
     pub coalescing: coalesce::Coalescing,
     /// Open connections per account, so a service ban closes them all.
     pub(crate) accounts: hub::Accounts,
-    /// Cluster: rooms made, changed or closed through the admin API, shared by every node.
-    pub shared_rooms: Option<store::SharedDoc>,
+    /// Rooms made, changed or closed through the admin API (in a cluster: shared by every node).
+    pub(crate) saved_rooms: store::Doc<api::SavedRooms>,
     /// The rules version each account accepted per room, so a reconnect need not ask again.
     accepted_rules: DashMap<(AccountId, RoomId), u32>,
 }
@@ -100,20 +101,28 @@ impl App {
         let safety =
             safety::Safety::new(config.safety.clone()).map_err(|e| anyhow::anyhow!("the [safety] crisis terms or blocklist cannot be compiled: {e}"))?;
         let limits = Arc::new(config.limits.clone());
-        let mut rooms = config.rooms.clone();
-        if config.redis.is_none() {
-            // In a cluster the shared rooms document is applied once Redis answers.
-            api::SavedRooms::load(&config.data_dir)?.apply(&mut rooms)?;
-        }
         let metrics = Arc::new(metrics::Metrics::default());
         let on_duty = Arc::new(alerts::OnDuty::new(&config.node, metrics.clone()));
         let escalation = escalation::Escalation::new(config.safety.escalation.clone(), metrics.clone())?;
         let shutdown = CancellationToken::new();
         let accounts: hub::Accounts = Arc::default();
-        let mut shared_rooms = None;
-        let (hub, moderation, broker): (Hub, Arc<moderation::ModerationStore>, Arc<dyn Broker>) = match &config.redis {
+        // The one place the node chooses between one node and a cluster: where
+        // what outlives a restart is kept, the broker, and whether the hub's
+        // changes travel to other nodes.
+        let redis = config.redis.as_deref().map(|url| broker::redis::Connections::open(url, config.redis_cluster)).transpose()?;
+        let place = match &redis {
+            None => store::Place::Files(config.data_dir.clone()),
+            Some(conns) => store::Place::Redis(conns.publisher.clone()),
+        };
+        let moderation = Arc::new(moderation::ModerationStore::new(&place)?);
+        let saved_rooms: store::Doc<api::SavedRooms> = store::Doc::open(&place, store::Document::Rooms)?;
+        let mut rooms = config.rooms.clone();
+        if let Some(saved) = saved_rooms.local() {
+            // In a cluster the shared rooms document is applied once Redis answers.
+            saved.doc.apply(&mut rooms)?;
+        }
+        let (hub, broker): (Hub, Arc<dyn Broker>) = match redis {
             None => {
-                let moderation = Arc::new(moderation::ModerationStore::open(&config.data_dir)?);
                 let options =
                     broker::disk::Options { commit_window: std::time::Duration::from_millis(config.limits.history_commit_ms.into()), ..Default::default() };
                 let disk = Arc::new(broker::disk::Disk::open(&config.data_dir, options, metrics.clone())?);
@@ -121,31 +130,30 @@ impl App {
                 let link = hub::Replicator::local_erasing(move |room, erasure| erasing.erase(room, erasure));
                 let hub = Hub::new(rooms, limits, metrics.clone(), link);
                 let broker = Arc::new(broker::local::LocalBroker::new(Arc::new(hub.clone()), Some(disk)));
-                (hub, moderation, broker)
+                (hub, broker)
             }
-            Some(url) => {
+            Some(conns) => {
                 // Room changes queue here for Redis; bounded, so a slow Redis cannot grow memory.
                 let (link, link_rx) = tokio::sync::mpsc::channel(65_536);
                 let hub = Hub::new(rooms, limits.clone(), metrics.clone(), hub::Replicator::cluster(link));
-                let conns = broker::redis::Connections::open(url, config.redis_cluster)?;
-                let moderation = Arc::new(moderation::ModerationStore::redis(conns.publisher.clone()));
-                let rooms_doc = store::SharedDoc::new(conns.publisher.clone(), api::SavedRooms::REDIS_KEY, broker::redis::codec::ROOMS_PREFIX);
-                shared_rooms = Some(rooms_doc.clone());
-                let parts = broker::redis::Parts {
-                    node: config.node.clone(),
+                let node = node::Node {
                     hub: hub.clone(),
                     moderation: moderation.clone(),
                     accounts: accounts.clone(),
                     on_duty: on_duty.clone(),
+                    base_rooms: config.rooms.clone(),
+                };
+                let parts = broker::redis::Parts {
+                    node: config.node.clone(),
+                    handler: Arc::new(hub.clone()),
+                    node_handler: Arc::new(node),
                     limits,
                     metrics: metrics.clone(),
                     presence_ttl: config.presence_ttl,
-                    rooms: rooms_doc,
-                    base_rooms: config.rooms.clone(),
                     link: link_rx,
                     shutdown: shutdown.clone(),
                 };
-                (hub, moderation, Arc::new(broker::redis::RedisBroker::start(conns, parts)))
+                (hub, Arc::new(broker::redis::RedisBroker::start(conns, parts)))
             }
         };
         moderation.set_on_duty(on_duty.clone());
@@ -168,7 +176,7 @@ impl App {
             coalescing,
             metrics,
             accounts,
-            shared_rooms,
+            saved_rooms,
             accepted_rules: DashMap::new(),
         }))
     }

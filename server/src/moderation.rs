@@ -10,21 +10,14 @@
 
 use crate::alerts::{AlertChanges, OnDuty, Resolution, StoredAlert};
 use crate::rooms::rfc3339;
-use crate::store::{SharedDoc, Versioned, bounded};
+use crate::store::{Doc, Document, Log, Place, Versioned};
 use chrono::{DateTime, Utc};
 use kindred_protocol::AlertId;
 use kindred_protocol::{AccountId, MemberId, Report, ReportId, RoomId};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
-/// The Redis keys of the moderation document and the audit stream.
-pub(crate) const REDIS_KEY: &str = "kindred:{control}:moderation";
-pub(crate) const REDIS_AUDIT_KEY: &str = "kindred:audit";
 
 /// A ban or mute on one account, in one room or (`room: None`) the whole service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,94 +77,34 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("moderation state could not be saved: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("moderation state could not be saved: the shared store is unavailable")]
-    Unavailable,
-}
-
-impl StoreError {
-    pub fn code(&self) -> kindred_protocol::ErrorCode {
-        match self {
-            StoreError::Io(_) => kindred_protocol::ErrorCode::Internal,
-            StoreError::Unavailable => kindred_protocol::ErrorCode::Unavailable,
-        }
-    }
-}
-
-impl From<crate::store::Unavailable> for StoreError {
-    fn from(_: crate::store::Unavailable) -> StoreError {
-        StoreError::Unavailable
-    }
-}
-
-enum Backend {
-    File { state_path: PathBuf, audit_path: PathBuf },
-    Redis { doc: SharedDoc, conn: crate::store::RedisConn },
-}
+pub(crate) use crate::store::StoreError;
 
 pub struct ModerationStore {
-    backend: Backend,
+    /// Where the state is kept: the file `moderation.json`, or the document every node shares.
+    doc: Doc<Persisted>,
+    /// The audit log: `audit.jsonl`, or a Redis stream.
+    log: Log,
+    /// The newest version this node knows (read under every send).
     state: Mutex<Persisted>,
-    /// The version and lineage of `state` (Redis backend).
+    /// The version and lineage of `state`.
     version: Mutex<(u64, String)>,
-    /// One write (file) or compare-and-set (Redis) at a time from this node.
-    changing: tokio::sync::Mutex<()>,
-    /// File backend, group commit: changes made in memory, and the newest
-    /// of them on disk. A change waits until `saved` covers it.
-    made: AtomicU64,
-    saved: AtomicU64,
-    /// Writes of the state file, for tests of the group commit.
-    writes: AtomicU64,
-    /// The audit log file: held by whoever reads or appends to it.
-    audit: Arc<Mutex<()>>,
-    /// Audit lines not yet on disk, and the group commit's counters.
-    audit_pending: Mutex<Vec<u8>>,
-    audit_made: AtomicU64,
-    audit_saved: AtomicU64,
-    audit_writer: tokio::sync::Mutex<()>,
     /// This node's staff connections, told of alerts as the state changes.
     on_duty: OnceLock<Arc<OnDuty>>,
 }
 
 impl ModerationStore {
-    /// Open (or start) the store in `data_dir`.
+    /// Open (or start) the store in `data_dir` (one node).
     pub fn open(data_dir: &std::path::Path) -> anyhow::Result<ModerationStore> {
-        let state_path = data_dir.join("moderation.json");
-        let state = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{} is not valid: {e}", state_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
-            Err(e) => return Err(e.into()),
-        };
-        let backend = Backend::File { state_path, audit_path: data_dir.join("audit.jsonl") };
-        Ok(Self::with_backend(backend, state))
+        Self::new(&Place::Files(data_dir.to_owned()))
     }
 
-    /// The cluster store: nothing is read until [`ModerationStore::reload`]
-    /// (the broker does it before the node says it is ready).
-    pub fn redis(conn: crate::store::RedisConn) -> ModerationStore {
-        let doc = SharedDoc::new(conn.clone(), REDIS_KEY, crate::broker::redis::codec::MODERATION_PREFIX);
-        Self::with_backend(Backend::Redis { doc, conn }, Persisted::default())
-    }
-
-    fn with_backend(backend: Backend, state: Persisted) -> ModerationStore {
-        ModerationStore {
-            backend,
-            state: Mutex::new(state),
-            version: Mutex::new((0, String::new())),
-            changing: tokio::sync::Mutex::new(()),
-            made: AtomicU64::new(0),
-            saved: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            audit: Arc::new(Mutex::new(())),
-            audit_pending: Mutex::new(Vec::new()),
-            audit_made: AtomicU64::new(0),
-            audit_saved: AtomicU64::new(0),
-            audit_writer: tokio::sync::Mutex::new(()),
-            on_duty: OnceLock::new(),
-        }
+    /// The store in `place`. In a cluster nothing is read yet: the broker
+    /// hands over the shared document ([`ModerationStore::install`]) before
+    /// the node says it is ready.
+    pub(crate) fn new(place: &Place) -> anyhow::Result<ModerationStore> {
+        let doc = Doc::open(place, Document::Moderation)?;
+        let (version, state) = doc.local().map_or_else(Default::default, |d: Versioned<Persisted>| ((d.v, d.g), d.doc));
+        Ok(ModerationStore { doc, log: Log::audit(place), state: Mutex::new(state), version: Mutex::new(version), on_duty: OnceLock::new() })
     }
 
     /// Who to tell when alerts are raised or resolved, here or on another node.
@@ -186,29 +119,10 @@ impl ModerationStore {
         }
     }
 
-    /// Read the shared state again (cluster: at start and after a reconnect).
-    pub async fn reload(&self) -> Result<(), StoreError> {
-        let Backend::Redis { doc, .. } = &self.backend else { return Ok(()) };
-        let fetched = doc.fetch::<Persisted>().await?;
-        self.install(fetched, true);
-        Ok(())
-    }
-
-    /// A newer document from another node (the control channel); older ones
-    /// are ignored. Whether it changed the mutes.
-    pub fn install_published(&self, doc: &str) -> bool {
-        match serde_json::from_str::<Versioned<Persisted>>(doc) {
-            Ok(d) => self.install(d, false),
-            Err(e) => {
-                tracing::error!(error = %e, "a published moderation document is not valid");
-                false
-            }
-        }
-    }
-
-    /// `force`: what Redis holds now is the truth, whatever this node held.
-    /// Whether the mutes changed.
-    fn install(&self, d: Versioned<Persisted>, force: bool) -> bool {
+    /// A version of the state: made here, published by another node, or (`force`)
+    /// read again after a loss, when what the store holds is the truth whatever
+    /// this node held. Older versions are ignored. Whether the mutes changed.
+    pub(crate) fn install(&self, d: Versioned<Persisted>, force: bool) -> bool {
         let (mutes_changed, alerts) = {
             let mut current = self.state.lock();
             let mut held = self.version.lock();
@@ -225,68 +139,20 @@ impl ModerationStore {
         mutes_changed
     }
 
-    /// Change the state and store it before returning. One node: the change
-    /// is made in memory at once, then the newest state is written (group
-    /// commit: one write covers every change made while the previous one was
-    /// on disk, so a flood of reports costs a write per fsync, not one per
-    /// report, and files are never saved out of order).
-    /// Cluster: read, change, compare-and-set, retried when another node won.
+    /// Change the state and store it before returning (`store::Doc::update`:
+    /// group commit to the file on one node, compare-and-set in a cluster),
+    /// then hold the new version here and tell staff what it changed.
     async fn change<T>(&self, f: impl Fn(&mut Persisted) -> T) -> Result<T, StoreError> {
-        let prune = |state: &mut Persisted| {
-            let now = Utc::now();
-            state.bans.retain(|s| s.active(now));
-            state.mutes.retain(|s| s.active(now));
-            let cutoff = rfc3339(now - RESOLVED_ALERTS_KEPT);
-            state.alerts.retain(|a| a.resolved.as_ref().is_none_or(|r| r.at > cutoff));
-            let resolved = state.alerts.iter().filter(|a| !a.is_open()).count();
-            let mut extra = resolved.saturating_sub(RESOLVED_ALERTS_MAX);
-            state.alerts.retain(|a| {
-                let drop = extra > 0 && !a.is_open();
-                extra -= usize::from(drop);
-                !drop
-            });
-        };
-        match &self.backend {
-            Backend::File { state_path, .. } => {
-                // The state lock is held only to change and encode the state,
-                // never across a write and its fsyncs (every send reads the
-                // mutes under it).
-                let (out, mine, alerts) = {
-                    let mut state = self.state.lock();
-                    let before = state.alerts.clone();
-                    let out = f(&mut state);
-                    prune(&mut state);
-                    let mine = self.made.fetch_add(1, Ordering::SeqCst) + 1;
-                    (out, mine, AlertChanges::between(&before, &state.alerts))
-                };
-                let _one = self.changing.lock().await;
-                if self.saved.load(Ordering::SeqCst) < mine {
-                    let (upto, bytes) = {
-                        let state = self.state.lock();
-                        (self.made.load(Ordering::SeqCst), serde_json::to_vec_pretty(&*state).expect("moderation state serializes"))
-                    };
-                    let path = state_path.clone();
-                    tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes, true)).await.map_err(std::io::Error::other)??;
-                    self.saved.store(upto, Ordering::SeqCst);
-                    self.writes.fetch_add(1, Ordering::Relaxed);
-                }
-                // Told under the lock, so staff hear of changes in the order they were saved.
-                self.tell(alerts);
-                Ok(out)
-            }
-            Backend::Redis { doc, .. } => {
-                let _one = self.changing.lock().await;
-                let (out, text) = doc
-                    .update(|state: &mut Persisted| {
-                        let out = f(state);
-                        prune(state);
-                        out
-                    })
-                    .await?;
-                self.install_published(&text);
-                Ok(out)
-            }
-        }
+        let (out, made) = self
+            .doc
+            .update(|state| {
+                let out = f(state);
+                prune(state);
+                out
+            })
+            .await?;
+        self.install(made, false);
+        Ok(out)
     }
 
     fn find(list: &[Sanction], room: Option<&RoomId>, account: &AccountId, now: DateTime<Utc>) -> Option<Sanction> {
@@ -453,71 +319,30 @@ impl ModerationStore {
     /// Append to the audit log and make it durable. One node: group commit,
     /// like the state (lines queued while an fsync runs share the next one).
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(&entry).expect("audit entries serialize");
-        match &self.backend {
-            Backend::File { audit_path, .. } => {
-                line.push(b'\n');
-                let mine = {
-                    let mut pending = self.audit_pending.lock();
-                    pending.extend_from_slice(&line);
-                    self.audit_made.fetch_add(1, Ordering::SeqCst) + 1
-                };
-                let _one = self.audit_writer.lock().await;
-                if self.audit_saved.load(Ordering::SeqCst) >= mine {
-                    return Ok(());
-                }
-                let (upto, lines) = {
-                    let mut pending = self.audit_pending.lock();
-                    (self.audit_made.load(Ordering::SeqCst), std::mem::take(&mut *pending))
-                };
-                // Off the runtime's threads: an fsync can take milliseconds.
-                let (path, lock, batch) = (audit_path.clone(), self.audit.clone(), lines.clone());
-                let write = move || -> std::io::Result<()> {
-                    let _guard = lock.lock();
-                    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-                    file.write_all(&batch)?;
-                    file.sync_data()
-                };
-                match tokio::task::spawn_blocking(write).await.map_err(std::io::Error::other) {
-                    Ok(Ok(())) => {
-                        self.audit_saved.store(upto, Ordering::SeqCst);
-                        Ok(())
-                    }
-                    Ok(Err(e)) | Err(e) => {
-                        // Put the batch back in front, for the next writer to try again.
-                        let mut pending = self.audit_pending.lock();
-                        let newer = std::mem::replace(&mut *pending, lines);
-                        pending.extend_from_slice(&newer);
-                        Err(e.into())
-                    }
-                }
-            }
-            Backend::Redis { conn, .. } => {
-                let cmd = redis::cmd("XADD").arg(REDIS_AUDIT_KEY).arg("*").arg("j").arg(line).clone();
-                Ok(bounded(cmd.exec_async(&mut conn.clone())).await?)
-            }
-        }
+        self.log.append(serde_json::to_vec(&entry).expect("audit entries serialize")).await
     }
 
     /// The newest `limit` audit entries, oldest first.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        match &self.backend {
-            Backend::File { audit_path, .. } => {
-                let _guard = self.audit.lock();
-                let Ok(text) = std::fs::read_to_string(audit_path) else { return Ok(Vec::new()) };
-                let entries: Vec<AuditEntry> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-                let skip = entries.len().saturating_sub(limit);
-                Ok(entries.into_iter().skip(skip).collect())
-            }
-            Backend::Redis { conn, .. } => {
-                let cmd = redis::cmd("XREVRANGE").arg(REDIS_AUDIT_KEY).arg("+").arg("-").arg("COUNT").arg(limit).clone();
-                let rows: Vec<(String, HashMap<String, String>)> = bounded(cmd.query_async(&mut conn.clone())).await?;
-                let mut entries: Vec<AuditEntry> = rows.iter().filter_map(|(_, f)| serde_json::from_str(f.get("j")?).ok()).collect();
-                entries.reverse();
-                Ok(entries)
-            }
-        }
+        Ok(self.log.tail(limit).await?.iter().filter_map(|line| serde_json::from_str(line).ok()).collect())
     }
+}
+
+/// Drop what is over: ended sanctions, alerts resolved long ago, and the
+/// oldest resolved alerts past the most kept.
+fn prune(state: &mut Persisted) {
+    let now = Utc::now();
+    state.bans.retain(|s| s.active(now));
+    state.mutes.retain(|s| s.active(now));
+    let cutoff = rfc3339(now - RESOLVED_ALERTS_KEPT);
+    state.alerts.retain(|a| a.resolved.as_ref().is_none_or(|r| r.at > cutoff));
+    let resolved = state.alerts.iter().filter(|a| !a.is_open()).count();
+    let mut extra = resolved.saturating_sub(RESOLVED_ALERTS_MAX);
+    state.alerts.retain(|a| {
+        let drop = extra > 0 && !a.is_open();
+        extra -= usize::from(drop);
+        !drop
+    });
 }
 
 #[cfg(test)]
@@ -594,7 +419,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        let writes = store.writes.load(Ordering::Relaxed);
+        let writes = store.doc.writes();
         assert!(writes < 200, "200 changes made while others were written share writes: {writes} writes");
         let reopened = ModerationStore::open(&dir).unwrap();
         for i in 0..200 {

@@ -3,6 +3,8 @@
 //! and durability and carries room events to every node; it works on room
 //! ids and never holds a room. What arrives (this node's own messages
 //! included) it hands to its node's [`Handler`], which the hub implements.
+//! What is not one room's (the documents every node shares, the staff on
+//! duty elsewhere) goes to its [`NodeHandler`] (`crate::node`).
 //! [`local::LocalBroker`] is the embedded default (one node, no external
 //! service); [`redis::RedisBroker`] implements the same pair for
 //! horizontal scaling. Nothing here knows sessions.
@@ -11,8 +13,11 @@ pub(crate) mod disk;
 pub(crate) mod local;
 pub(crate) mod redis;
 
+use crate::alerts::Scope;
 use crate::hub::{Draft, Event, Reaction, RemoteMember, Settings, Stored};
+use crate::store::Document;
 use kindred_protocol::{AccountId, Member, MemberId, MessageId, ReactionCounts, RoomId};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -138,4 +143,17 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn room_ids(&self) -> Vec<RoomId>;
     /// When a message that may take reactions was stored (ms), if it is still in history here.
     fn reactable(&self, room: &RoomId, message_id: &MessageId) -> Option<u64>;
+}
+
+/// What a cluster broker tells its node that is not one room's (`crate::node`).
+/// The embedded broker has nothing to tell: one node's documents are its own.
+pub(crate) trait NodeHandler: Send + Sync + 'static {
+    /// A version of a shared document: its text as stored, `None` when there
+    /// is none yet. `force`: read again after a loss, so it is the truth
+    /// whatever this node held. An error: the text could not be read.
+    fn on_document(&self, doc: Document, text: Option<&str>, force: bool) -> serde_json::Result<()>;
+    /// The scopes of this node's staff connections, for the other nodes to count.
+    fn staff_scopes(&self) -> Vec<Scope>;
+    /// The staff scopes of every other live node.
+    fn on_remote_staff(&self, remote: HashMap<String, Vec<Scope>>);
 }

@@ -15,21 +15,28 @@
 //! - `R` `{document}`: a new version of the room directory.
 
 use crate::hub::Event;
+use crate::store::Document;
 use kindred_protocol::{AccountId, ChatMessage};
 use serde::{Deserialize, Serialize};
 
-/// Prefix of a published moderation document.
-pub(crate) const MODERATION_PREFIX: &str = "D";
-/// Prefix of a published room directory.
-pub(crate) const ROOMS_PREFIX: &str = "R";
+/// The prefix a new version of `doc` is published behind.
+pub(crate) fn prefix_of(doc: Document) -> &'static str {
+    match doc {
+        Document::Moderation => "D",
+        Document::Rooms => "R",
+    }
+}
 
 /// A payload from another node (or this one: a node hears its own).
 #[derive(Debug)]
 pub(crate) enum Payload<'a> {
     Message(Published<'a>),
-    Event { node: String, event: Event },
-    Moderation(&'a str),
-    Rooms(&'a str),
+    Event {
+        node: String,
+        event: Event,
+    },
+    /// A new version of a shared document (its text).
+    Document(Document, &'a str),
 }
 
 /// A message as the append script published it.
@@ -98,13 +105,10 @@ pub(crate) fn decode_room(payload: &str) -> Result<Payload<'_>, DecodeError> {
 
 /// Read a payload from the control channel.
 pub(crate) fn decode_control(payload: &str) -> Result<Payload<'_>, DecodeError> {
-    if let Some(doc) = payload.strip_prefix(MODERATION_PREFIX) {
-        Ok(Payload::Moderation(doc))
-    } else if let Some(doc) = payload.strip_prefix(ROOMS_PREFIX) {
-        Ok(Payload::Rooms(doc))
-    } else {
-        Err(DecodeError::Unknown)
-    }
+    [Document::Moderation, Document::Rooms]
+        .into_iter()
+        .find_map(|doc| Some(Payload::Document(doc, payload.strip_prefix(prefix_of(doc))?)))
+        .ok_or(DecodeError::Unknown)
 }
 
 #[cfg(test)]
@@ -142,8 +146,8 @@ mod tests {
 
     #[test]
     fn control_documents_are_told_apart_by_prefix() {
-        assert!(matches!(decode_control(r#"D{"v":1}"#), Ok(Payload::Moderation(r#"{"v":1}"#))));
-        assert!(matches!(decode_control(r#"R{"v":2}"#), Ok(Payload::Rooms(r#"{"v":2}"#))));
+        assert!(matches!(decode_control(r#"D{"v":1}"#), Ok(Payload::Document(Document::Moderation, r#"{"v":1}"#))));
+        assert!(matches!(decode_control(r#"R{"v":2}"#), Ok(Payload::Document(Document::Rooms, r#"{"v":2}"#))));
         assert!(matches!(decode_control("Q"), Err(DecodeError::Unknown)));
     }
 }

@@ -18,18 +18,11 @@ pub(super) async fn dispatch(s: Arc<Shared>, mut pushes: mpsc::Receiver<redis::P
                 let (Ok(channel), Ok(payload)) = (std::str::from_utf8(channel), std::str::from_utf8(payload)) else { continue };
                 if channel == CONTROL_CHANNEL {
                     match codec::decode_control(payload) {
-                        Ok(Payload::Moderation(doc)) => {
-                            let mutes_changed = s.moderation.install_published(doc);
-                            enforce_service_bans(&s);
-                            // (Reports change the document too; only a change of mutes walks the members.)
-                            if mutes_changed {
-                                follow_mutes(&s);
+                        Ok(Payload::Document(doc, text)) => {
+                            if let Err(e) = s.node_handler.on_document(doc, Some(text), false) {
+                                tracing::error!(?doc, error = %e, "a published shared document is not valid");
                             }
                         }
-                        Ok(Payload::Rooms(doc)) => match serde_json::from_str::<Versioned<SavedRooms>>(doc) {
-                            Ok(d) => d.doc.reconcile(&s.hub, &s.base_rooms),
-                            Err(e) => tracing::error!(error = %e, "a published rooms document is not valid"),
-                        },
                         Ok(_) | Err(_) => tracing::error!("a control payload of an unknown kind"),
                     }
                 } else if let Some(room) = Keys::room_of_channel(channel) {
@@ -84,35 +77,6 @@ pub(super) fn on_room_payload(s: &Arc<Shared>, room: &RoomId, payload: &str) {
         Ok(Payload::Event { node, event }) if node != *s.node || event.for_sender_too() => s.handler.on_event(room, &Arc::from(node.as_str()), event),
         Ok(_) => {}
         Err(e) => tracing::error!(room = %room, error = %e, "a room payload could not be read"),
-    }
-}
-
-/// The moderation document is the truth about mutes; this node's members
-/// show it. A mute made on another node is announced there only if that
-/// node held the member's record at that moment; a member leaving and
-/// coming back meanwhile (a resume) would otherwise stay listed unmuted
-/// while its sends were refused.
-pub(super) fn follow_mutes(s: &Arc<Shared>) {
-    for room in s.hub.rooms() {
-        let id = room.id();
-        for (member, account) in room.local_members() {
-            let muted = s.moderation.muted_until(&id, &account);
-            if (member.muted, &member.muted_until) != (muted.is_some(), &muted.clone().flatten()) {
-                room.set_muted(&member.member_id, muted);
-            }
-        }
-    }
-}
-
-/// A service ban (or erasure) made on another node closes this node's connections of that account.
-pub(super) fn enforce_service_bans(s: &Arc<Shared>) {
-    for entry in s.accounts.iter() {
-        let account = entry.key();
-        if s.moderation.banned_from_service(account).is_some() {
-            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Banned));
-        } else if s.moderation.is_forgotten(account) {
-            entry.value().iter().for_each(|(_, c)| c.close(CloseCode::Unauthorized));
-        }
     }
 }
 

@@ -117,7 +117,7 @@ pub(super) async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat
     pipe.cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(now.saturating_sub(ttl_ms)).arg("+inf");
     // This node's staff scopes: written when they change, and again after a
     // repair (Redis may have lost them); idle ticks write nothing.
-    let scopes = serde_json::to_string(&s.on_duty.local_scopes()).expect("scopes serialize");
+    let scopes = serde_json::to_string(&s.node_handler.staff_scopes()).expect("scopes serialize");
     let write_scopes = repairing || beat.staff.as_deref() != Some(scopes.as_str());
     if write_scopes {
         pipe.cmd("HSET").arg(STAFF_KEY).arg(&*s.node).arg(&scopes).ignore();
@@ -147,10 +147,13 @@ pub(super) async fn recover(s: &Arc<Shared>, repairing: bool, share: Share, beat
     let events_lost = std::mem::replace(&mut beat.dropped, dropped) != dropped;
     let share = if lapsed || events_lost { Share::All } else { share };
     if repairing {
-        s.moderation.reload().await.map_err(|_| BrokerError::Unavailable)?;
-        enforce_service_bans(s);
-        let rooms = s.rooms.fetch::<SavedRooms>().await.map_err(|_| BrokerError::Unavailable)?;
-        rooms.doc.reconcile(&s.hub, &s.base_rooms);
+        for doc in [Document::Moderation, Document::Rooms] {
+            let text: Option<String> = bounded(redis::cmd("GET").arg(doc.key()).query_async(&mut conn)).await?;
+            s.node_handler.on_document(doc, text.as_deref(), true).map_err(|e| {
+                tracing::error!(?doc, error = %e, "a shared document in Redis is not valid");
+                BrokerError::Unavailable
+            })?;
+        }
     }
     // The ids first: `is_warm` reads the map again, which must not happen while iterating it.
     let ids: Vec<RoomId> = s.warm.iter().map(|w| w.key().clone()).collect();

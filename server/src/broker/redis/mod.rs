@@ -27,8 +27,10 @@
 //!   for `presence_ttl` are dropped by the others. Room settings (the pinned
 //!   message and the session among them) are a document per room.
 //!   Reactions are a hash per message that expires with it, changed and
-//!   counted by one script that publishes the counts. Moderation state is
-//!   the moderation store's.
+//!   counted by one script that publishes the counts. The shared documents
+//!   (moderation, the room directory) are changed by `store::Doc`; the
+//!   broker carries their new versions to its [`NodeHandler`], and reads
+//!   them again after a loss.
 
 pub(crate) mod codec;
 mod events;
@@ -43,18 +45,15 @@ use history::*;
 use keys::*;
 use presence::*;
 
-use super::{Appended, BoxFuture, Broker, BrokerError, Handler, Retention};
-use crate::api::SavedRooms;
+use super::{Appended, BoxFuture, Broker, BrokerError, Handler, NodeHandler, Retention};
 use crate::config::Limits;
-use crate::hub::{Accounts, Draft, Event, Hub, Outgoing, Reaction, RemoteMember, Stored};
+use crate::hub::{Draft, Event, Outgoing, Reaction, RemoteMember, Stored};
 use crate::metrics::Metrics;
-use crate::moderation::ModerationStore;
-use crate::rooms::RoomDef;
 use crate::store::RedisConn;
-use crate::store::{CONTROL_CHANNEL, SharedDoc, Versioned};
+use crate::store::{CONTROL_CHANNEL, Document};
 use codec::{Payload, Published};
 use dashmap::DashMap;
-use kindred_protocol::{AccountId, ChatMessage, CloseCode, Member, MemberId, MessageId, RoomId};
+use kindred_protocol::{AccountId, ChatMessage, Member, MemberId, MessageId, RoomId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -131,12 +130,8 @@ struct Shared {
     node: Arc<str>,
     /// Where what arrives for a room goes (the hub).
     handler: Arc<dyn Handler>,
-    /// The hub itself, for what is not one room's: the moderation document
-    /// (mutes and service bans on this node's connections) and the directory.
-    hub: Hub,
-    moderation: Arc<ModerationStore>,
-    accounts: Accounts,
-    on_duty: Arc<crate::alerts::OnDuty>,
+    /// Where what is not one room's goes: shared documents, staff on other nodes.
+    node_handler: Arc<dyn NodeHandler>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     publisher: RedisConn,
@@ -150,8 +145,6 @@ struct Shared {
     presence_ttl: Duration,
     /// The nodes alive at the last health tick.
     alive: parking_lot::Mutex<Option<Arc<HashSet<String>>>>,
-    rooms: SharedDoc,
-    base_rooms: Vec<RoomDef>,
     append: redis::Script,
     react: redis::Script,
     /// Cancelled once this node has taken its members out of the shared presence at shutdown.
@@ -214,16 +207,11 @@ impl Connections {
 /// What the broker needs from the app.
 pub(crate) struct Parts {
     pub node: String,
-    pub hub: Hub,
-    pub moderation: Arc<ModerationStore>,
-    pub accounts: Accounts,
-    pub on_duty: Arc<crate::alerts::OnDuty>,
+    pub handler: Arc<dyn Handler>,
+    pub node_handler: Arc<dyn NodeHandler>,
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub presence_ttl: Duration,
-    /// Rooms made, changed or closed through the admin API, and the configured rooms they apply to.
-    pub rooms: SharedDoc,
-    pub base_rooms: Vec<RoomDef>,
     pub link: mpsc::Receiver<Outgoing>,
     pub shutdown: CancellationToken,
 }
@@ -250,11 +238,8 @@ impl RedisBroker {
         let node: Arc<str> = format!("{}-{:08x}", parts.node, rand::random::<u32>()).into();
         let shared = Arc::new(Shared {
             node,
-            handler: Arc::new(parts.hub.clone()),
-            hub: parts.hub,
-            moderation: parts.moderation,
-            accounts: parts.accounts,
-            on_duty: parts.on_duty,
+            handler: parts.handler,
+            node_handler: parts.node_handler,
             limits: parts.limits,
             metrics: parts.metrics,
             publisher,
@@ -264,8 +249,6 @@ impl RedisBroker {
             lost: AtomicBool::new(false),
             presence_ttl: parts.presence_ttl,
             alive: parking_lot::Mutex::new(None),
-            rooms: parts.rooms,
-            base_rooms: parts.base_rooms,
             append: redis::Script::new(APPEND),
             react: redis::Script::new(REACT),
             left: CancellationToken::new(),

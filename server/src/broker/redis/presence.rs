@@ -109,7 +109,7 @@ pub(super) async fn follow_staff(s: &Arc<Shared>, alive: &HashSet<String>, staff
             }
         }
     }
-    s.on_duty.set_remote(remote);
+    s.node_handler.on_remote_staff(remote);
     if !gone.is_empty() {
         bounded(redis::cmd("HDEL").arg(STAFF_KEY).arg(gone).exec_async(&mut s.publisher.clone())).await?;
     }
