@@ -24,6 +24,16 @@ async fn two_nodes() -> (Redis, TestServer, TestServer, TestClient, TestClient) 
     (redis, a, b, ann, bo)
 }
 
+/// Redis, a node in its own process (to be killed) with its data dir, and a survivor.
+async fn doomed_and_survivor() -> (Redis, TempDir, NodeProcess, TestServer) {
+    let redis = Redis::start();
+    let data = TempDir::new();
+    let doomed = NodeProcess::start(&redis, "doomed", &data);
+    doomed.wait_ready().await;
+    let survivor = node(&redis, "survivor").await;
+    (redis, data, doomed, survivor)
+}
+
 /// Send without waiting; the reply is collected later.
 async fn send_text(c: &mut TestClient, text: &str) {
     let mut frame = chat(ROOM, text);
@@ -262,11 +272,7 @@ async fn a_stalled_nodes_members_leave_and_come_back_with_it() {
 
 #[tokio::test]
 async fn a_killed_nodes_members_resume_on_another_without_a_gap() {
-    let redis = Redis::start();
-    let data = TempDir::new();
-    let mut doomed = NodeProcess::start(&redis, "doomed", &data);
-    doomed.wait_ready().await;
-    let survivor = node(&redis, "survivor").await;
+    let (_redis, _data, mut doomed, survivor) = doomed_and_survivor().await;
 
     // Rae is on the node that will die; Sol and Tam are on the survivor.
     let mut rae = TestClient::connect(doomed.url()).await;
@@ -821,11 +827,7 @@ async fn out_of_scope_a_facilitator_is_a_member_on_the_other_node_too() {
 async fn the_rust_client_fails_over_to_another_node_and_misses_nothing() {
     use crate::clients::{join, next, quick};
     use kindred_protocol::connection::{Client, Event, Options};
-    let redis = Redis::start();
-    let data = TempDir::new();
-    let mut doomed = NodeProcess::start(&redis, "doomed", &data);
-    doomed.wait_ready().await;
-    let survivor = node(&redis, "survivor").await;
+    let (_redis, _data, mut doomed, survivor) = doomed_and_survivor().await;
     let options = Options { failover: vec![survivor.url()], ..quick() };
     let (reader, mut events) = Client::connect(doomed.url(), options).await.expect("connects to the first node");
     join(&reader).await;
