@@ -16,6 +16,11 @@
 //! complete (`recovered`). A room whose history could not be recovered says
 //! `recovered: false`; it is never hidden.
 //!
+//! Why ~660 lines: the socket task is one state machine (connect, `hello`,
+//! rejoin with `since`, backoff, requests waiting for their replies) whose
+//! states share the pending requests and each room's position; this file
+//! is that machine and its public handle, nothing else.
+//!
 //! ```no_run
 //! # async fn bot() -> Result<(), kindred_protocol::connection::ClientError> {
 //! use futures_util::StreamExt;
