@@ -1,10 +1,11 @@
 //! What outlives a restart. In the embedded default: files in the data dir,
 //! each replaced by write-to-temporary, fsync and rename, so a crash
 //! mid-write leaves the old version or the new one, never half of each. In a
-//! cluster: [`SharedDoc`], a versioned JSON document in Redis. [`Doc`] and
-//! [`Log`] are the two shapes every kept thing takes (a document changed
-//! whole, a log appended to), the same in both [`Place`]s: the place is
-//! chosen once, when the node starts.
+//! cluster: a versioned JSON document in Redis, changed by compare-and-set.
+//! The moderation state, the API's rooms and the audit log take one of two
+//! shapes, [`Doc`] (a document changed whole) and [`Log`] (lines appended),
+//! which work the same in both [`Place`]s; the place is chosen once, when
+//! the node starts. (Message history is the broker's.)
 
 use crate::broker::redis::codec;
 use std::io::Write;
