@@ -402,6 +402,86 @@ async fn a_phone_number_is_refused_and_never_delivered(d: &Deployment) {
     assert_eq!((got.message_id.0.as_str(), got.text.as_str()), (message_id.as_str(), "my phone charger died and I felt so cut off"));
 }
 
+/// A report is kept in the moderation state (a file, or the document the
+/// nodes share): every facilitator hears of it once, one who arrives later
+/// is shown it, and once it is resolved it is closed on every node.
+async fn a_report_reaches_every_facilitator_once_and_its_resolution_closes_it_everywhere(d: &Deployment) {
+    let (mut sam, _) = d.a().staff_in(Role::Facilitator, None, ROOM).await;
+    let (mut tess, _) = d.b().staff_in(Role::Facilitator, None, ROOM).await;
+    let (mut mo, mo_id) = d.b().member_in(ROOM, Some("Mo")).await;
+    let (mut wren, _) = d.a().member_in(ROOM, Some("Wren")).await;
+    sees_join(&mut sam, &[&mo_id]).await;
+    sees_join(&mut tess, &[&mo_id]).await;
+
+    let (said, _) = mo.say(ROOM, "a paid course cures grief in 7 days").await;
+    wren.expect("Mo's message", |m| matches!(m, ServerMessage::Message(msg) if msg.message_id.0 == said)).await;
+    let report = |reason: &str| ClientMessage::Report {
+        id: None,
+        room: RoomId::from(ROOM),
+        message_id: kindred_protocol::MessageId(said.clone()),
+        reason: reason.into(),
+    };
+    let ServerMessage::Reported { report_id, .. } = wren.request(report("selling a cure")).await else { panic!("not reported") };
+    for staff in [&mut sam, &mut tess] {
+        let filed = staff.expect("report_filed", |m| matches!(m, ServerMessage::ReportFiled { .. })).await;
+        let ServerMessage::ReportFiled { report, .. } = filed else { unreachable!() };
+        assert_eq!((&report.id, report.message.message_id.0.as_str(), report.reason.as_str()), (&report_id, said.as_str(), "selling a cure"));
+    }
+    // Reported again while open: the same report, and nobody is told twice.
+    let again = wren.request(report("still selling")).await;
+    assert!(matches!(&again, ServerMessage::Reported { report_id: same, .. } if *same == report_id), "{again:?}");
+    sam.assert_none_for("a second report_filed", QUIET, |m| matches!(m, ServerMessage::ReportFiled { .. })).await;
+
+    // A facilitator who arrives on node B later is shown the open report.
+    let room = RoomId::from(ROOM);
+    eventually("node B never held the report", CROSS_NODE_WAIT, || d.b().app.moderation.open_reports(Some(&room)).len() == 1).await;
+    let (mut kit, _) = d.b().staff_in(Role::Facilitator, None, ROOM).await;
+    kit.expect("the open report", |m| matches!(m, ServerMessage::ReportFiled { report, .. } if report.id == report_id)).await;
+
+    let resolve = |id: &kindred_protocol::ReportId| ClientMessage::ResolveReport {
+        id: None,
+        room: RoomId::from(ROOM),
+        report_id: id.clone(),
+        resolution: kindred_protocol::client::ReportResolution::Acted,
+    };
+    let done = sam.request(resolve(&report_id)).await;
+    assert!(matches!(&done, ServerMessage::ReportResolved { report_id: r, .. } if *r == report_id), "{done:?}");
+    tess.expect("report_resolved", |m| matches!(m, ServerMessage::ReportResolved { id: None, report_id: r, .. } if *r == report_id)).await;
+    // Closed for every node: resolving it again on node B finds nothing open.
+    tess.refused(resolve(&report_id), ErrorCode::NotFound).await;
+    eventually("node B still holds the report", CROSS_NODE_WAIT, || d.b().app.moderation.open_reports(None).is_empty()).await;
+    let (mut lee, _) = d.b().staff_in(Role::Facilitator, None, ROOM).await;
+    lee.assert_none_for("a resolved report", QUIET, |m| matches!(m, ServerMessage::ReportFiled { .. })).await;
+}
+
+/// A message a facilitator deletes leaves every screen and the stored
+/// history (the embedded broker's log, or Redis's stream).
+async fn a_deleted_message_leaves_every_screen_and_the_history(d: &Deployment) {
+    let (mut sam, _) = d.a().staff_in(Role::Facilitator, None, ROOM).await;
+    let (mut mo, mo_id) = d.b().member_in(ROOM, Some("Mo")).await;
+    let (mut wren, _) = d.a().member_in(ROOM, Some("Wren")).await;
+    sees_join(&mut sam, &[&mo_id]).await;
+    let mut said = Vec::new();
+    for text in ["one", "an unkind two", "three"] {
+        said.push(mo.say(ROOM, text).await.0);
+    }
+    wren.messages(3).await;
+    sam.messages(3).await;
+
+    let doomed = kindred_protocol::MessageId(said[1].clone());
+    moderated(&sam.moderate(ROOM, A::DeleteMessage { message_id: doomed.clone(), reason: None }).await);
+    for c in [&mut mo, &mut wren] {
+        let gone = c.expect("message_deleted", |m| matches!(m, ServerMessage::MessageDeleted { .. })).await;
+        assert!(matches!(&gone, ServerMessage::MessageDeleted { message_id, .. } if *message_id == doomed), "{gone:?}");
+    }
+    for node in [d.a(), d.b()] {
+        let (mut newcomer, _) = node.member(None).await;
+        let joined = newcomer.join(ROOM).await;
+        let texts: Vec<&str> = joined_parts(&joined).1.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["one", "three"], "on node {}", node.app.config.node);
+    }
+}
+
 both_brokers!(
     messages_reach_everyone_in_one_order,
     answers_come_in_request_order_and_a_request_after_a_burst_sees_it_stored,
@@ -414,4 +494,6 @@ both_brokers!(
     forget_me_removes_the_members_messages_everywhere_and_ends_its_other_connections,
     a_crisis_message_brings_the_member_helplines_and_staff_an_alert,
     a_phone_number_is_refused_and_never_delivered,
+    a_report_reaches_every_facilitator_once_and_its_resolution_closes_it_everywhere,
+    a_deleted_message_leaves_every_screen_and_the_history,
 );
