@@ -173,6 +173,9 @@ struct SharedDoc {
     conn: RedisConn,
     key: &'static str,
     prefix: &'static str,
+    /// One compare-and-set at a time from this node: its own changes never
+    /// race each other (a burst of reports would otherwise spend the retries).
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl SharedDoc {
@@ -191,6 +194,7 @@ impl SharedDoc {
     where
         D: serde::Serialize + serde::de::DeserializeOwned + Default,
     {
+        let _one = self.changing.lock().await;
         let script = redis::Script::new(CAS_SCRIPT);
         for _ in 0..20 {
             let Versioned { v, g, mut doc } = self.fetch::<D>().await?;
@@ -326,7 +330,9 @@ where
                     writes: Default::default(),
                 })
             }
-            Place::Redis(conn) => DocPlace::Shared(SharedDoc { conn: conn.clone(), key: kind.key(), prefix: codec::prefix_of(kind) }),
+            Place::Redis(conn) => {
+                DocPlace::Shared(SharedDoc { conn: conn.clone(), key: kind.key(), prefix: codec::prefix_of(kind), changing: Default::default() })
+            }
         };
         Ok(Doc { kind, place })
     }

@@ -543,6 +543,33 @@ async fn reports_alerts_and_service_bans_cross_nodes() {
     assert_eq!(mo.closed(Duration::from_secs(5)).await, Closed::Code(4403));
 }
 
+/// A burst of moderation changes made on one node all land: the node makes
+/// its compare-and-sets one at a time, so its own changes never use up each
+/// other's retries.
+#[tokio::test]
+async fn a_burst_of_reports_on_one_node_all_land() {
+    const ROOMS: [&str; 5] = ["grief", "anxiety", "depression", "pet-loss", "recovery"];
+    const EACH: usize = 14;
+    let redis = Redis::start();
+    let a = node_with(redis.url(), false, "a", Duration::from_secs(3), |c| c.limits.max_connections_per_ip = 200).await;
+    let mut reports = Vec::new();
+    for room in ROOMS {
+        let (mut author, _) = a.member_in(room, None).await;
+        let (said, _) = author.say(room, "something hurtful").await;
+        for _ in 0..EACH {
+            let (reporter, _) = a.member_in(room, None).await;
+            let report =
+                ClientMessage::Report { id: None, room: RoomId::from(room), message_id: kindred_protocol::MessageId(said.clone()), reason: String::new() };
+            reports.push((reporter, report));
+        }
+    }
+    let replies = join_all(reports.iter_mut().map(|(c, report)| c.request(report.clone()))).await;
+    for reply in &replies {
+        assert!(matches!(reply, ServerMessage::Reported { .. }), "{reply:?}");
+    }
+    assert_eq!(a.app.moderation.open_reports(None).len(), ROOMS.len() * EACH, "every report is kept");
+}
+
 #[tokio::test]
 async fn rooms_made_through_the_api_on_one_node_open_on_every_node() {
     let redis = Redis::start();
