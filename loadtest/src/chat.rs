@@ -6,6 +6,11 @@
 //! separate (`churn`), because its connections do not stay. With
 //! `--crisis-per-s`, some sends carry a crisis phrase, and with `--staff-token`
 //! shard 0 also runs one staff connection that times their alerts (`crisis`).
+//!
+//! Why ~590 lines: `run` (200 of them) is one measured window whose phases
+//! (connect, warm up, measure, drain, report) share the plan, the counters
+//! and the server's process; the member task and the churn loop beside it
+//! are the two kinds of connection that window drives.
 
 use crate::client::{self, Dialer};
 use crate::crisis;
