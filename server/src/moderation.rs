@@ -93,8 +93,9 @@ pub struct ModerationStore {
 }
 
 impl ModerationStore {
-    /// Open (or start) the store in `data_dir` (one node).
-    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<ModerationStore> {
+    /// Open (or start) the store in `data_dir` (one node), as the tests do.
+    #[cfg(test)]
+    fn open(data_dir: &std::path::Path) -> anyhow::Result<ModerationStore> {
         Self::new(&Place::Files(data_dir.to_owned()))
     }
 

@@ -282,7 +282,6 @@ impl From<Unavailable> for StoreError {
 /// A [`Document`] and the way it is changed, the same in both places: a
 /// change returns once it is stored, with the version it made.
 pub(crate) struct Doc<D> {
-    kind: Document,
     place: DocPlace<D>,
 }
 
@@ -298,6 +297,8 @@ enum DocPlace<D> {
 /// report) and versions are never saved out of order.
 struct FileDoc<D> {
     path: PathBuf,
+    /// Readable by the server's user only.
+    private: bool,
     current: parking_lot::Mutex<Versioned<D>>,
     /// The version on disk.
     saved: std::sync::atomic::AtomicU64,
@@ -324,6 +325,7 @@ where
                 };
                 DocPlace::File(FileDoc {
                     path,
+                    private: kind.private(),
                     current: parking_lot::Mutex::new(Versioned { v: 0, g: String::new(), doc }),
                     saved: Default::default(),
                     writing: Default::default(),
@@ -334,7 +336,7 @@ where
                 DocPlace::Shared(SharedDoc { conn: conn.clone(), key: kind.key(), prefix: codec::prefix_of(kind), changing: Default::default() })
             }
         };
-        Ok(Doc { kind, place })
+        Ok(Doc { place })
     }
 
     /// What the file held at start (one node); `None` in a cluster, where
@@ -367,7 +369,7 @@ where
                         let current = file.current.lock();
                         (current.v, serde_json::to_vec_pretty(&current.doc).expect("documents serialize"))
                     };
-                    let (path, private) = (file.path.clone(), self.kind.private());
+                    let (path, private) = (file.path.clone(), file.private);
                     // Off the runtime's threads: an fsync can take milliseconds.
                     tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, private)).await.map_err(std::io::Error::other)??;
                     file.saved.store(upto, Ordering::SeqCst);
